@@ -1,0 +1,54 @@
+//! The one error type of the store layer.
+
+use crate::task::{FencingToken, TaskId};
+
+/// A boxed error from a backend or a handler.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Results of store operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A write carried a fencing token that is no longer the task's current one (the lease expired and
+    /// the task was claimed again, or the task was cancelled or finished): nothing was changed.
+    #[error("lease lost: task {task_id} is no longer held with fencing token {fence}")]
+    LeaseLost {
+        /// The task written to.
+        task_id: TaskId,
+        /// The stale token the write carried.
+        fence: FencingToken,
+    },
+    /// No task has this id.
+    #[error("task {0} not found")]
+    NotFound(TaskId),
+    /// A task or an argument was rejected before anything was written.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A configuration was rejected when it was built.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// A payload or result could not be (de)serialized.
+    #[error("serialization: {0}")]
+    Serialization(#[from] serde_json::Error),
+    /// The database schema is missing, foreign or newer than this build understands.
+    #[error("schema: {0}")]
+    Schema(String),
+    /// The backend failed (connection, timeout, unexpected SQL error).
+    #[error("database: {0}")]
+    Database(#[source] BoxError),
+}
+
+impl Error {
+    /// Wraps a backend error.
+    pub fn database(e: impl Into<BoxError>) -> Self {
+        Self::Database(e.into())
+    }
+
+    /// Whether this is [`Error::LeaseLost`].
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, Self::LeaseLost { .. })
+    }
+}

@@ -1,0 +1,24 @@
+//! The heart of leasehold without any I/O: the task model and its state machine, the narrow store
+//! traits every backend implements, the error type and the retry policy.
+//!
+//! # Layout
+//! - [`task`]: identifiers, states, fencing tokens and the records a store returns.
+//! - [`params`]: one parameter struct per store operation.
+//! - [`store`]: [`TaskStore`], the trait every backend implements, and [`Wakeup`], its hint channel.
+//! - [`retry`]: exponential backoff with jitter.
+//! - [`error`]: [`Error`], one typed enum for everything a store can answer.
+//!
+//! The lease protocol these types carry (store clock, trust window, fencing tokens) is described in
+//! `docs/lease-protocol.md` at the root of the repository.
+
+pub mod error;
+pub mod params;
+pub mod retry;
+pub mod store;
+pub mod task;
+
+pub use error::{Error, Result};
+pub use params::*;
+pub use retry::RetryPolicy;
+pub use store::{TaskStore, Wakeup};
+pub use task::*;

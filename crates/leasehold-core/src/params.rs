@@ -1,0 +1,184 @@
+//! One parameter struct per store operation, so every backend takes the same shapes.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::task::{TaskId, TaskLease};
+
+/// The queue a task goes to when none is named.
+pub const DEFAULT_QUEUE: &str = "default";
+/// Attempts a task gets when none is named.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 25;
+/// The shortest lease a task may ask for.
+pub const MIN_LEASE_TTL: Duration = Duration::from_secs(1);
+/// The longest error message kept on a task; longer ones are cut.
+pub const MAX_ERROR_LEN: usize = 4_000;
+
+/// A task to insert.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewTask {
+    /// Chosen by the caller (a UUID v7 by default).
+    pub id: TaskId,
+    /// The job kind.
+    pub kind: String,
+    /// The queue.
+    pub queue: String,
+    /// The job's arguments.
+    pub payload: serde_json::Value,
+    /// Lower runs first.
+    pub priority: i16,
+    /// Not before this time; `None` means now on the store's clock.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Not before this delay after insertion, on the store's clock (added to `run_at` or now).
+    pub delay: Option<Duration>,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// Lease duration for this task; `None` uses the claiming worker's default.
+    pub lease_ttl: Option<Duration>,
+}
+
+impl NewTask {
+    /// A task of `kind` with `payload` and default options.
+    pub fn new(kind: impl Into<String>, payload: serde_json::Value) -> Self {
+        Self {
+            id: TaskId::new(),
+            kind: kind.into(),
+            queue: DEFAULT_QUEUE.to_owned(),
+            payload,
+            priority: 0,
+            run_at: None,
+            delay: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            lease_ttl: None,
+        }
+    }
+
+    /// Checks what a store must never accept.
+    pub fn validate(&self) -> Result<()> {
+        if self.kind.is_empty() {
+            return Err(Error::InvalidInput("task kind must not be empty".into()));
+        }
+        if self.queue.is_empty() {
+            return Err(Error::InvalidInput("queue name must not be empty".into()));
+        }
+        if self.max_attempts < 1 {
+            return Err(Error::InvalidInput(format!(
+                "max_attempts must be at least 1, got {}",
+                self.max_attempts
+            )));
+        }
+        if let Some(ttl) = self.lease_ttl {
+            if ttl < MIN_LEASE_TTL {
+                return Err(Error::InvalidInput(format!(
+                    "lease ttl must be at least {MIN_LEASE_TTL:?}, got {ttl:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The delay in whole milliseconds (0 when none).
+    pub fn delay_ms(&self) -> i64 {
+        self.delay.map_or(0, duration_ms)
+    }
+
+    /// The lease ttl in whole milliseconds, if set.
+    pub fn lease_ttl_ms(&self) -> Option<i64> {
+        self.lease_ttl.map(duration_ms)
+    }
+}
+
+/// A duration in whole milliseconds, saturated to `i64`.
+pub fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Claim up to `limit` due tasks, or tasks whose lease expired on the store's clock.
+#[derive(Clone, Debug)]
+pub struct TaskClaimParams {
+    /// Queues to claim from.
+    pub queues: Vec<String>,
+    /// At most this many tasks.
+    pub limit: u32,
+    /// Lease duration for tasks that do not set their own.
+    pub default_lease_ttl: Duration,
+    /// The claiming worker's id, recorded on the task.
+    pub worker_id: String,
+}
+
+/// Renew the leases of a holder. Each entry is renewed only if it still carries its token.
+#[derive(Clone, Debug)]
+pub struct LeaseRenewParams {
+    /// The leases with the duration to extend each by, from the store's `now`.
+    pub leases: Vec<(TaskLease, Duration)>,
+}
+
+/// Mark tasks completed, each fenced by its token.
+#[derive(Clone, Debug)]
+pub struct TaskCompleteParams {
+    /// The leases and the result to store with each.
+    pub tasks: Vec<(TaskLease, Option<serde_json::Value>)>,
+}
+
+/// What a fenced completion found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionStatus {
+    /// This call completed the task.
+    Completed,
+    /// The task was already completed under the same token (inside the handler's own transaction).
+    AlreadyCompleted,
+    /// The token is no longer current: nothing was written.
+    LeaseLost,
+}
+
+/// Record a failed attempt: the task becomes available again at `retry_at`, or is discarded.
+#[derive(Clone, Debug)]
+pub struct TaskRetryParams {
+    /// The holder's lease.
+    pub lease: TaskLease,
+    /// The error to record.
+    pub error: String,
+    /// Delay before the next attempt, from the store's `now`; `None` discards the task.
+    pub retry_in: Option<Duration>,
+}
+
+/// Put a running task back to sleep without counting a failed attempt.
+#[derive(Clone, Debug)]
+pub struct TaskSnoozeParams {
+    /// The holder's lease.
+    pub lease: TaskLease,
+    /// How long, from the store's `now`.
+    pub delay: Duration,
+}
+
+/// Finish a running task as cancelled or discarded on the holder's word.
+#[derive(Clone, Debug)]
+pub struct TaskFinishParams {
+    /// The holder's lease.
+    pub lease: TaskLease,
+    /// [`crate::TaskState::Cancelled`] or [`crate::TaskState::Discarded`].
+    pub state: crate::TaskState,
+    /// Why, recorded as an error of the attempt.
+    pub reason: String,
+}
+
+/// Hand leases back at once (graceful shutdown, or a holder that stopped trusting its lease).
+#[derive(Clone, Debug)]
+pub struct TaskReleaseParams {
+    /// The leases to give up.
+    pub leases: Vec<TaskLease>,
+    /// Whether the holder lost trust in its lease: counted as a lease loss. Otherwise the attempt
+    /// is not counted (the task never ran to an outcome).
+    pub lease_lost: bool,
+}
+
+/// Cancel a task by id, whoever holds it (an operator's action). A holder finds out at its next
+/// renewal and cancels its work.
+#[derive(Clone, Debug)]
+pub struct TaskCancelParams {
+    /// The task.
+    pub id: TaskId,
+}
+

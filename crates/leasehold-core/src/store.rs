@@ -1,0 +1,65 @@
+//! The narrow store trait: every backend implements it, and the conformance suite holds each to it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::error::Result;
+use crate::params::*;
+use crate::task::{ClaimedTask, TaskId, TaskLease, TaskRecord, TaskState};
+
+/// A task store. Methods are named noun + verb and take one params struct.
+///
+/// Every write that a lease holder makes carries its [`TaskLease`] and changes nothing unless the
+/// task still holds that fencing token; such a write answers [`crate::Error::LeaseLost`] otherwise.
+pub trait TaskStore: Clone + Send + Sync + 'static {
+    /// A short name for logs and metrics (`"postgres"`, `"sqlite"`).
+    fn backend_name(&self) -> &'static str;
+
+    /// Inserts one task; returns its id.
+    fn task_insert(&self, task: NewTask) -> impl Future<Output = Result<TaskId>> + Send;
+
+    /// Inserts many tasks in one statement; returns their ids in order.
+    fn task_insert_many(&self, tasks: Vec<NewTask>) -> impl Future<Output = Result<Vec<TaskId>>> + Send;
+
+    /// Claims due tasks and tasks whose lease expired, each with a new fencing token.
+    fn task_claim(&self, params: TaskClaimParams) -> impl Future<Output = Result<Vec<ClaimedTask>>> + Send;
+
+    /// Extends the leases that still carry their token; returns the ones renewed. A lease missing
+    /// from the answer is lost.
+    fn lease_renew(&self, params: LeaseRenewParams) -> impl Future<Output = Result<Vec<TaskLease>>> + Send;
+
+    /// Completes tasks, each fenced by its token; answers one status per task, in order.
+    fn task_complete_many(
+        &self,
+        params: TaskCompleteParams,
+    ) -> impl Future<Output = Result<Vec<CompletionStatus>>> + Send;
+
+    /// Records a failed attempt and schedules the retry, or discards the task.
+    fn task_retry(&self, params: TaskRetryParams) -> impl Future<Output = Result<TaskState>> + Send;
+
+    /// Puts the task back to sleep without counting the attempt.
+    fn task_snooze(&self, params: TaskSnoozeParams) -> impl Future<Output = Result<()>> + Send;
+
+    /// Finishes the task as cancelled or discarded on the holder's word.
+    fn task_finish(&self, params: TaskFinishParams) -> impl Future<Output = Result<()>> + Send;
+
+    /// Makes held tasks available again at once; returns the ones released.
+    fn task_release(&self, params: TaskReleaseParams) -> impl Future<Output = Result<Vec<TaskLease>>> + Send;
+
+    /// Cancels a task that has not finished; returns its state afterwards.
+    fn task_cancel(&self, params: TaskCancelParams) -> impl Future<Output = Result<TaskState>> + Send;
+
+    /// Reads one task.
+    fn task_get(&self, id: TaskId) -> impl Future<Output = Result<TaskRecord>> + Send;
+
+    /// Subscribes to wake-up hints for newly available tasks.
+    fn wakeup_subscribe(&self) -> impl Future<Output = Result<Box<dyn Wakeup>>> + Send;
+}
+
+/// A stream of hints that tasks became available in a queue. A hint may be lost or spurious: the
+/// table is the truth and workers keep polling.
+pub trait Wakeup: Send {
+    /// Waits for the next hint; answers the queue name. An error means the channel broke (the
+    /// caller falls back to polling and calls again later, which reconnects).
+    fn recv(&mut self) -> Pin<Box<dyn Future<Output = Result<String>> + Send + '_>>;
+}

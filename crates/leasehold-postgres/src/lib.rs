@@ -1,0 +1,29 @@
+//! The PostgreSQL store for leasehold, on sqlx.
+//!
+//! # Layout
+//! - [`PgStore`] (`store.rs`): the [`TaskStore`](leasehold_core::TaskStore) implementation.
+//! - `sql/`: one file per statement; each is the whole truth about what that operation does.
+//! - [`migrate`]: the embedded migrations of `migrations/postgres`, applied under sqlx's advisory lock
+//!   into the `leasehold` schema with its own migrations table.
+//! - [`tx`]: enqueue and completion inside the caller's own transaction.
+//! - `wakeup.rs`: LISTEN/NOTIFY hints.
+//! - `rows.rs`: decoding rows into the core records.
+//!
+//! Lease expiry is measured by this server's `now()` only; every write of a lease holder carries its
+//! fencing token in the `WHERE` clause, and zero rows affected is [`Error::LeaseLost`].
+
+pub mod migrate;
+mod rows;
+mod store;
+pub mod tx;
+mod wakeup;
+
+pub use leasehold_core::{Error, Result};
+pub use store::PgStore;
+
+/// The channel enqueues notify on; the payload is the queue name.
+pub const WAKEUP_CHANNEL: &str = "leasehold_available";
+
+pub(crate) fn db(e: sqlx::Error) -> leasehold_core::Error {
+    leasehold_core::Error::database(e)
+}

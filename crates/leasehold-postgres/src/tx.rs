@@ -1,0 +1,42 @@
+//! Enqueue and completion inside the caller's own transaction.
+//!
+//! ```ignore
+//! let mut tx = pool.begin().await?;
+//! sqlx::query("UPDATE stock SET n = n - 1 WHERE sku = $1").bind(sku).execute(&mut *tx).await?;
+//! leasehold_postgres::tx::task_complete_in(&mut tx, ctx.lease(), None).await?; // fenced
+//! tx.commit().await?;
+//! ```
+//! If the lease was lost, `task_complete_in` answers [`Error::LeaseLost`]; the caller's `?` drops the
+//! transaction, which rolls back every write it made.
+
+use sqlx::PgConnection;
+
+use leasehold_core::{CompletionStatus, Error, NewTask, Result, TaskId, TaskLease};
+
+use crate::store::{complete_tasks, insert_tasks};
+
+/// Inserts a task in the caller's transaction: it exists, and wakes workers, only if the caller commits.
+pub async fn task_insert_in(conn: &mut PgConnection, task: NewTask) -> Result<TaskId> {
+    Ok(insert_tasks(conn, std::slice::from_ref(&task)).await?[0])
+}
+
+/// Inserts many tasks in the caller's transaction.
+pub async fn task_insert_many_in(conn: &mut PgConnection, tasks: &[NewTask]) -> Result<Vec<TaskId>> {
+    if tasks.is_empty() {
+        return Ok(Vec::new());
+    }
+    insert_tasks(conn, tasks).await
+}
+
+/// Completes the task in the caller's transaction, fenced by the lease's token. The worker that runs
+/// the handler sees the completion and does not complete the task again.
+pub async fn task_complete_in(
+    conn: &mut PgConnection,
+    lease: TaskLease,
+    result: Option<serde_json::Value>,
+) -> Result<()> {
+    match complete_tasks(conn, &[(lease, result)]).await?.first() {
+        Some(CompletionStatus::Completed | CompletionStatus::AlreadyCompleted) => Ok(()),
+        _ => Err(Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }),
+    }
+}

@@ -1,0 +1,132 @@
+//! Enqueueing typed jobs.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use leasehold_core::{
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, NewTask, Result, TaskCancelParams, TaskId, TaskRecord, TaskState, TaskStore,
+};
+
+use crate::job::Job;
+
+/// Options of one enqueue; unset fields take the job's [`Job::options`], then the defaults.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EnqueueOptions {
+    /// Queue.
+    pub queue: Option<String>,
+    /// Priority, lower first.
+    pub priority: Option<i16>,
+    /// Not before this time.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Not before this delay (on the store's clock, added to `run_at` or now).
+    pub delay: Option<Duration>,
+    /// Attempts.
+    pub max_attempts: Option<i32>,
+    /// Lease duration.
+    pub lease_ttl: Option<Duration>,
+}
+
+impl EnqueueOptions {
+    /// Sets the queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+    /// Sets the priority.
+    pub fn priority(mut self, priority: i16) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+    /// Sets the earliest run time.
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+    /// Sets a delay.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+    /// Sets the attempts allowed.
+    pub fn max_attempts(mut self, n: i32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+    /// Sets the lease duration.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = Some(ttl);
+        self
+    }
+}
+
+/// Builds the task for `job`, merging the enqueue options over the job's defaults, and validates it.
+pub fn new_task<J: Job>(job: &J, opts: &EnqueueOptions) -> Result<NewTask> {
+    let defaults = J::options();
+    let task = NewTask {
+        id: TaskId::new(),
+        kind: J::KIND.to_owned(),
+        queue: opts.queue.clone().or(defaults.queue).unwrap_or_else(|| DEFAULT_QUEUE.to_owned()),
+        payload: serde_json::to_value(job)?,
+        priority: opts.priority.or(defaults.priority).unwrap_or(0),
+        run_at: opts.run_at,
+        delay: opts.delay,
+        max_attempts: opts.max_attempts.or(defaults.max_attempts).unwrap_or(DEFAULT_MAX_ATTEMPTS),
+        lease_ttl: opts.lease_ttl.or(defaults.lease_ttl),
+    };
+    task.validate()?;
+    Ok(task)
+}
+
+/// Enqueues jobs and inspects tasks. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Client<S> {
+    store: S,
+}
+
+impl<S: TaskStore> Client<S> {
+    /// A client on `store`.
+    pub fn new(store: S) -> Self {
+        Self { store }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Enqueues one job with its defaults; returns the task id.
+    pub async fn enqueue<J: Job>(&self, job: J) -> Result<TaskId> {
+        self.enqueue_with(job, EnqueueOptions::default()).await
+    }
+
+    /// Enqueues one job with options.
+    pub async fn enqueue_with<J: Job>(&self, job: J, opts: EnqueueOptions) -> Result<TaskId> {
+        self.store.task_insert(new_task(&job, &opts)?).await
+    }
+
+    /// Enqueues many jobs of one kind in one statement; returns their ids in order.
+    pub async fn enqueue_many<J: Job>(
+        &self,
+        jobs: impl IntoIterator<Item = J>,
+        opts: EnqueueOptions,
+    ) -> Result<Vec<TaskId>> {
+        let tasks = jobs.into_iter().map(|j| new_task(&j, &opts)).collect::<Result<Vec<_>>>()?;
+        self.store.task_insert_many(tasks).await
+    }
+
+    /// Enqueues prepared tasks of any kinds in one statement.
+    pub async fn enqueue_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
+        self.store.task_insert_many(tasks).await
+    }
+
+    /// Reads a task.
+    pub async fn task(&self, id: TaskId) -> Result<TaskRecord> {
+        self.store.task_get(id).await
+    }
+
+    /// Cancels a task that has not finished; a running holder stops at its next renewal.
+    pub async fn cancel(&self, id: TaskId) -> Result<TaskState> {
+        self.store.task_cancel(TaskCancelParams { id }).await
+    }
+}

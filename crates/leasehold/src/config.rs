@@ -1,0 +1,154 @@
+//! Worker configuration: named defaults, validated when the worker is built.
+
+use std::time::Duration;
+
+use leasehold_core::{DEFAULT_QUEUE, Error, MIN_LEASE_TTL, Result, RetryPolicy};
+
+/// How a worker claims, leases and stops. Build one with [`crate::Worker::builder`].
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Tasks run at once.
+    pub concurrency: u32,
+    /// Queues claimed from.
+    pub queues: Vec<String>,
+    /// Lease `L` for tasks that do not set their own, measured on the store's clock.
+    pub lease_ttl: Duration,
+    /// Heartbeat interval `H`: every lease held is renewed this often.
+    pub heartbeat_interval: Duration,
+    /// Safety margin `M`: the worker stops trusting a lease at `t0 + L - M`, where `t0` is its own
+    /// monotonic time just before the last successful claim or renewal was sent.
+    pub trust_margin: Duration,
+    /// How long a cancelled handler may take to return before its future is dropped. Must be below
+    /// the margin, so a self-fenced handler stops before anyone else can claim its task.
+    pub cancel_grace: Duration,
+    /// Claim at least this often when no wake-up arrives.
+    pub poll_interval: Duration,
+    /// How long a graceful stop lets running jobs finish before cancelling them.
+    pub shutdown_timeout: Duration,
+    /// Backoff for failed attempts.
+    pub retry: RetryPolicy,
+    /// Recorded on claimed tasks; a unique id is generated when unset.
+    pub worker_id: Option<String>,
+}
+
+impl WorkerConfig {
+    /// Default concurrency.
+    pub const DEFAULT_CONCURRENCY: u32 = 10;
+    /// Default lease `L`.
+    pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+    /// Default heartbeat `H` (`L / 3`).
+    pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+    /// Default margin `M`.
+    pub const DEFAULT_TRUST_MARGIN: Duration = Duration::from_secs(5);
+    /// Default cancel grace.
+    pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(2);
+    /// Default poll interval.
+    pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+    /// Default shutdown timeout.
+    pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The most tasks one worker runs at once.
+    pub const MAX_CONCURRENCY: u32 = 10_000;
+
+    /// Checks the invariants of the lease protocol: `M < L`, `H < L - M`, grace < `M`.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidConfig(m));
+        if self.concurrency == 0 || self.concurrency > Self::MAX_CONCURRENCY {
+            return bad(format!("concurrency must be 1..={}, got {}", Self::MAX_CONCURRENCY, self.concurrency));
+        }
+        if self.queues.is_empty() || self.queues.iter().any(String::is_empty) {
+            return bad(format!("queues must be a non-empty list of non-empty names, got {:?}", self.queues));
+        }
+        if self.lease_ttl < MIN_LEASE_TTL {
+            return bad(format!("lease_ttl must be at least {MIN_LEASE_TTL:?}, got {:?}", self.lease_ttl));
+        }
+        if self.trust_margin.is_zero() || self.trust_margin >= self.lease_ttl {
+            return bad(format!(
+                "trust_margin must be above zero and below lease_ttl ({:?}), got {:?}",
+                self.lease_ttl, self.trust_margin
+            ));
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.lease_ttl - self.trust_margin {
+            return bad(format!(
+                "heartbeat_interval must be above zero and below lease_ttl - trust_margin ({:?}), got {:?}",
+                self.lease_ttl - self.trust_margin,
+                self.heartbeat_interval
+            ));
+        }
+        if self.cancel_grace >= self.trust_margin {
+            return bad(format!(
+                "cancel_grace must be below trust_margin ({:?}), got {:?}",
+                self.trust_margin, self.cancel_grace
+            ));
+        }
+        if self.poll_interval.is_zero() {
+            return bad("poll_interval must be above zero".into());
+        }
+        self.retry.validate()
+    }
+
+    /// The margin and heartbeat for a lease of `ttl`: the configured ones, scaled down in proportion
+    /// for a task whose own lease is shorter than the worker's.
+    pub(crate) fn scaled(&self, ttl: Duration) -> (Duration, Duration) {
+        if ttl >= self.lease_ttl {
+            return (self.trust_margin, self.heartbeat_interval);
+        }
+        let k = ttl.as_secs_f64() / self.lease_ttl.as_secs_f64();
+        (self.trust_margin.mul_f64(k), self.heartbeat_interval.mul_f64(k))
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: Self::DEFAULT_CONCURRENCY,
+            queues: vec![DEFAULT_QUEUE.to_owned()],
+            lease_ttl: Self::DEFAULT_LEASE_TTL,
+            heartbeat_interval: Self::DEFAULT_HEARTBEAT_INTERVAL,
+            trust_margin: Self::DEFAULT_TRUST_MARGIN,
+            cancel_grace: Self::DEFAULT_CANCEL_GRACE,
+            poll_interval: Self::DEFAULT_POLL_INTERVAL,
+            shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
+            retry: RetryPolicy::default(),
+            worker_id: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        WorkerConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_a_heartbeat_that_cannot_keep_the_lease() {
+        let c = WorkerConfig { heartbeat_interval: Duration::from_secs(26), ..WorkerConfig::default() };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("heartbeat_interval"), "{e}");
+    }
+
+    #[test]
+    fn rejects_a_margin_as_long_as_the_lease() {
+        let c = WorkerConfig { trust_margin: Duration::from_secs(30), ..WorkerConfig::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("trust_margin"));
+    }
+
+    #[test]
+    fn rejects_zero_concurrency_and_empty_queues() {
+        assert!(WorkerConfig { concurrency: 0, ..WorkerConfig::default() }.validate().is_err());
+        assert!(WorkerConfig { queues: vec![], ..WorkerConfig::default() }.validate().is_err());
+        assert!(WorkerConfig { queues: vec![String::new()], ..WorkerConfig::default() }.validate().is_err());
+    }
+
+    #[test]
+    fn scales_margin_and_heartbeat_for_short_leases() {
+        let c = WorkerConfig::default();
+        let (m, h) = c.scaled(Duration::from_secs(3));
+        assert_eq!(m, Duration::from_millis(500));
+        assert_eq!(h, Duration::from_secs(1));
+        assert_eq!(c.scaled(Duration::from_secs(60)), (c.trust_margin, c.heartbeat_interval));
+    }
+}

@@ -1,0 +1,58 @@
+//! leasehold: leased job-queue workers for Rust services.
+//!
+//! Workers claim tasks through leases measured by the store's clock, renew them with heartbeats, and
+//! get a store-issued, strictly increasing fencing token on every claim. Every write of a holder
+//! carries that token, so a worker that was paused or cut off past its lease cannot complete, fail or
+//! snooze a task someone else now holds; and a worker that cannot renew in time cancels its own job
+//! before the store could hand the task to anyone else.
+//!
+//! ```no_run
+//! use leasehold::postgres::PgStore;
+//! use leasehold::{Client, Job, JobContext, JobResult, Outcome, Worker};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Resize { image: String }
+//!
+//! impl Job for Resize {
+//!     const KIND: &'static str = "resize";
+//!     type State = ();
+//!     async fn run(self, _ctx: JobContext<()>) -> JobResult {
+//!         println!("resizing {}", self.image);
+//!         Ok(Outcome::Complete)
+//!     }
+//! }
+//!
+//! # async fn demo() -> leasehold::Result<()> {
+//! let store = PgStore::connect("postgres://localhost/app").await?;
+//! Client::new(store.clone()).enqueue(Resize { image: "cat.png".into() }).await?;
+//! let worker = Worker::builder(store).register::<Resize>().concurrency(8).build()?;
+//! worker.run_until(async { tokio::signal::ctrl_c().await.unwrap() }).await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`job`]: the [`Job`] trait, [`JobContext`] and [`Outcome`].
+//! - [`client`]: [`Client`] and [`EnqueueOptions`].
+//! - [`worker`]: [`Worker`], its builder and its background work.
+//! - [`config`]: [`WorkerConfig`], validated when built.
+//! - [`postgres`] (feature `postgres`): the PostgreSQL store and the operations that join the
+//!   application's own transaction.
+//! - [`core`]: the backend-neutral model, re-exported from `leasehold-core`.
+
+pub mod client;
+pub mod config;
+pub mod job;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod worker;
+
+pub use leasehold_core as core;
+pub use leasehold_core::{
+    ClaimedTask, Error, FencingToken, NewTask, Result, RetryPolicy, TaskId, TaskLease, TaskRecord, TaskState, TaskStore,
+};
+
+pub use client::{Client, EnqueueOptions};
+pub use config::WorkerConfig;
+pub use job::{BoxError, Job, JobContext, JobOptions, JobResult, Outcome};
+pub use worker::{Worker, WorkerBuilder, WorkerStats};

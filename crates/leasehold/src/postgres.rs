@@ -1,0 +1,24 @@
+//! PostgreSQL: the store, and the operations that join the application's own transaction.
+
+use sqlx::PgConnection;
+
+pub use leasehold_postgres::{PgStore, migrate, tx};
+
+use leasehold_core::{Result, TaskId, TaskLease};
+
+use crate::client::{Client, EnqueueOptions, new_task};
+use crate::job::Job;
+
+impl Client<PgStore> {
+    /// Enqueues a job inside the caller's transaction: the task exists only if the caller commits.
+    pub async fn enqueue_in<J: Job>(&self, conn: &mut PgConnection, job: J, opts: EnqueueOptions) -> Result<TaskId> {
+        tx::task_insert_in(conn, new_task(&job, &opts)?).await
+    }
+}
+
+/// Completes the running task inside the caller's transaction, fenced by its token. A lost lease
+/// answers [`leasehold_core::Error::LeaseLost`]; dropping the transaction then rolls back every
+/// write it made. The worker sees the completion and does not complete the task again.
+pub async fn complete_in(conn: &mut PgConnection, lease: TaskLease, result: Option<serde_json::Value>) -> Result<()> {
+    tx::task_complete_in(conn, lease, result).await
+}

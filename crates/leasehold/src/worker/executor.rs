@@ -1,0 +1,248 @@
+//! Runs one claimed task and writes its outcome, fenced by the claim's token.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tracing::Instrument;
+
+use leasehold_core::*;
+
+use super::Shared;
+use super::completer::CompleteRequest;
+use super::lease::{CancelReason, LeaseEntry};
+use super::registry::Prepared;
+use crate::job::{JobContext, JobResult, Outcome};
+
+/// How an attempt ended, before its outcome is written.
+enum Ran {
+    Returned(JobResult),
+    Panicked(String),
+    /// Cancelled, and still running when the grace period ended: its future was dropped.
+    Abandoned,
+    UnknownKind,
+    Undecodable(String),
+}
+
+pub(crate) async fn execute<S: TaskStore, St: Send + Sync + 'static>(
+    shared: Arc<Shared<S, St>>,
+    task: ClaimedTask,
+    entry: Arc<LeaseEntry>,
+    permit: OwnedSemaphorePermit,
+) {
+    let span = tracing::info_span!(
+        "leasehold.job",
+        task_id = %task.lease.task_id,
+        kind = %task.kind,
+        queue = %task.queue,
+        attempt = task.attempt,
+        fence = %task.lease.fence,
+        outcome = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    async {
+        let (attempt, max_attempts) = (task.attempt, task.max_attempts);
+        let ran = run_handler(&shared, task, &entry).await;
+        entry.finishing.store(true, Ordering::Release);
+        let outcome = settle(&shared, &entry, attempt, max_attempts, ran).await;
+        tracing::Span::current().record("outcome", outcome);
+        tracing::debug!(outcome, "task settled");
+    }
+    .instrument(span)
+    .await;
+    shared.active.remove(entry.lease.task_id);
+    drop(permit);
+    shared.capacity_freed.notify_one();
+}
+
+async fn run_handler<S: TaskStore, St: Send + Sync + 'static>(
+    shared: &Shared<S, St>,
+    task: ClaimedTask,
+    entry: &LeaseEntry,
+) -> Ran {
+    let Some(handler) = shared.registry.get(&task.kind) else {
+        return Ran::UnknownKind;
+    };
+    let ctx = JobContext {
+        lease: task.lease,
+        kind: task.kind.into(),
+        queue: task.queue,
+        attempt: task.attempt,
+        max_attempts: task.max_attempts,
+        cancel: entry.cancel.child_token(),
+        state: shared.state.clone(),
+    };
+    let fut = match handler.prepare(task.payload, ctx) {
+        Prepared::Run(fut) => fut,
+        Prepared::Undecodable(msg) => return Ran::Undecodable(msg),
+    };
+    let mut fut = AssertUnwindSafe(fut).catch_unwind();
+    let stop = async {
+        tokio::select! {
+            _ = entry.cancel.cancelled() => {}
+            _ = entry.trust_expired() => {}
+        }
+    };
+    tokio::select! {
+        r = &mut fut => return caught(r),
+        _ = stop => {}
+    }
+    match tokio::time::timeout(shared.config.cancel_grace, &mut fut).await {
+        Ok(r) => caught(r),
+        Err(_) => Ran::Abandoned,
+    }
+}
+
+fn caught(r: std::thread::Result<JobResult>) -> Ran {
+    match r {
+        Ok(res) => Ran::Returned(res),
+        Err(panic) => Ran::Panicked(
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".to_owned()),
+        ),
+    }
+}
+
+/// Writes the outcome; answers its name for the span and logs.
+async fn settle<S: TaskStore, St>(
+    shared: &Shared<S, St>,
+    entry: &LeaseEntry,
+    attempt: i32,
+    max_attempts: i32,
+    ran: Ran,
+) -> &'static str {
+    let lease = entry.lease;
+    let stats = &shared.stats;
+    // A handler that completed completes, whatever happened meanwhile: the fence decides.
+    if let Ran::Returned(Ok(Outcome::Complete | Outcome::CompleteWith(_))) = &ran {
+        let result = match ran {
+            Ran::Returned(Ok(Outcome::CompleteWith(v))) => Some(v),
+            _ => None,
+        };
+        return complete(shared, lease, result).await;
+    }
+    match entry.reason() {
+        Some(CancelReason::LeaseGone) => {
+            stats.lease_lost.inc();
+            return "lease_lost";
+        }
+        Some(CancelReason::TrustExpired) => {
+            stats.lease_lost.inc();
+            write(shared, "release", shared.store.task_release(TaskReleaseParams { leases: vec![lease], lease_lost: true })).await;
+            return "self_fenced";
+        }
+        Some(CancelReason::Shutdown) => {
+            stats.released.inc();
+            write(shared, "release", shared.store.task_release(TaskReleaseParams { leases: vec![lease], lease_lost: false })).await;
+            return "released";
+        }
+        None => {}
+    }
+    let retry = |error: String, delay: Option<Duration>| {
+        let retry_in = if attempt >= max_attempts { None } else { Some(delay.unwrap_or_else(|| shared.config.retry.delay(attempt))) };
+        tracing::Span::current().record("error", error.as_str());
+        shared.store.task_retry(TaskRetryParams { lease, error, retry_in })
+    };
+    match ran {
+        Ran::Returned(Ok(Outcome::Complete | Outcome::CompleteWith(_))) => unreachable!("handled above"),
+        Ran::Returned(Ok(Outcome::RetryAfter(d))) => retried(shared, retry("retry requested by the job".into(), Some(d)).await),
+        Ran::Returned(Ok(Outcome::Snooze(delay))) => {
+            stats.snoozed.inc();
+            write(shared, "snooze", shared.store.task_snooze(TaskSnoozeParams { lease, delay })).await;
+            "snoozed"
+        }
+        Ran::Returned(Ok(Outcome::Cancel(reason))) => {
+            stats.cancelled.inc();
+            let p = TaskFinishParams { lease, state: TaskState::Cancelled, reason };
+            write(shared, "cancel", shared.store.task_finish(p)).await;
+            "cancelled"
+        }
+        Ran::Returned(Ok(Outcome::Fail(reason))) => discard(shared, lease, reason).await,
+        Ran::Returned(Err(e)) => retried(shared, retry(e.to_string(), None).await),
+        Ran::Panicked(msg) => {
+            stats.panics.inc();
+            retried(shared, retry(format!("the job panicked: {msg}"), None).await)
+        }
+        Ran::UnknownKind => {
+            let kind = "unknown job kind: no handler is registered for it in this worker".to_owned();
+            retried(shared, retry(kind, None).await)
+        }
+        Ran::Undecodable(msg) => discard(shared, lease, msg).await,
+        Ran::Abandoned => unreachable!("only a cancelled job is abandoned, and a cancelled job has a reason"),
+    }
+}
+
+async fn complete<S: TaskStore, St>(shared: &Shared<S, St>, lease: TaskLease, result: Option<serde_json::Value>) -> &'static str {
+    let (reply, answer) = oneshot::channel();
+    if shared.completer.send(CompleteRequest { lease, result, reply }).await.is_err() {
+        shared.stats.write_errors.inc();
+        return "write_failed";
+    }
+    match answer.await {
+        Ok(Ok(CompletionStatus::Completed | CompletionStatus::AlreadyCompleted)) => {
+            shared.stats.completed.inc();
+            "completed"
+        }
+        Ok(Ok(CompletionStatus::LeaseLost)) => {
+            shared.stats.lease_lost.inc();
+            tracing::warn!("completion rejected: the lease was lost before it");
+            "lease_lost"
+        }
+        Ok(Err(e)) => {
+            shared.stats.write_errors.inc();
+            tracing::warn!(error = %e, "completion failed; the task runs again after its lease expires");
+            "write_failed"
+        }
+        Err(_) => {
+            shared.stats.write_errors.inc();
+            "write_failed"
+        }
+    }
+}
+
+async fn discard<S: TaskStore, St>(shared: &Shared<S, St>, lease: TaskLease, reason: String) -> &'static str {
+    shared.stats.discarded.inc();
+    tracing::Span::current().record("error", reason.as_str());
+    let p = TaskFinishParams { lease, state: TaskState::Discarded, reason };
+    write(shared, "discard", shared.store.task_finish(p)).await;
+    "discarded"
+}
+
+fn retried<S, St>(shared: &Shared<S, St>, r: Result<TaskState>) -> &'static str {
+    match r {
+        Ok(TaskState::Discarded) => {
+            shared.stats.discarded.inc();
+            "discarded"
+        }
+        Ok(_) => {
+            shared.stats.retried.inc();
+            "retried"
+        }
+        Err(e) => {
+            failed_write(shared, "retry", &e);
+            "write_failed"
+        }
+    }
+}
+
+async fn write<S, St, T>(shared: &Shared<S, St>, what: &str, op: impl Future<Output = Result<T>>) {
+    if let Err(e) = op.await {
+        failed_write(shared, what, &e);
+    }
+}
+
+fn failed_write<S, St>(shared: &Shared<S, St>, what: &str, e: &Error) {
+    if e.is_lease_lost() {
+        shared.stats.lease_lost.inc();
+        tracing::warn!(error = %e, "{what} rejected by fencing");
+    } else {
+        shared.stats.write_errors.inc();
+        tracing::warn!(error = %e, "{what} failed; the task runs again after its lease expires");
+    }
+}

@@ -1,0 +1,294 @@
+//! The worker runtime: claims tasks, runs their jobs under leases, and writes outcomes.
+//!
+//! One worker owns four kinds of background work, started together by [`Worker::start`] and stopped
+//! together by [`Worker::stop`]: the claim loop (`producer.rs`), one executor per running task
+//! (`executor.rs`), the heartbeat (`heartbeat.rs`) and the batched completer (`completer.rs`).
+//! Nothing is spawned that [`Worker::stop`] does not wait for.
+//!
+//! Stopping is graceful: claiming stops, running jobs get [`WorkerConfig::shutdown_timeout`] to
+//! finish, then they are cancelled, get [`WorkerConfig::cancel_grace`] to return, and their tasks are
+//! released at once (fenced, the attempt not counted) rather than after their lease expires.
+
+mod completer;
+mod executor;
+mod heartbeat;
+mod lease;
+mod producer;
+mod registry;
+mod stats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use leasehold_core::{Error, MIN_LEASE_TTL, Result, RetryPolicy, TaskStore};
+
+use crate::config::WorkerConfig;
+use crate::job::Job;
+use lease::{ActiveSet, CancelReason};
+use registry::Registry;
+pub use stats::WorkerStats;
+use stats::Stats;
+
+/// What the background work of a running worker shares.
+pub(crate) struct Shared<S, St> {
+    store: S,
+    config: WorkerConfig,
+    worker_id: String,
+    registry: Arc<Registry<St>>,
+    state: Arc<St>,
+    stats: Arc<Stats>,
+    active: ActiveSet,
+    capacity: Arc<Semaphore>,
+    capacity_freed: Notify,
+    completer: mpsc::Sender<completer::CompleteRequest>,
+}
+
+struct Running<S, St> {
+    shared: Arc<Shared<S, St>>,
+    stop_claiming: CancellationToken,
+    stop_services: CancellationToken,
+    executors: TaskTracker,
+    producer: JoinHandle<()>,
+    heartbeat: JoinHandle<()>,
+    completer: JoinHandle<()>,
+}
+
+/// A worker: runs registered jobs from its queues. Build it with [`Worker::builder`].
+pub struct Worker<S, St = ()> {
+    store: S,
+    config: WorkerConfig,
+    worker_id: String,
+    registry: Arc<Registry<St>>,
+    state: Arc<St>,
+    stats: Arc<Stats>,
+    running: tokio::sync::Mutex<Option<Running<S, St>>>,
+}
+
+impl<S: TaskStore> Worker<S, ()> {
+    /// A builder for a worker whose jobs need no shared state.
+    pub fn builder(store: S) -> WorkerBuilder<S, ()> {
+        Self::builder_with_state(store, ())
+    }
+}
+
+impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
+    /// A builder for a worker whose jobs reach `state` through [`crate::JobContext::state`].
+    pub fn builder_with_state(store: S, state: St) -> WorkerBuilder<S, St> {
+        WorkerBuilder {
+            store,
+            config: WorkerConfig::default(),
+            state: Arc::new(state),
+            registry: Registry::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// This worker's id, recorded on the tasks it claims.
+    pub fn id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// Counters since the worker was built.
+    pub fn stats(&self) -> WorkerStats {
+        self.stats.snapshot()
+    }
+
+    /// Tasks running now.
+    pub async fn running_tasks(&self) -> usize {
+        self.running.lock().await.as_ref().map_or(0, |r| r.shared.active.len())
+    }
+
+    /// Starts claiming and running tasks. Calling it on a started worker does nothing.
+    pub async fn start(&self) {
+        let mut running = self.running.lock().await;
+        if running.is_some() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(completer::MAX_BATCH);
+        let shared = Arc::new(Shared {
+            store: self.store.clone(),
+            config: self.config.clone(),
+            worker_id: self.worker_id.clone(),
+            registry: self.registry.clone(),
+            state: self.state.clone(),
+            stats: self.stats.clone(),
+            active: ActiveSet::default(),
+            capacity: Arc::new(Semaphore::new(self.config.concurrency as usize)),
+            capacity_freed: Notify::new(),
+            completer: tx,
+        });
+        let (stop_claiming, stop_services) = (CancellationToken::new(), CancellationToken::new());
+        let executors = TaskTracker::new();
+        let producer = tokio::spawn(producer::run(shared.clone(), executors.clone(), stop_claiming.clone()));
+        let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), stop_services.clone()));
+        let completer = tokio::spawn(completer::run(self.store.clone(), rx, stop_services.clone()));
+        tracing::info!(worker_id = %self.worker_id, queues = ?self.config.queues, "worker started");
+        *running = Some(Running { shared, stop_claiming, stop_services, executors, producer, heartbeat, completer });
+    }
+
+    /// Stops gracefully within [`WorkerConfig::shutdown_timeout`]. Safe to call before `start` and
+    /// more than once.
+    pub async fn stop(&self) {
+        self.stop_within(self.config.shutdown_timeout).await;
+    }
+
+    /// Stops gracefully, letting running jobs finish for at most `timeout`.
+    pub async fn stop_within(&self, timeout: Duration) {
+        let Some(r) = self.running.lock().await.take() else {
+            return;
+        };
+        r.stop_claiming.cancel();
+        let _ = r.producer.await;
+        r.executors.close();
+        if tokio::time::timeout(timeout, r.executors.wait()).await.is_err() {
+            let left = r.shared.active.snapshot();
+            tracing::info!(jobs = left.len(), "shutdown deadline passed: cancelling running jobs");
+            for e in left {
+                e.lose(CancelReason::Shutdown);
+            }
+            r.executors.wait().await;
+        }
+        r.stop_services.cancel();
+        let _ = r.heartbeat.await;
+        let _ = r.completer.await;
+        tracing::info!(worker_id = %self.worker_id, "worker stopped");
+    }
+
+    /// Starts, runs until `signal` resolves (a Ctrl-C, a shutdown channel), then stops gracefully.
+    pub async fn run_until(&self, signal: impl Future<Output = ()>) {
+        self.start().await;
+        signal.await;
+        self.stop().await;
+    }
+}
+
+/// Builds a [`Worker`]; [`WorkerBuilder::build`] validates everything.
+pub struct WorkerBuilder<S, St> {
+    store: S,
+    config: WorkerConfig,
+    state: Arc<St>,
+    registry: Registry<St>,
+    problems: Vec<String>,
+}
+
+impl<S: TaskStore, St: Send + Sync + 'static> WorkerBuilder<S, St> {
+    /// Runs jobs of kind `J`.
+    pub fn register<J: Job<State = St>>(mut self) -> Self {
+        let opts = J::options();
+        if J::KIND.is_empty() {
+            self.problems.push(format!("{} has an empty KIND", std::any::type_name::<J>()));
+        }
+        if let Some(ttl) = opts.lease_ttl.filter(|t| *t < MIN_LEASE_TTL) {
+            self.problems.push(format!("job kind {:?} asks for a lease of {ttl:?}, below {MIN_LEASE_TTL:?}", J::KIND));
+        }
+        if let Some(n) = opts.max_attempts.filter(|n| *n < 1) {
+            self.problems.push(format!("job kind {:?} asks for {n} max attempts", J::KIND));
+        }
+        if !self.registry.insert::<J>() {
+            self.problems.push(format!("job kind {:?} is registered twice", J::KIND));
+        }
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: WorkerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Tasks run at once.
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.config.concurrency = n;
+        self
+    }
+
+    /// Queues to claim from.
+    pub fn queues<I: IntoIterator<Item = Q>, Q: Into<String>>(mut self, queues: I) -> Self {
+        self.config.queues = queues.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Lease `L`.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.config.lease_ttl = ttl;
+        self
+    }
+
+    /// Heartbeat `H`.
+    pub fn heartbeat_interval(mut self, h: Duration) -> Self {
+        self.config.heartbeat_interval = h;
+        self
+    }
+
+    /// Margin `M`.
+    pub fn trust_margin(mut self, m: Duration) -> Self {
+        self.config.trust_margin = m;
+        self
+    }
+
+    /// Grace for a cancelled handler.
+    pub fn cancel_grace(mut self, g: Duration) -> Self {
+        self.config.cancel_grace = g;
+        self
+    }
+
+    /// Poll interval.
+    pub fn poll_interval(mut self, p: Duration) -> Self {
+        self.config.poll_interval = p;
+        self
+    }
+
+    /// Shutdown timeout.
+    pub fn shutdown_timeout(mut self, t: Duration) -> Self {
+        self.config.shutdown_timeout = t;
+        self
+    }
+
+    /// Backoff policy.
+    pub fn retry_policy(mut self, p: RetryPolicy) -> Self {
+        self.config.retry = p;
+        self
+    }
+
+    /// The id recorded on claimed tasks.
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.config.worker_id = Some(id.into());
+        self
+    }
+
+    /// Validates the configuration and the registered jobs.
+    pub fn build(self) -> Result<Worker<S, St>> {
+        if let Some(p) = self.problems.first() {
+            return Err(Error::InvalidConfig(p.clone()));
+        }
+        if self.registry.is_empty() {
+            return Err(Error::InvalidConfig("a worker needs at least one registered job kind".into()));
+        }
+        self.config.validate()?;
+        let worker_id = self.config.worker_id.clone().unwrap_or_else(default_worker_id);
+        Ok(Worker {
+            store: self.store,
+            config: self.config,
+            worker_id,
+            registry: Arc::new(self.registry),
+            state: self.state,
+            stats: Arc::default(),
+            running: tokio::sync::Mutex::new(None),
+        })
+    }
+}
+
+fn default_worker_id() -> String {
+    let suffix = uuid::Uuid::now_v7().simple().to_string();
+    format!("worker-{}-{}", std::process::id(), &suffix[24..])
+}

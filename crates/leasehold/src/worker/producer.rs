@@ -1,0 +1,100 @@
+//! The claim loop: claims up to the free capacity, then waits for a wake-up hint, a poll tick or
+//! freed capacity.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use leasehold_core::{Result, TaskClaimParams, TaskStore, Wakeup};
+
+use super::Shared;
+use super::executor::execute;
+use super::lease::LeaseEntry;
+
+pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(
+    shared: Arc<Shared<S, St>>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
+    let cfg = &shared.config;
+    let mut wakeup: Option<Box<dyn Wakeup>> = None;
+    let mut subscribe_at = Instant::now();
+    while !stop.is_cancelled() {
+        if wakeup.is_none() && Instant::now() >= subscribe_at {
+            match shared.store.wakeup_subscribe().await {
+                Ok(w) => wakeup = Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "wake-up subscription failed; polling meanwhile");
+                    subscribe_at = Instant::now() + cfg.poll_interval * 5;
+                }
+            }
+        }
+        let full_batch = claim_once(&shared, &tracker).await;
+        if full_batch && shared.capacity.available_permits() > 0 {
+            continue;
+        }
+        let at_capacity = shared.capacity.available_permits() == 0;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(cfg.poll_interval) => {}
+            _ = shared.capacity_freed.notified(), if at_capacity => {}
+            r = hint(&mut wakeup, &cfg.queues), if !at_capacity => {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "wake-up channel broke; polling meanwhile");
+                    wakeup = None;
+                    subscribe_at = Instant::now() + cfg.poll_interval;
+                }
+            }
+        }
+    }
+}
+
+/// Claims up to the free capacity and starts the tasks; answers whether the batch came back full.
+pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(shared: &Arc<Shared<S, St>>, tracker: &TaskTracker) -> bool {
+    let free = shared.capacity.available_permits();
+    if free == 0 {
+        return false;
+    }
+    let params = TaskClaimParams {
+        queues: shared.config.queues.clone(),
+        limit: u32::try_from(free).unwrap_or(u32::MAX),
+        default_lease_ttl: shared.config.lease_ttl,
+        worker_id: shared.worker_id.clone(),
+    };
+    let t0 = Instant::now();
+    let tasks = match shared.store.task_claim(params).await {
+        Ok(tasks) => tasks,
+        Err(e) => {
+            shared.stats.claim_errors.inc();
+            tracing::warn!(error = %e, "claiming failed");
+            return false;
+        }
+    };
+    let full = tasks.len() == free;
+    for task in tasks {
+        let Ok(permit) = shared.capacity.clone().try_acquire_owned() else {
+            unreachable!("only the claim loop takes permits, and it claimed no more than were free");
+        };
+        shared.stats.claimed.inc();
+        let (margin, _) = shared.config.scaled(task.lease_ttl);
+        let entry = Arc::new(LeaseEntry::new(task.lease, task.lease_ttl, margin, t0));
+        shared.active.insert(entry.clone());
+        tracker.spawn(execute(shared.clone(), task, entry, permit));
+    }
+    full
+}
+
+/// The next hint for one of `queues`; never resolves without a subscription.
+async fn hint(wakeup: &mut Option<Box<dyn Wakeup>>, queues: &[String]) -> Result<()> {
+    let Some(w) = wakeup else {
+        return std::future::pending().await;
+    };
+    loop {
+        let queue = w.recv().await?;
+        if queues.contains(&queue) {
+            return Ok(());
+        }
+    }
+}
