@@ -1,1 +1,20 @@
-//! leasehold-testkit
+//! Test support for leasehold: the backend conformance suite every store passes, fresh test
+//! databases, test jobs, and helpers that start, pause and kill real worker processes.
+//!
+//! # Layout
+//! - [`backend`]: [`Backend`], what the suite needs from a store beyond [`leasehold_core::TaskStore`]
+//!   (moving a lease or a `run_at` into the past on the store's own clock, a transaction).
+//! - [`pg`]: a fresh PostgreSQL database per test, dropped afterwards; [`pg::PgBackend`].
+//! - [`conformance`]: the suite, and [`conformance_tests!`] which expands it into one test per case.
+//! - [`jobs`]: the jobs the suite and the process tests run.
+//! - [`process`]: worker processes for crash and pause tests.
+//! - [`wait`]: waiting on a condition with a deadline instead of sleeping.
+
+pub mod backend;
+pub mod conformance;
+pub mod jobs;
+pub mod pg;
+pub mod process;
+pub mod wait;
+
+pub use backend::Backend;

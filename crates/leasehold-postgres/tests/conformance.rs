@@ -1,0 +1,3 @@
+//! The conformance suite on PostgreSQL: a fresh database per test.
+
+leasehold_testkit::conformance_tests!(leasehold_testkit::pg::PgBackend::new());

@@ -1,0 +1,517 @@
+//! The backend conformance suite: the same behaviour, checked on every store.
+//!
+//! Each backend's `tests/` expands [`conformance_tests!`](crate::conformance_tests) with a constructor
+//! of its [`Backend`]; every case below becomes one test.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use leasehold::{Client, EnqueueOptions, Worker};
+use leasehold_core::*;
+
+use crate::backend::Backend;
+use crate::jobs::*;
+use crate::wait;
+
+/// Expands the suite into one `#[tokio::test]` per case, each on a fresh backend from `$make`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@cases $make;
+            enqueue_claim_complete, batch_claim_respects_limit, claims_by_priority_then_run_at,
+            future_run_at_waits, retry_records_error_and_backs_off, retry_without_delay_discards,
+            snooze_does_not_count_an_attempt, cancel_by_id, rolled_back_enqueue_leaves_no_task,
+            fencing_tokens_strictly_increase, zombie_cannot_write, renewal_is_fenced,
+            release_makes_available_at_once, invalid_tasks_are_rejected, missing_task_is_not_found,
+            worker_completes_with_result, worker_retries_errors_with_backoff, worker_records_panics,
+            worker_follows_outcomes, worker_discards_undecodable_payloads, worker_retries_unknown_kinds,
+            worker_wakes_on_enqueue, worker_cancels_job_when_lease_lost, worker_shutdown_releases_tasks,
+            worker_honours_transactional_completion);
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let backend = $make.await;
+                $crate::conformance::$case(&backend).await;
+            }
+        )*
+    };
+}
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn claim(limit: u32) -> TaskClaimParams {
+    TaskClaimParams {
+        queues: vec![DEFAULT_QUEUE.to_owned()],
+        limit,
+        default_lease_ttl: Duration::from_secs(30),
+        worker_id: "suite".into(),
+    }
+}
+
+fn task(kind: &str, n: i64) -> NewTask {
+    NewTask::new(kind, serde_json::json!({ "n": n }))
+}
+
+async fn claim_one<S: TaskStore>(store: &S) -> ClaimedTask {
+    let mut got = store.task_claim(claim(1)).await.unwrap();
+    assert_eq!(got.len(), 1, "expected one task to claim");
+    got.remove(0)
+}
+
+/// Enqueue, claim, complete: the task ends completed with its result, and the claim carried a token.
+pub async fn enqueue_claim_complete<B: Backend>(b: &B) {
+    let s = b.store();
+    let id = s.task_insert(task("k", 1)).await.unwrap();
+    let rec = s.task_get(id).await.unwrap();
+    assert_eq!((rec.state, rec.attempt, rec.fence), (TaskState::Available, 0, None));
+    let c = claim_one(&s).await;
+    assert_eq!((c.lease.task_id, c.kind.as_str(), c.attempt, c.taken_over), (id, "k", 1, false));
+    assert_eq!(c.payload, serde_json::json!({ "n": 1 }));
+    let rec = s.task_get(id).await.unwrap();
+    assert_eq!((rec.state, rec.fence, rec.claimed_by.as_deref()), (TaskState::Running, Some(c.lease.fence), Some("suite")));
+    assert!(rec.lease_expires_at.is_some());
+    let st = s
+        .task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, Some(serde_json::json!("ok")))] })
+        .await
+        .unwrap();
+    assert_eq!(st, vec![CompletionStatus::Completed]);
+    let rec = s.task_get(id).await.unwrap();
+    assert_eq!((rec.state, rec.result), (TaskState::Completed, Some(serde_json::json!("ok"))));
+    assert!(rec.finalized_at.is_some() && rec.lease_expires_at.is_none());
+    assert!(s.task_claim(claim(10)).await.unwrap().is_empty());
+}
+
+/// A claim takes at most its limit, and every task exactly once.
+pub async fn batch_claim_respects_limit<B: Backend>(b: &B) {
+    let s = b.store();
+    let ids = s.task_insert_many((0..25).map(|n| task("k", n)).collect()).await.unwrap();
+    assert_eq!(ids.len(), 25);
+    let mut seen = HashSet::new();
+    for want in [10, 10, 5, 0] {
+        let got = s.task_claim(claim(10)).await.unwrap();
+        assert_eq!(got.len(), want);
+        for c in got {
+            assert!(seen.insert(c.lease.task_id), "claimed twice");
+        }
+    }
+    assert_eq!(seen, ids.into_iter().collect());
+}
+
+/// Lower priority first, then earlier `run_at`.
+pub async fn claims_by_priority_then_run_at<B: Backend>(b: &B) {
+    let s = b.store();
+    let now = chrono::Utc::now() - chrono::Duration::seconds(10);
+    let mk = |p: i16, secs: i64| NewTask { priority: p, run_at: Some(now + chrono::Duration::seconds(secs)), ..task("k", 0) };
+    let late_urgent = s.task_insert(mk(1, 5)).await.unwrap();
+    let lazy = s.task_insert(mk(5, 0)).await.unwrap();
+    let early_urgent = s.task_insert(mk(1, 1)).await.unwrap();
+    let order: Vec<TaskId> = s.task_claim(claim(3)).await.unwrap().iter().map(|c| c.lease.task_id).collect();
+    let mut sorted = order.clone();
+    sorted.sort_by_key(|id| [early_urgent, late_urgent, lazy].iter().position(|x| x == id));
+    assert_eq!(sorted, vec![early_urgent, late_urgent, lazy]);
+    // one at a time, the order shows
+    let s2 = b.store();
+    let ids = [s2.task_insert(mk(3, 0)).await.unwrap(), s2.task_insert(mk(2, 0)).await.unwrap()];
+    assert_eq!(claim_one(&s2).await.lease.task_id, ids[1]);
+    assert_eq!(claim_one(&s2).await.lease.task_id, ids[0]);
+}
+
+/// A task is not claimed before its `run_at` (set directly or by a delay).
+pub async fn future_run_at_waits<B: Backend>(b: &B) {
+    let s = b.store();
+    let delayed = s.task_insert(NewTask { delay: Some(Duration::from_secs(3600)), ..task("k", 0) }).await.unwrap();
+    let at = chrono::Utc::now() + chrono::Duration::hours(1);
+    let scheduled = s.task_insert(NewTask { run_at: Some(at), ..task("k", 1) }).await.unwrap();
+    assert!(s.task_claim(claim(10)).await.unwrap().is_empty());
+    let rec = s.task_get(delayed).await.unwrap();
+    assert!(rec.run_at > chrono::Utc::now() + chrono::Duration::minutes(59));
+    b.make_due(scheduled).await;
+    assert_eq!(claim_one(&s).await.lease.task_id, scheduled);
+    b.make_due(delayed).await;
+    assert_eq!(claim_one(&s).await.lease.task_id, delayed);
+}
+
+/// A failed attempt is recorded with its message and attempt, and the task waits for its backoff.
+pub async fn retry_records_error_and_backs_off<B: Backend>(b: &B) {
+    let s = b.store();
+    let id = s.task_insert(task("k", 0)).await.unwrap();
+    let c = claim_one(&s).await;
+    let state = s
+        .task_retry(TaskRetryParams { lease: c.lease, error: "boom".into(), retry_in: Some(Duration::from_secs(600)) })
+        .await
+        .unwrap();
+    assert_eq!(state, TaskState::Available);
+    let rec = s.task_get(id).await.unwrap();
+    assert_eq!(rec.errors.len(), 1);
+    assert_eq!((rec.errors[0].attempt, rec.errors[0].message.as_str()), (1, "boom"));
+    assert!(rec.run_at > chrono::Utc::now() + chrono::Duration::minutes(9));
+    assert!(s.task_claim(claim(10)).await.unwrap().is_empty(), "claimed during its backoff");
+    b.make_due(id).await;
+    let c2 = claim_one(&s).await;
+    assert_eq!(c2.attempt, 2);
+    assert!(c2.lease.fence > c.lease.fence);
+}
+
+/// A retry without a delay (out of attempts) discards the task with the error recorded.
+pub async fn retry_without_delay_discards<B: Backend>(b: &B) {
+    let s = b.store();
+    let id = s.task_insert(NewTask { max_attempts: 1, ..task("k", 0) }).await.unwrap();
+    let c = claim_one(&s).await;
+    let st = s.task_retry(TaskRetryParams { lease: c.lease, error: "last".into(), retry_in: None }).await.unwrap();
+    assert_eq!(st, TaskState::Discarded);
+    let rec = s.task_get(id).await.unwrap();
+    assert_eq!((rec.state, rec.errors.len()), (TaskState::Discarded, 1));
+    assert!(rec.finalized_at.is_some());
+}
+
+/// Snoozing puts the task back to sleep without counting the attempt.
+pub async fn snooze_does_not_count_an_attempt<B: Backend>(b: &B) {
+    let s = b.store();
+    let id = s.task_insert(task("k", 0)).await.unwrap();
+    let c = claim_one(&s).await;
+    s.task_snooze(TaskSnoozeParams { lease: c.lease, delay: Duration::from_secs(600) }).await.unwrap();
+    let rec = s.task_get(id).await.unwrap();
+    assert_eq!((rec.state, rec.attempt, rec.errors.len()), (TaskState::Available, 0, 0));
+    assert!(s.task_claim(claim(10)).await.unwrap().is_empty());
+    b.make_due(id).await;
+    assert_eq!(claim_one(&s).await.attempt, 1);
+}
+
+/// Cancelling by id stops an available task from running, and fences out a running one.
+pub async fn cancel_by_id<B: Backend>(b: &B) {
+    let s = b.store();
+    let waiting = s.task_insert(task("k", 0)).await.unwrap();
+    assert_eq!(s.task_cancel(TaskCancelParams { id: waiting }).await.unwrap(), TaskState::Cancelled);
+    assert!(s.task_claim(claim(10)).await.unwrap().is_empty());
+    let running = s.task_insert(task("k", 1)).await.unwrap();
+    let c = claim_one(&s).await;
+    assert_eq!(s.task_cancel(TaskCancelParams { id: running }).await.unwrap(), TaskState::Cancelled);
+    let renewed = s.lease_renew(LeaseRenewParams { leases: vec![(c.lease, Duration::from_secs(30))] }).await.unwrap();
+    assert!(renewed.is_empty(), "a cancelled task's lease was renewed");
+    let st = s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)] }).await.unwrap();
+    assert_eq!(st, vec![CompletionStatus::LeaseLost]);
+    assert_eq!(s.task_get(running).await.unwrap().state, TaskState::Cancelled);
+    // cancelling a finished task changes nothing
+    assert_eq!(s.task_cancel(TaskCancelParams { id: running }).await.unwrap(), TaskState::Cancelled);
+}
+
+/// A task enqueued in a transaction that rolls back never exists; a committed one does.
+pub async fn rolled_back_enqueue_leaves_no_task<B: Backend>(b: &B) {
+    let s = b.store();
+    let gone = b.insert_in_tx(task("k", 0), false).await.unwrap();
+    assert!(matches!(s.task_get(gone).await, Err(Error::NotFound(id)) if id == gone));
+    assert!(s.task_claim(claim(10)).await.unwrap().is_empty());
+    let kept = b.insert_in_tx(task("k", 1), true).await.unwrap();
+    assert_eq!(claim_one(&s).await.lease.task_id, kept);
+}
+
+/// Every claim gets a token greater than every earlier one, takeovers included.
+pub async fn fencing_tokens_strictly_increase<B: Backend>(b: &B) {
+    let s = b.store();
+    s.task_insert_many((0..20).map(|n| task("k", n)).collect()).await.unwrap();
+    let mut last = FencingToken(i64::MIN);
+    for round in 0..4 {
+        let got = s.task_claim(claim(5)).await.unwrap();
+        assert_eq!(got.len(), 5);
+        let mut fences: Vec<FencingToken> = got.iter().map(|c| c.lease.fence).collect();
+        fences.sort();
+        fences.dedup();
+        assert_eq!(fences.len(), 5, "round {round}: a token repeated");
+        assert!(fences[0] > last, "round {round}: token {} after {}", fences[0], last);
+        last = fences[4];
+        // take the first one over, as after a crash
+        b.expire_lease(got[0].lease.task_id).await;
+        let again = claim_one(&s).await;
+        assert_eq!(again.lease.task_id, got[0].lease.task_id);
+        assert!(again.taken_over && again.lease.fence > last);
+        last = again.lease.fence;
+        s.task_complete_many(TaskCompleteParams { tasks: vec![(again.lease, None)] }).await.unwrap();
+        let rest = got[1..].iter().map(|c| (c.lease, None)).collect();
+        s.task_complete_many(TaskCompleteParams { tasks: rest }).await.unwrap();
+    }
+}
+
+/// A holder whose lease was taken over can neither complete, fail, snooze, release nor renew, and
+/// the writes it made in its completion transaction are rolled back.
+pub async fn zombie_cannot_write<B: Backend>(b: &B) {
+    let s = b.store();
+    let id = s.task_insert(task("k", 0)).await.unwrap();
+    let zombie = claim_one(&s).await;
+    b.expire_lease(id).await;
+    let fresh = claim_one(&s).await;
+    assert!(fresh.taken_over && fresh.lease.fence > zombie.lease.fence);
+    assert_eq!(fresh.attempt, 2);
+
+    let lost = |r: Result<()>| assert!(matches!(r, Err(Error::LeaseLost { task_id, .. }) if task_id == id), "{r:?}");
+    lost(b.complete_with_effect(zombie.lease).await);
+    assert_eq!(b.effect_count(id).await, 0, "a zombie's effect survived");
+    let st = s.task_complete_many(TaskCompleteParams { tasks: vec![(zombie.lease, None)] }).await.unwrap();
+    assert_eq!(st, vec![CompletionStatus::LeaseLost]);
+    lost(s.task_retry(TaskRetryParams { lease: zombie.lease, error: "x".into(), retry_in: None }).await.map(|_| ()));
+    lost(s.task_snooze(TaskSnoozeParams { lease: zombie.lease, delay: Duration::ZERO }).await);
+    let finish = TaskFinishParams { lease: zombie.lease, state: TaskState::Discarded, reason: "x".into() };
+    lost(s.task_finish(finish).await);
+    let released = s.task_release(TaskReleaseParams { leases: vec![zombie.lease], lease_lost: true }).await.unwrap();
+    assert!(released.is_empty());
+    let renewed = s.lease_renew(LeaseRenewParams { leases: vec![(zombie.lease, Duration::from_secs(30))] }).await.unwrap();
+    assert!(renewed.is_empty());
+
+    let rec = s.task_get(id).await.unwrap();
+    assert_eq!((rec.state, rec.fence, rec.lease_losses), (TaskState::Running, Some(fresh.lease.fence), 1));
+    b.complete_with_effect(fresh.lease).await.unwrap();
+    assert_eq!(b.effect_count(id).await, 1);
+    let rec = s.task_get(id).await.unwrap();
+    assert_eq!(rec.state, TaskState::Completed);
+    // the worker's own completion after the handler's transactional one is recognised
+    let st = s.task_complete_many(TaskCompleteParams { tasks: vec![(fresh.lease, None)] }).await.unwrap();
+    assert_eq!(st, vec![CompletionStatus::AlreadyCompleted]);
+}
+
+/// Renewal extends only leases that still carry their token.
+pub async fn renewal_is_fenced<B: Backend>(b: &B) {
+    let s = b.store();
+    s.task_insert_many(vec![task("k", 0), task("k", 1)]).await.unwrap();
+    let got = s.task_claim(claim(2)).await.unwrap();
+    let before = s.task_get(got[0].lease.task_id).await.unwrap().lease_expires_at.unwrap();
+    let forged = TaskLease { task_id: got[1].lease.task_id, fence: FencingToken(got[1].lease.fence.0 - 1_000_000) };
+    let leases = vec![(got[0].lease, Duration::from_secs(120)), (forged, Duration::from_secs(120))];
+    let renewed = s.lease_renew(LeaseRenewParams { leases }).await.unwrap();
+    assert_eq!(renewed, vec![got[0].lease]);
+    let after = s.task_get(got[0].lease.task_id).await.unwrap().lease_expires_at.unwrap();
+    assert!(after > before + chrono::Duration::seconds(60), "{before} -> {after}");
+}
+
+/// A released task is available at once; the attempt is not counted unless the lease was lost.
+pub async fn release_makes_available_at_once<B: Backend>(b: &B) {
+    let s = b.store();
+    let id = s.task_insert(task("k", 0)).await.unwrap();
+    let c = claim_one(&s).await;
+    let rel = s.task_release(TaskReleaseParams { leases: vec![c.lease], lease_lost: false }).await.unwrap();
+    assert_eq!(rel, vec![c.lease]);
+    let rec = s.task_get(id).await.unwrap();
+    assert_eq!((rec.state, rec.attempt, rec.lease_losses), (TaskState::Available, 0, 0));
+    let c2 = claim_one(&s).await;
+    s.task_release(TaskReleaseParams { leases: vec![c2.lease], lease_lost: true }).await.unwrap();
+    let rec = s.task_get(id).await.unwrap();
+    assert_eq!((rec.state, rec.attempt, rec.lease_losses), (TaskState::Available, 1, 1));
+}
+
+/// Bad tasks are refused before anything is written.
+pub async fn invalid_tasks_are_rejected<B: Backend>(b: &B) {
+    let s = b.store();
+    for bad in [
+        NewTask { kind: String::new(), ..task("k", 0) },
+        NewTask { queue: String::new(), ..task("k", 0) },
+        NewTask { max_attempts: 0, ..task("k", 0) },
+        NewTask { lease_ttl: Some(Duration::from_millis(10)), ..task("k", 0) },
+    ] {
+        assert!(matches!(s.task_insert(bad.clone()).await, Err(Error::InvalidInput(_))), "{bad:?}");
+        let batch = vec![task("k", 1), bad];
+        assert!(matches!(s.task_insert_many(batch).await, Err(Error::InvalidInput(_))));
+    }
+    assert!(s.task_claim(claim(10)).await.unwrap().is_empty(), "a rejected batch left tasks behind");
+}
+
+/// Reading or cancelling an unknown id is `NotFound`.
+pub async fn missing_task_is_not_found<B: Backend>(b: &B) {
+    let s = b.store();
+    let id = TaskId::new();
+    assert!(matches!(s.task_get(id).await, Err(Error::NotFound(x)) if x == id));
+    assert!(matches!(s.task_cancel(TaskCancelParams { id }).await, Err(Error::NotFound(_))));
+}
+
+fn worker<B: Backend>(b: &B, probe: Probe) -> leasehold::WorkerBuilder<B::Store, Probe> {
+    Worker::builder_with_state(b.store(), probe)
+        .register::<Echo>()
+        .register::<Flaky>()
+        .register::<Panics>()
+        .register::<Steer>()
+        .register::<UntilCancelled>()
+        .poll_interval(Duration::from_millis(200))
+        .retry_policy(RetryPolicy { base: Duration::from_millis(50), factor: 1.0, max: Duration::from_millis(50), jitter: 0.0 })
+}
+
+async fn wait_state<S: TaskStore>(s: &S, id: TaskId, want: TaskState) -> TaskRecord {
+    wait::until(&format!("task {id} to become {want}"), WAIT, || async {
+        let rec = s.task_get(id).await.unwrap();
+        (rec.state == want).then_some(rec)
+    })
+    .await
+}
+
+/// A worker runs a job and stores its result.
+pub async fn worker_completes_with_result<B: Backend>(b: &B) {
+    let client = Client::new(b.store());
+    let w = worker(b, Probe::default()).build().unwrap();
+    w.start().await;
+    let ids = client.enqueue_many((0..20).map(|n| Echo { n }), EnqueueOptions::default()).await.unwrap();
+    for (n, id) in ids.iter().enumerate() {
+        let rec = wait_state(client.store(), *id, TaskState::Completed).await;
+        assert_eq!(rec.result, Some(serde_json::json!(n)));
+    }
+    w.stop().await;
+    let st = w.stats();
+    assert_eq!((st.completed, st.lease_lost, st.retried), (20, 0, 0));
+}
+
+/// Errors are recorded per attempt and retried with backoff until the job succeeds, or discarded.
+pub async fn worker_retries_errors_with_backoff<B: Backend>(b: &B) {
+    let client = Client::new(b.store());
+    let w = worker(b, Probe::default()).build().unwrap();
+    w.start().await;
+    let ok = client.enqueue(Flaky { failures: 2 }).await.unwrap();
+    let out = client.enqueue_with(Flaky { failures: 5 }, EnqueueOptions::default().max_attempts(3)).await.unwrap();
+    let rec = wait_state(client.store(), ok, TaskState::Completed).await;
+    assert_eq!(rec.attempt, 3);
+    let msgs: Vec<_> = rec.errors.iter().map(|e| (e.attempt, e.message.as_str())).collect();
+    assert_eq!(msgs, vec![(1, "planned failure 1"), (2, "planned failure 2")]);
+    let rec = wait_state(client.store(), out, TaskState::Discarded).await;
+    assert_eq!((rec.attempt, rec.errors.len()), (3, 3));
+    w.stop().await;
+    assert_eq!(w.stats().retried, 4);
+}
+
+/// A panic is caught, recorded as an error, and the worker keeps going.
+pub async fn worker_records_panics<B: Backend>(b: &B) {
+    let client = Client::new(b.store());
+    let w = worker(b, Probe::default()).build().unwrap();
+    w.start().await;
+    let id = client.enqueue_with(Panics, EnqueueOptions::default().max_attempts(1)).await.unwrap();
+    let rec = wait_state(client.store(), id, TaskState::Discarded).await;
+    assert!(rec.errors[0].message.contains("planned panic"), "{:?}", rec.errors);
+    let after = client.enqueue(Echo { n: 7 }).await.unwrap();
+    wait_state(client.store(), after, TaskState::Completed).await;
+    w.stop().await;
+    assert_eq!(w.stats().panics, 1);
+}
+
+/// Snooze, retry-after, cancel and fail each end where they say.
+pub async fn worker_follows_outcomes<B: Backend>(b: &B) {
+    let client = Client::new(b.store());
+    let probe = Probe::default();
+    let w = worker(b, probe).build().unwrap();
+    w.start().await;
+    let snooze = client.enqueue(Steer::Snooze(3_600_000)).await.unwrap();
+    let retry = client.enqueue(Steer::RetryAfter(3_600_000)).await.unwrap();
+    let cancel = client.enqueue(Steer::Cancel).await.unwrap();
+    let fail = client.enqueue(Steer::Fail).await.unwrap();
+    let rec = wait_state(client.store(), cancel, TaskState::Cancelled).await;
+    assert_eq!(rec.errors[0].message, "told to cancel");
+    let rec = wait_state(client.store(), fail, TaskState::Discarded).await;
+    assert_eq!((rec.attempt, rec.errors[0].message.as_str()), (1, "told to fail"));
+    let rec = wait::until("the retry to be recorded", WAIT, || async {
+        let r = client.task(retry).await.unwrap();
+        (!r.errors.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(rec.state, TaskState::Available);
+    assert!(rec.run_at > chrono::Utc::now() + chrono::Duration::minutes(50));
+    let rec = wait::until("the snooze to be recorded", WAIT, || async {
+        let r = client.task(snooze).await.unwrap();
+        (r.state == TaskState::Available && r.run_at > chrono::Utc::now() + chrono::Duration::minutes(50)).then_some(r)
+    })
+    .await;
+    assert_eq!((rec.attempt, rec.errors.len()), (0, 0));
+    w.stop().await;
+    let st = w.stats();
+    assert_eq!((st.snoozed, st.retried, st.cancelled, st.discarded), (1, 1, 1, 1));
+}
+
+/// A payload that does not decode is discarded at once with the decoding error.
+pub async fn worker_discards_undecodable_payloads<B: Backend>(b: &B) {
+    let s = b.store();
+    let w = worker(b, Probe::default()).build().unwrap();
+    w.start().await;
+    let id = s.task_insert(NewTask::new("echo", serde_json::json!({ "n": "not a number" }))).await.unwrap();
+    let rec = wait_state(&s, id, TaskState::Discarded).await;
+    assert_eq!(rec.attempt, 1);
+    assert!(rec.errors[0].message.contains("does not decode as job kind \"echo\""), "{:?}", rec.errors);
+    w.stop().await;
+}
+
+/// A task of a kind this worker does not know fails with a recorded error and is retried (another
+/// worker, or a later deploy, may know it); the worker carries on.
+pub async fn worker_retries_unknown_kinds<B: Backend>(b: &B) {
+    let s = b.store();
+    let w = worker(b, Probe::default()).build().unwrap();
+    w.start().await;
+    let id = s.task_insert(NewTask { max_attempts: 2, ..NewTask::new("nobody_runs_this", serde_json::json!({})) }).await.unwrap();
+    let rec = wait_state(&s, id, TaskState::Discarded).await;
+    assert_eq!(rec.errors.len(), 2);
+    assert!(rec.errors[0].message.contains("unknown job kind"), "{:?}", rec.errors);
+    let after = Client::new(s.clone()).enqueue(Echo { n: 1 }).await.unwrap();
+    wait_state(&s, after, TaskState::Completed).await;
+    w.stop().await;
+}
+
+/// An idle worker starts a new task on the enqueue's wake-up, long before its next poll.
+pub async fn worker_wakes_on_enqueue<B: Backend>(b: &B) {
+    let client = Client::new(b.store());
+    let w = worker(b, Probe::default()).poll_interval(Duration::from_secs(120)).build().unwrap();
+    w.start().await;
+    // the first task may be found by the worker's first claim; once it is done, the worker is idle
+    // and listening
+    let first = client.enqueue(Echo { n: 1 }).await.unwrap();
+    wait_state(client.store(), first, TaskState::Completed).await;
+    for n in 0..3 {
+        let id = client.enqueue(Echo { n }).await.unwrap();
+        // far below the 120 s poll interval: only a wake-up explains it
+        wait::until("a woken worker to run the task", Duration::from_secs(10), || async {
+            (client.task(id).await.unwrap().state == TaskState::Completed).then_some(())
+        })
+        .await;
+    }
+    w.stop().await;
+}
+
+/// When a renewal finds the lease gone (here: cancelled by an operator), the job's cancellation
+/// token fires at once and nothing more is written.
+pub async fn worker_cancels_job_when_lease_lost<B: Backend>(b: &B) {
+    let client = Client::new(b.store());
+    let w = worker(b, Probe::default())
+        .lease_ttl(Duration::from_secs(3))
+        .heartbeat_interval(Duration::from_millis(500))
+        .trust_margin(Duration::from_secs(1))
+        .cancel_grace(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    w.start().await;
+    let id = client.enqueue(UntilCancelled { max_ms: 60_000 }).await.unwrap();
+    wait_state(client.store(), id, TaskState::Running).await;
+    assert_eq!(client.cancel(id).await.unwrap(), TaskState::Cancelled);
+    wait::until("the job to see its cancellation", WAIT, || async { (w.stats().lease_lost == 1).then_some(()) }).await;
+    w.stop().await;
+    let rec = client.task(id).await.unwrap();
+    assert_eq!((rec.state, rec.errors.len()), (TaskState::Cancelled, 0));
+}
+
+/// A graceful stop cancels jobs still running at its deadline and releases their tasks at once,
+/// without counting the attempt.
+pub async fn worker_shutdown_releases_tasks<B: Backend>(b: &B) {
+    let client = Client::new(b.store());
+    let w = worker(b, Probe::default()).build().unwrap();
+    w.start().await;
+    let id = client.enqueue(UntilCancelled { max_ms: 60_000 }).await.unwrap();
+    wait_state(client.store(), id, TaskState::Running).await;
+    w.stop_within(Duration::from_millis(100)).await;
+    let rec = client.task(id).await.unwrap();
+    assert_eq!((rec.state, rec.attempt, rec.lease_losses), (TaskState::Available, 0, 0));
+    assert!(rec.run_at <= chrono::Utc::now() + chrono::Duration::seconds(1));
+    assert_eq!(w.stats().released, 1);
+    assert_eq!(w.running_tasks().await, 0);
+    w.stop().await; // a second stop is harmless
+}
+
+/// A handler that completes its task inside its own transaction is not completed twice, and the
+/// worker counts it completed.
+pub async fn worker_honours_transactional_completion<B: Backend>(b: &B) {
+    let s = b.store();
+    let id = s.task_insert(task("k", 0)).await.unwrap();
+    let c = claim_one(&s).await;
+    b.complete_with_effect(c.lease).await.unwrap();
+    let st = s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)] }).await.unwrap();
+    assert_eq!(st, vec![CompletionStatus::AlreadyCompleted]);
+    assert_eq!(b.effect_count(id).await, 1);
+}

@@ -1,0 +1,125 @@
+//! Jobs the conformance suite and the process tests run.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use leasehold::{Job, JobContext, JobResult, Outcome, TaskId};
+
+/// What the test jobs share with the test: which tasks saw their cancellation, and how often jobs
+/// started.
+#[derive(Default)]
+pub struct Probe {
+    /// Tasks whose job observed cancellation.
+    pub cancelled: Mutex<Vec<TaskId>>,
+    /// Tasks whose job started, in order.
+    pub started: Mutex<Vec<TaskId>>,
+}
+
+impl Probe {
+    /// Whether the job of `id` observed its cancellation.
+    pub fn saw_cancel(&self, id: TaskId) -> bool {
+        self.cancelled.lock().unwrap().contains(&id)
+    }
+
+    /// Whether the job of `id` started.
+    pub fn started(&self, id: TaskId) -> bool {
+        self.started.lock().unwrap().contains(&id)
+    }
+}
+
+/// Completes with its number as the result.
+#[derive(Serialize, Deserialize)]
+pub struct Echo {
+    /// Returned as the result.
+    pub n: u32,
+}
+
+impl Job for Echo {
+    const KIND: &'static str = "echo";
+    type State = Probe;
+    async fn run(self, ctx: JobContext<Probe>) -> JobResult {
+        ctx.state().started.lock().unwrap().push(ctx.task_id());
+        Ok(Outcome::CompleteWith(serde_json::json!(self.n)))
+    }
+}
+
+/// Fails its first `failures` attempts with an error, then completes.
+#[derive(Serialize, Deserialize)]
+pub struct Flaky {
+    /// Attempts that fail.
+    pub failures: i32,
+}
+
+impl Job for Flaky {
+    const KIND: &'static str = "flaky";
+    type State = Probe;
+    async fn run(self, ctx: JobContext<Probe>) -> JobResult {
+        if ctx.attempt() <= self.failures {
+            return Err(format!("planned failure {}", ctx.attempt()).into());
+        }
+        Ok(Outcome::Complete)
+    }
+}
+
+/// Panics.
+#[derive(Serialize, Deserialize)]
+pub struct Panics;
+
+impl Job for Panics {
+    const KIND: &'static str = "panics";
+    type State = Probe;
+    async fn run(self, _ctx: JobContext<Probe>) -> JobResult {
+        panic!("planned panic")
+    }
+}
+
+/// Returns the outcome it is told to.
+#[derive(Serialize, Deserialize)]
+pub enum Steer {
+    /// `Outcome::Snooze` for this many ms.
+    Snooze(u64),
+    /// `Outcome::RetryAfter` this many ms.
+    RetryAfter(u64),
+    /// `Outcome::Cancel`.
+    Cancel,
+    /// `Outcome::Fail`.
+    Fail,
+}
+
+impl Job for Steer {
+    const KIND: &'static str = "steer";
+    type State = Probe;
+    async fn run(self, ctx: JobContext<Probe>) -> JobResult {
+        ctx.state().started.lock().unwrap().push(ctx.task_id());
+        Ok(match self {
+            Steer::Snooze(ms) => Outcome::Snooze(Duration::from_millis(ms)),
+            Steer::RetryAfter(ms) => Outcome::RetryAfter(Duration::from_millis(ms)),
+            Steer::Cancel => Outcome::Cancel("told to cancel".into()),
+            Steer::Fail => Outcome::Fail("told to fail".into()),
+        })
+    }
+}
+
+/// Runs until cancelled (or for `max_ms`), recording the cancellation.
+#[derive(Serialize, Deserialize)]
+pub struct UntilCancelled {
+    /// Gives up after this long.
+    pub max_ms: u64,
+}
+
+impl Job for UntilCancelled {
+    const KIND: &'static str = "until_cancelled";
+    type State = Probe;
+    async fn run(self, ctx: JobContext<Probe>) -> JobResult {
+        ctx.state().started.lock().unwrap().push(ctx.task_id());
+        tokio::select! {
+            _ = ctx.cancelled() => {
+                ctx.state().cancelled.lock().unwrap().push(ctx.task_id());
+                Err("cancelled".into())
+            }
+            _ = tokio::time::sleep(Duration::from_millis(self.max_ms)) => Ok(Outcome::Complete),
+        }
+    }
+}
