@@ -64,17 +64,10 @@ impl NewTask {
             return Err(Error::InvalidInput("queue name must not be empty".into()));
         }
         if self.max_attempts < 1 {
-            return Err(Error::InvalidInput(format!(
-                "max_attempts must be at least 1, got {}",
-                self.max_attempts
-            )));
+            return Err(Error::InvalidInput(format!("max_attempts must be at least 1, got {}", self.max_attempts)));
         }
-        if let Some(ttl) = self.lease_ttl {
-            if ttl < MIN_LEASE_TTL {
-                return Err(Error::InvalidInput(format!(
-                    "lease ttl must be at least {MIN_LEASE_TTL:?}, got {ttl:?}"
-                )));
-            }
+        if let Some(ttl) = self.lease_ttl.filter(|ttl| *ttl < MIN_LEASE_TTL) {
+            return Err(Error::InvalidInput(format!("lease ttl must be at least {MIN_LEASE_TTL:?}, got {ttl:?}")));
         }
         Ok(())
     }
@@ -181,4 +174,3 @@ pub struct TaskCancelParams {
     /// The task.
     pub id: TaskId,
 }
-

@@ -32,17 +32,13 @@ impl RetryPolicy {
         let exp = attempt.saturating_sub(1).clamp(0, 62);
         let raw = self.base.as_secs_f64() * self.factor.powi(exp);
         let capped = raw.min(self.max.as_secs_f64());
-        let spread = if self.jitter > 0.0 {
-            rand::rng().random_range(-self.jitter..=self.jitter)
-        } else {
-            0.0
-        };
+        let spread = if self.jitter > 0.0 { rand::rng().random_range(-self.jitter..=self.jitter) } else { 0.0 };
         Duration::from_secs_f64((capped * (1.0 + spread)).clamp(0.0, self.max.as_secs_f64()))
     }
 
     /// Checks the policy makes sense.
     pub fn validate(&self) -> crate::Result<()> {
-        if !(self.factor >= 1.0) || !(0.0..1.0).contains(&self.jitter) || self.max < self.base {
+        if self.factor.is_nan() || self.factor < 1.0 || !(0.0..1.0).contains(&self.jitter) || self.max < self.base {
             return Err(crate::Error::InvalidConfig(format!(
                 "retry policy needs factor >= 1, 0 <= jitter < 1 and max >= base, got {self:?}"
             )));

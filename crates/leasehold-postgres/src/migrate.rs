@@ -36,9 +36,9 @@ pub(crate) fn migrate_error(e: MigrateError) -> Error {
              it was migrated by a newer leasehold (this build knows up to {})",
             latest_version()
         )),
-        MigrateError::VersionMismatch(v) => Error::Schema(format!(
-            "leasehold migration {v} was applied with different contents than this build's"
-        )),
+        MigrateError::VersionMismatch(v) => {
+            Error::Schema(format!("leasehold migration {v} was applied with different contents than this build's"))
+        }
         other => Error::database(other),
     }
 }

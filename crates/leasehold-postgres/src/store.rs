@@ -29,9 +29,8 @@ impl PgStore {
 
     /// Opens a pool on `url` and applies the migrations.
     pub async fn connect(url: &str) -> Result<Self> {
-        let opts: PgConnectOptions = url
-            .parse()
-            .map_err(|e| Error::InvalidConfig(format!("not a PostgreSQL URL: {e}")))?;
+        let opts: PgConnectOptions =
+            url.parse().map_err(|e| Error::InvalidConfig(format!("not a PostgreSQL URL: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(Self::DEFAULT_MAX_CONNECTIONS)
             .connect_with(opts.application_name("leasehold"))
@@ -58,8 +57,13 @@ pub(crate) async fn insert_tasks<'e>(exec: impl PgExecutor<'e>, tasks: &[NewTask
         t.validate()?;
     }
     let n = tasks.len();
-    let (mut ids, mut kinds, mut queues, mut payloads, mut prios) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut ids, mut kinds, mut queues, mut payloads, mut prios) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     let (mut run_ats, mut delays, mut maxes, mut ttls) =
         (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     for t in tasks {
@@ -257,11 +261,8 @@ impl TaskStore for PgStore {
     }
 
     async fn task_get(&self, id: TaskId) -> Result<TaskRecord> {
-        let row: Option<TaskRow> = sqlx::query_as(include_str!("sql/task_get.sql"))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
+        let row: Option<TaskRow> =
+            sqlx::query_as(include_str!("sql/task_get.sql")).bind(id.0).fetch_optional(&self.pool).await.map_err(db)?;
         row.ok_or(Error::NotFound(id))?.try_into()
     }
 

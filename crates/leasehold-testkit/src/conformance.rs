@@ -70,7 +70,10 @@ pub async fn enqueue_claim_complete<B: Backend>(b: &B) {
     assert_eq!((c.lease.task_id, c.kind.as_str(), c.attempt, c.taken_over), (id, "k", 1, false));
     assert_eq!(c.payload, serde_json::json!({ "n": 1 }));
     let rec = s.task_get(id).await.unwrap();
-    assert_eq!((rec.state, rec.fence, rec.claimed_by.as_deref()), (TaskState::Running, Some(c.lease.fence), Some("suite")));
+    assert_eq!(
+        (rec.state, rec.fence, rec.claimed_by.as_deref()),
+        (TaskState::Running, Some(c.lease.fence), Some("suite"))
+    );
     assert!(rec.lease_expires_at.is_some());
     let st = s
         .task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, Some(serde_json::json!("ok")))] })
@@ -103,7 +106,11 @@ pub async fn batch_claim_respects_limit<B: Backend>(b: &B) {
 pub async fn claims_by_priority_then_run_at<B: Backend>(b: &B) {
     let s = b.store();
     let now = chrono::Utc::now() - chrono::Duration::seconds(10);
-    let mk = |p: i16, secs: i64| NewTask { priority: p, run_at: Some(now + chrono::Duration::seconds(secs)), ..task("k", 0) };
+    let mk = |p: i16, secs: i64| NewTask {
+        priority: p,
+        run_at: Some(now + chrono::Duration::seconds(secs)),
+        ..task("k", 0)
+    };
     let late_urgent = s.task_insert(mk(1, 5)).await.unwrap();
     let lazy = s.task_insert(mk(5, 0)).await.unwrap();
     let early_urgent = s.task_insert(mk(1, 1)).await.unwrap();
@@ -255,7 +262,8 @@ pub async fn zombie_cannot_write<B: Backend>(b: &B) {
     lost(s.task_finish(finish).await);
     let released = s.task_release(TaskReleaseParams { leases: vec![zombie.lease], lease_lost: true }).await.unwrap();
     assert!(released.is_empty());
-    let renewed = s.lease_renew(LeaseRenewParams { leases: vec![(zombie.lease, Duration::from_secs(30))] }).await.unwrap();
+    let renewed =
+        s.lease_renew(LeaseRenewParams { leases: vec![(zombie.lease, Duration::from_secs(30))] }).await.unwrap();
     assert!(renewed.is_empty());
 
     let rec = s.task_get(id).await.unwrap();
@@ -330,7 +338,12 @@ fn worker<B: Backend>(b: &B, probe: Probe) -> leasehold::WorkerBuilder<B::Store,
         .register::<Steer>()
         .register::<UntilCancelled>()
         .poll_interval(Duration::from_millis(200))
-        .retry_policy(RetryPolicy { base: Duration::from_millis(50), factor: 1.0, max: Duration::from_millis(50), jitter: 0.0 })
+        .retry_policy(RetryPolicy {
+            base: Duration::from_millis(50),
+            factor: 1.0,
+            max: Duration::from_millis(50),
+            jitter: 0.0,
+        })
 }
 
 async fn wait_state<S: TaskStore>(s: &S, id: TaskId, want: TaskState) -> TaskRecord {
@@ -437,7 +450,10 @@ pub async fn worker_retries_unknown_kinds<B: Backend>(b: &B) {
     let s = b.store();
     let w = worker(b, Probe::default()).build().unwrap();
     w.start().await;
-    let id = s.task_insert(NewTask { max_attempts: 2, ..NewTask::new("nobody_runs_this", serde_json::json!({})) }).await.unwrap();
+    let id = s
+        .task_insert(NewTask { max_attempts: 2, ..NewTask::new("nobody_runs_this", serde_json::json!({})) })
+        .await
+        .unwrap();
     let rec = wait_state(&s, id, TaskState::Discarded).await;
     assert_eq!(rec.errors.len(), 2);
     assert!(rec.errors[0].message.contains("unknown job kind"), "{:?}", rec.errors);

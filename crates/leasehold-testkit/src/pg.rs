@@ -32,9 +32,10 @@ impl TestDb {
     pub async fn create() -> Self {
         let admin: PgConnectOptions = admin_url().parse().expect("LEASEHOLD_TEST_DATABASE_URL is not a PostgreSQL URL");
         let name = format!("leasehold_test_{}", Uuid::now_v7().simple());
-        let mut conn = admin.connect().await.unwrap_or_else(|e| {
-            panic!("cannot reach the test PostgreSQL at {}: {e}", admin_url())
-        });
+        let mut conn = admin
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {}: {e}", admin_url()));
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
         conn.close().await.ok();
         let opts = admin.clone().database(&name);

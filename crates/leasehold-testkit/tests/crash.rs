@@ -44,9 +44,8 @@ async fn killed_workers_lose_no_task_and_repeat_no_effect() {
     let mut rng = Rng(seed);
     let db = TestDb::create().await;
     let opts = ProcessOptions::default();
-    let tasks: Vec<NewTask> = (0..TASKS)
-        .map(|i| NewTask::new("effect", serde_json::json!({ "work_ms": 30 + (i % 7) * 20 })))
-        .collect();
+    let tasks: Vec<NewTask> =
+        (0..TASKS).map(|i| NewTask::new("effect", serde_json::json!({ "work_ms": 30 + (i % 7) * 20 }))).collect();
     Client::new(db.store()).enqueue_tasks(tasks).await.unwrap();
 
     let mut procs: Vec<WorkerProcess> =
@@ -118,7 +117,8 @@ async fn killed_workers_lose_no_task_and_repeat_no_effect() {
     let lease_losses = count(&db, "SELECT coalesce(sum(lease_losses), 0) FROM leasehold.tasks").await;
     takeovers.sort();
     let budget = opts.lease + opts.poll + SLACK;
-    let pct = |q: f64| takeovers.get(((takeovers.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default();
+    let pct =
+        |q: f64| takeovers.get(((takeovers.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default();
     println!(
         "tasks {TASKS}, kills {}, tasks taken over {}, lease losses {lease_losses}, takeover p50 {:?} p99 {:?} max {:?} \
          (L {:?} + poll {:?} = {:?})",

@@ -28,14 +28,16 @@ async fn a_paused_holder_is_cancelled_and_fenced_out() {
     let opts = ProcessOptions { concurrency: 1, ..ProcessOptions::default() };
     let client = Client::new(db.store());
     let a = WorkerProcess::spawn(BIN, db.url(), "a", &opts);
-    let id = client.enqueue_tasks(vec![NewTask::new("effect", serde_json::json!({ "work_ms": 8_000 }))]).await.unwrap()[0];
+    let id =
+        client.enqueue_tasks(vec![NewTask::new("effect", serde_json::json!({ "work_ms": 8_000 }))]).await.unwrap()[0];
     let first = wait::until("worker a to start the job", Duration::from_secs(10), || attempt_of(&db, id.0, "a")).await;
 
     // freeze a for 3 L; b starts meanwhile and may take the task only once the lease expired
     a.pause();
     let paused_at = tokio::time::Instant::now();
     let b = WorkerProcess::spawn(BIN, db.url(), "b", &opts);
-    let second = wait::until("worker b to take the task over", Duration::from_secs(20), || attempt_of(&db, id.0, "b")).await;
+    let second =
+        wait::until("worker b to take the task over", Duration::from_secs(20), || attempt_of(&db, id.0, "b")).await;
     let took = paused_at.elapsed();
     assert!(second.0 > first.0, "takeover token {} not above {}", second.0, first.0);
     tokio::time::sleep_until(paused_at + opts.lease * 3).await; // the fault itself: a pause of 3 L

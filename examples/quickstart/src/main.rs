@@ -1,1 +1,137 @@
-fn main() {}
+//! Run with: cargo run -p example-quickstart
+//!
+//! The quickstart: starts a worker with a few job kinds, enqueues work (some of which fails once and is
+//! retried), shows live progress, and ends with a summary. It runs on the PostgreSQL at `DATABASE_URL`
+//! (default: the local server on loopback).
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use leasehold::postgres::PgStore;
+use leasehold::{Client, EnqueueOptions, Job, JobContext, JobResult, Outcome, RetryPolicy, Worker};
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const GREETINGS: u32 = 120;
+const THUMBNAILS: u32 = 60;
+const REPORTS: u32 = 20;
+
+/// Says hello.
+#[derive(Serialize, Deserialize)]
+struct Greet {
+    name: String,
+}
+
+impl Job for Greet {
+    const KIND: &'static str = "greet";
+    type State = ();
+    async fn run(self, _ctx: JobContext<()>) -> JobResult {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Ok(Outcome::Complete)
+    }
+}
+
+/// Makes a thumbnail; every third one fails on its first attempt, as a flaky network would.
+#[derive(Serialize, Deserialize)]
+struct Thumbnail {
+    image: u32,
+}
+
+impl Job for Thumbnail {
+    const KIND: &'static str = "thumbnail";
+    type State = ();
+    async fn run(self, ctx: JobContext<()>) -> JobResult {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if self.image % 3 == 0 && ctx.attempt() == 1 {
+            return Err(format!("image {} : storage timed out", self.image).into());
+        }
+        Ok(Outcome::Complete)
+    }
+}
+
+/// Sums a range and stores the total as the task's result.
+#[derive(Serialize, Deserialize)]
+struct Report {
+    upto: u64,
+}
+
+impl Job for Report {
+    const KIND: &'static str = "report";
+    type State = ();
+    async fn run(self, ctx: JobContext<()>) -> JobResult {
+        let total: u64 = (1..=self.upto).sum();
+        tracing::debug!(fence = %ctx.fence(), total, "report ready");
+        Ok(Outcome::CompleteWith(serde_json::json!({ "total": total })))
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    println!("leasehold quickstart on {}", redact(&url));
+    let store = PgStore::connect(&url).await?;
+
+    let worker = Worker::builder(store.clone())
+        .register::<Greet>()
+        .register::<Thumbnail>()
+        .register::<Report>()
+        .concurrency(8)
+        .retry_policy(RetryPolicy { base: Duration::from_millis(300), ..RetryPolicy::default() })
+        .build()?;
+    worker.start().await;
+
+    let started = Instant::now();
+    let client = Client::new(store);
+    let opts = EnqueueOptions::default;
+    client.enqueue_many((0..GREETINGS).map(|i| Greet { name: format!("user-{i}") }), opts()).await?;
+    client.enqueue_many((0..THUMBNAILS).map(|image| Thumbnail { image }), opts().priority(-1)).await?;
+    let mut reports = Vec::new();
+    for i in 1..=REPORTS {
+        reports.push(client.enqueue(Report { upto: u64::from(i) * 1000 }).await?);
+    }
+    let total = u64::from(GREETINGS + THUMBNAILS + REPORTS);
+
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let s = worker.stats();
+        print!(
+            "\r  done {:>4}/{total}  running {:>2}  retries {:>3}  leases lost {}   ",
+            s.completed,
+            worker.running_tasks().await,
+            s.retried,
+            s.lease_lost
+        );
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        if s.completed + s.discarded >= total {
+            break;
+        }
+    }
+    worker.stop().await;
+    let s = worker.stats();
+    let last = client.task(*reports.last().expect("reports were enqueued")).await?;
+    println!();
+    println!("summary");
+    println!("  tasks done      {}", s.completed);
+    println!("  retries         {}", s.retried);
+    println!("  discarded       {}", s.discarded);
+    println!("  leases lost     {}", s.lease_lost);
+    println!("  last report     {}", last.result.unwrap_or_default());
+    println!("  time taken      {:.2?}", started.elapsed());
+    Ok(())
+}
+
+/// The URL without its password, for printing.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
+            Some(c) => format!("{}:***{}", &url[..s + 3 + c], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}

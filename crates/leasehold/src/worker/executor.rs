@@ -134,24 +134,40 @@ async fn settle<S: TaskStore, St>(
         }
         Some(CancelReason::TrustExpired) => {
             stats.lease_lost.inc();
-            write(shared, "release", shared.store.task_release(TaskReleaseParams { leases: vec![lease], lease_lost: true })).await;
+            write(
+                shared,
+                "release",
+                shared.store.task_release(TaskReleaseParams { leases: vec![lease], lease_lost: true }),
+            )
+            .await;
             return "self_fenced";
         }
         Some(CancelReason::Shutdown) => {
             stats.released.inc();
-            write(shared, "release", shared.store.task_release(TaskReleaseParams { leases: vec![lease], lease_lost: false })).await;
+            write(
+                shared,
+                "release",
+                shared.store.task_release(TaskReleaseParams { leases: vec![lease], lease_lost: false }),
+            )
+            .await;
             return "released";
         }
         None => {}
     }
     let retry = |error: String, delay: Option<Duration>| {
-        let retry_in = if attempt >= max_attempts { None } else { Some(delay.unwrap_or_else(|| shared.config.retry.delay(attempt))) };
+        let retry_in = if attempt >= max_attempts {
+            None
+        } else {
+            Some(delay.unwrap_or_else(|| shared.config.retry.delay(attempt)))
+        };
         tracing::Span::current().record("error", error.as_str());
         shared.store.task_retry(TaskRetryParams { lease, error, retry_in })
     };
     match ran {
         Ran::Returned(Ok(Outcome::Complete | Outcome::CompleteWith(_))) => unreachable!("handled above"),
-        Ran::Returned(Ok(Outcome::RetryAfter(d))) => retried(shared, retry("retry requested by the job".into(), Some(d)).await),
+        Ran::Returned(Ok(Outcome::RetryAfter(d))) => {
+            retried(shared, retry("retry requested by the job".into(), Some(d)).await)
+        }
         Ran::Returned(Ok(Outcome::Snooze(delay))) => {
             stats.snoozed.inc();
             write(shared, "snooze", shared.store.task_snooze(TaskSnoozeParams { lease, delay })).await;
@@ -178,7 +194,11 @@ async fn settle<S: TaskStore, St>(
     }
 }
 
-async fn complete<S: TaskStore, St>(shared: &Shared<S, St>, lease: TaskLease, result: Option<serde_json::Value>) -> &'static str {
+async fn complete<S: TaskStore, St>(
+    shared: &Shared<S, St>,
+    lease: TaskLease,
+    result: Option<serde_json::Value>,
+) -> &'static str {
     let (reply, answer) = oneshot::channel();
     if shared.completer.send(CompleteRequest { lease, result, reply }).await.is_err() {
         shared.stats.write_errors.inc();

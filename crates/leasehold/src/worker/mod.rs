@@ -31,8 +31,8 @@ use crate::config::WorkerConfig;
 use crate::job::Job;
 use lease::{ActiveSet, CancelReason};
 use registry::Registry;
-pub use stats::WorkerStats;
 use stats::Stats;
+pub use stats::WorkerStats;
 
 /// What the background work of a running worker shares.
 pub(crate) struct Shared<S, St> {

@@ -52,7 +52,10 @@ pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(
 }
 
 /// Claims up to the free capacity and starts the tasks; answers whether the batch came back full.
-pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(shared: &Arc<Shared<S, St>>, tracker: &TaskTracker) -> bool {
+pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
+    shared: &Arc<Shared<S, St>>,
+    tracker: &TaskTracker,
+) -> bool {
     let free = shared.capacity.available_permits();
     if free == 0 {
         return false;
