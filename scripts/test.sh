@@ -68,7 +68,7 @@ say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-say "tests"
-cargo nextest run --workspace --no-fail-fast
 say "doc tests"
 cargo test --workspace --doc
+say "tests"
+cargo nextest run --workspace --no-fail-fast

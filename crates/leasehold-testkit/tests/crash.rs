@@ -20,6 +20,9 @@ const PROCESSES: usize = 4;
 const KILLS: usize = 8;
 const SLACK: Duration = Duration::from_millis(2_500);
 
+/// One attempt as recorded by the test worker: who ran it, when it started, how its completion went.
+type Attempt = (String, DateTime<Utc>, Option<String>);
+
 /// A small deterministic generator, so that a failing run can be replayed with its seed.
 struct Rng(u64);
 impl Rng {
@@ -50,9 +53,9 @@ async fn killed_workers_lose_no_task_and_repeat_no_effect() {
 
     let mut procs: Vec<WorkerProcess> =
         (0..PROCESSES).map(|i| WorkerProcess::spawn(BIN, db.url(), &format!("w{i}"), &opts)).collect();
-    let mut spawned = PROCESSES;
     let mut kills: Vec<(String, DateTime<Utc>)> = Vec::new();
     for k in 0..KILLS {
+        let replacement = format!("w{}", PROCESSES + k);
         // pace the faults by progress, not by the clock
         let target = (TASKS as i64 * (k as i64 + 1)) / (KILLS as i64 + 2);
         wait::until("progress before the next kill", Duration::from_secs(60), || async {
@@ -72,8 +75,7 @@ async fn killed_workers_lose_no_task_and_repeat_no_effect() {
         p.kill();
         let at: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(db.pool()).await.unwrap();
         kills.push((p.name.clone(), at));
-        procs.push(WorkerProcess::spawn(BIN, db.url(), &format!("w{spawned}"), &opts));
-        spawned += 1;
+        procs.push(WorkerProcess::spawn(BIN, db.url(), &replacement, &opts));
     }
     wait::until("every task to complete", Duration::from_secs(120), || async {
         (count(&db, "SELECT count(*) FROM leasehold.tasks WHERE state <> 'completed'").await == 0).then_some(())
@@ -100,7 +102,7 @@ async fn killed_workers_lose_no_task_and_repeat_no_effect() {
             .fetch_all(db.pool())
             .await
             .unwrap();
-    let mut by_task: HashMap<Uuid, Vec<(String, DateTime<Utc>, Option<String>)>> = HashMap::new();
+    let mut by_task: HashMap<Uuid, Vec<Attempt>> = HashMap::new();
     for (t, w, at, c) in rows {
         by_task.entry(t).or_default().push((w, at, c));
     }

@@ -42,7 +42,7 @@ impl Job for Thumbnail {
     type State = ();
     async fn run(self, ctx: JobContext<()>) -> JobResult {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if self.image % 3 == 0 && ctx.attempt() == 1 {
+        if self.image.is_multiple_of(3) && ctx.attempt() == 1 {
             return Err(format!("image {} : storage timed out", self.image).into());
         }
         Ok(Outcome::Complete)
