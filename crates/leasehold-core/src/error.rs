@@ -36,6 +36,9 @@ pub enum Error {
     /// The database schema is missing, foreign or newer than this build understands.
     #[error("schema: {0}")]
     Schema(String),
+    /// The store could not be opened or reached: an unwritable path, a refused connection.
+    #[error("cannot reach the store: {0}")]
+    Connect(String),
     /// The backend failed (connection, timeout, unexpected SQL error).
     #[error("database: {0}")]
     Database(#[source] BoxError),

@@ -5,6 +5,7 @@
 //! - [`backend`]: [`Backend`], what the suite needs from a store beyond [`leasehold_core::TaskStore`]
 //!   (moving a lease or a `run_at` into the past on the store's own clock, a transaction).
 //! - [`pg`]: a fresh PostgreSQL database per test, dropped afterwards; [`pg::PgBackend`].
+//! - [`sqlite`]: a fresh SQLite file per test, removed afterwards; [`sqlite::SqliteBackend`].
 //! - [`conformance`]: the suite, and [`conformance_tests!`] which expands it into one test per case.
 //! - [`jobs`]: the jobs the suite and the process tests run.
 //! - [`process`]: worker processes for crash and pause tests.
@@ -15,6 +16,7 @@ pub mod conformance;
 pub mod jobs;
 pub mod pg;
 pub mod process;
+pub mod sqlite;
 pub mod wait;
 
 pub use backend::Backend;

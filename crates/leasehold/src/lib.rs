@@ -36,8 +36,10 @@
 //! - [`client`]: [`Client`] and [`EnqueueOptions`].
 //! - [`worker`]: [`Worker`], its builder and its background work.
 //! - [`config`]: [`WorkerConfig`], validated when built.
-//! - [`postgres`] (feature `postgres`): the PostgreSQL store and the operations that join the
-//!   application's own transaction.
+//! - [`sqlite`] (feature `sqlite`, the default): the embedded SQLite store.
+//! - [`postgres`] (feature `postgres`): the PostgreSQL store, the production choice.
+//!
+//! Each backend module also has the operations that join the application's own transaction.
 //! - [`core`]: the backend-neutral model, re-exported from `leasehold-core`.
 
 pub mod client;
@@ -45,6 +47,8 @@ pub mod config;
 pub mod job;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod worker;
 
 pub use leasehold_core as core;

@@ -1,0 +1,31 @@
+//! The SQLite store for leasehold, on sqlx: the embedded default, nothing to install.
+//!
+//! # Layout
+//! - [`SqliteStore`] (`store.rs`): the [`TaskStore`](leasehold_core::TaskStore) implementation.
+//! - `open.rs`: opening a database file (WAL, busy timeout) and refusing files that are not
+//!   leasehold's to use.
+//! - `sql/`: one file per statement. Batches travel as one JSON array parameter read by `json_each`.
+//! - [`migrate`]: the embedded migrations of `migrations/sqlite`, tracked in `leasehold_migrations`.
+//! - [`tx`]: enqueue and completion inside the caller's own transaction.
+//! - `wakeup.rs`: in-process wake-ups (SQLite has no LISTEN/NOTIFY; other processes poll).
+//! - `rows.rs`: decoding rows into the core records.
+//!
+//! Claims run inside `BEGIN IMMEDIATE`, so two processes never pick the same task. Fencing tokens come
+//! from a counter row in the same file, bumped in the claiming transaction. Lease expiry is measured by
+//! SQLite's clock inside each statement (`unixepoch('subsec')`), never by a time the worker sends;
+//! every process sharing a file runs on the same host, hence the same clock.
+
+pub mod migrate;
+mod open;
+mod rows;
+mod store;
+pub mod tx;
+mod wakeup;
+
+pub use leasehold_core::{Error, Result};
+pub use open::{APPLICATION_ID, SqliteOptions};
+pub use store::SqliteStore;
+
+pub(crate) fn db(e: sqlx::Error) -> leasehold_core::Error {
+    leasehold_core::Error::database(e)
+}

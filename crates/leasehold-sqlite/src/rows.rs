@@ -1,0 +1,118 @@
+//! Rows of `leasehold_tasks` decoded into the core records.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use leasehold_core::{AttemptError, ClaimedTask, Error, FencingToken, TaskId, TaskLease, TaskRecord, TaskState};
+
+pub(crate) fn ms_to_time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+pub(crate) fn parse_id(s: &str) -> Result<TaskId, Error> {
+    Uuid::parse_str(s).map(TaskId).map_err(|e| Error::Schema(format!("task id {s:?} in the database: {e}")))
+}
+
+fn parse_json(s: &str, what: &str) -> Result<serde_json::Value, Error> {
+    serde_json::from_str(s).map_err(|e| Error::Schema(format!("{what} in the database is not JSON: {e}")))
+}
+
+pub(crate) fn parse_state(s: &str) -> Result<TaskState, Error> {
+    TaskState::parse(s).ok_or_else(|| Error::Schema(format!("unknown task state {s:?} in the database")))
+}
+
+#[derive(FromRow)]
+pub(crate) struct ClaimRow {
+    pub(crate) id: String,
+    fence: i64,
+    kind: String,
+    queue: String,
+    payload: String,
+    attempt: i32,
+    max_attempts: i32,
+    lease_ttl_ms: i64,
+    run_at: i64,
+}
+
+impl ClaimRow {
+    pub(crate) fn into_claimed(self, taken_over: bool) -> Result<ClaimedTask, Error> {
+        Ok(ClaimedTask {
+            lease: TaskLease { task_id: parse_id(&self.id)?, fence: FencingToken(self.fence) },
+            payload: parse_json(&self.payload, "a payload")?,
+            kind: self.kind,
+            queue: self.queue,
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            lease_ttl: Duration::from_millis(u64::try_from(self.lease_ttl_ms).unwrap_or(0)),
+            run_at: ms_to_time(self.run_at),
+            taken_over,
+        })
+    }
+
+    pub(crate) fn fence(&self) -> i64 {
+        self.fence
+    }
+}
+
+#[derive(Deserialize)]
+struct StoredError {
+    attempt: i32,
+    at: i64,
+    message: String,
+}
+
+#[derive(FromRow)]
+pub(crate) struct TaskRow {
+    id: String,
+    kind: String,
+    queue: String,
+    payload: String,
+    state: String,
+    priority: i16,
+    run_at: i64,
+    attempt: i32,
+    max_attempts: i32,
+    fence: Option<i64>,
+    lease_expires_at: Option<i64>,
+    claimed_by: Option<String>,
+    lease_losses: i32,
+    errors: String,
+    result: Option<String>,
+    created_at: i64,
+    finalized_at: Option<i64>,
+}
+
+impl TryFrom<TaskRow> for TaskRecord {
+    type Error = Error;
+
+    fn try_from(r: TaskRow) -> Result<Self, Error> {
+        let errors: Vec<StoredError> = serde_json::from_str(&r.errors)
+            .map_err(|e| Error::Schema(format!("the errors of task {} are not readable: {e}", r.id)))?;
+        Ok(TaskRecord {
+            id: parse_id(&r.id)?,
+            state: parse_state(&r.state)?,
+            payload: parse_json(&r.payload, "a payload")?,
+            result: r.result.as_deref().map(|s| parse_json(s, "a result")).transpose()?,
+            kind: r.kind,
+            queue: r.queue,
+            priority: r.priority,
+            run_at: ms_to_time(r.run_at),
+            attempt: r.attempt,
+            max_attempts: r.max_attempts,
+            fence: r.fence.map(FencingToken),
+            lease_expires_at: r.lease_expires_at.map(ms_to_time),
+            claimed_by: r.claimed_by,
+            lease_losses: r.lease_losses,
+            errors: errors
+                .into_iter()
+                .map(|e| AttemptError { attempt: e.attempt, at: ms_to_time(e.at), message: e.message })
+                .collect(),
+            created_at: ms_to_time(r.created_at),
+            finalized_at: r.finalized_at.map(ms_to_time),
+        })
+    }
+}

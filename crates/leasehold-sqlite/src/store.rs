@@ -1,0 +1,360 @@
+//! [`SqliteStore`]: the task store on a SQLite file.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use sqlx::{Row, SqliteExecutor, SqlitePool};
+use tokio::sync::broadcast;
+
+use leasehold_core::params::duration_ms;
+use leasehold_core::*;
+
+use crate::db;
+use crate::open::{SqliteOptions, check_owner, open_pool, url_path};
+use crate::rows::{ClaimRow, TaskRow, parse_id, parse_state};
+use crate::wakeup::{SqliteWakeup, channel_for};
+
+/// The SQLite task store. Cheap to clone: it shares one pool and one wake-up channel.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    hints: broadcast::Sender<String>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and applies the migrations.
+    ///
+    /// Refuses, with a typed error and without writing anything: a path that cannot be written
+    /// ([`Error::Connect`]), a file that is not a SQLite database or that carries another
+    /// application's `application_id`, and a database migrated by a newer leasehold ([`Error::Schema`]).
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, &SqliteOptions::default()).await
+    }
+
+    /// [`SqliteStore::open`] with options.
+    pub async fn open_with(path: impl AsRef<Path>, opts: &SqliteOptions) -> Result<Self> {
+        let path = path.as_ref();
+        let pool = open_pool(path, opts).await?;
+        check_owner(&pool, path).await?;
+        let store = Self { hints: channel_for(path), pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens the file a `sqlite:` URL names (`sqlite://path/to/file.db`).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let path: PathBuf = url_path(url)?;
+        Self::open(path).await
+    }
+
+    /// Wraps an existing pool (the application's own, in WAL mode with a busy timeout). Run
+    /// [`SqliteStore::migrate`] once before use.
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        let hints = channel_for(pool.connect_options().get_filename());
+        Self { pool, hints }
+    }
+
+    /// Applies leasehold's migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        crate::migrate::run(&self.pool).await
+    }
+
+    /// The pool, for the application's own queries.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Begins a transaction that takes the write lock at once (`BEGIN IMMEDIATE`), as transactions that
+    /// write should on SQLite: a deferred one that reads first may fail to upgrade to a writer.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+    }
+
+    pub(crate) fn hint(&self, queues: impl IntoIterator<Item = String>) {
+        let unique: HashSet<String> = queues.into_iter().collect();
+        for q in unique {
+            let _ = self.hints.send(q);
+        }
+    }
+}
+
+fn ms(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) async fn insert_tasks<'e>(exec: impl SqliteExecutor<'e>, tasks: &[NewTask]) -> Result<Vec<TaskId>> {
+    for t in tasks {
+        t.validate()?;
+    }
+    let rows: Vec<serde_json::Value> = tasks
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.id.0.to_string(),
+                "kind": t.kind,
+                "queue": t.queue,
+                "payload": t.payload,
+                "priority": t.priority,
+                "run_at": t.run_at.map(ms),
+                "delay_ms": t.delay_ms(),
+                "max_attempts": t.max_attempts,
+                "lease_ttl_ms": t.lease_ttl_ms(),
+            })
+        })
+        .collect();
+    sqlx::query(include_str!("sql/task_insert.sql"))
+        .bind(serde_json::to_string(&rows)?)
+        .execute(exec)
+        .await
+        .map_err(db)?;
+    Ok(tasks.iter().map(|t| t.id).collect())
+}
+
+/// Queues whose new tasks are due now, for wake-ups.
+fn due_queues(tasks: &[NewTask]) -> Vec<String> {
+    let now = chrono::Utc::now();
+    tasks
+        .iter()
+        .filter(|t| t.delay.is_none_or(|d| d.is_zero()) && t.run_at.is_none_or(|at| at <= now))
+        .map(|t| t.queue.clone())
+        .collect()
+}
+
+pub(crate) async fn complete_tasks(
+    conn: &mut sqlx::SqliteConnection,
+    tasks: &[(TaskLease, Option<serde_json::Value>)],
+) -> Result<Vec<CompletionStatus>> {
+    let spec: Vec<serde_json::Value> =
+        tasks.iter().map(|(l, r)| json!([l.task_id.0.to_string(), l.fence.0, r])).collect();
+    let done: HashSet<String> = sqlx::query_scalar(include_str!("sql/task_complete.sql"))
+        .bind(serde_json::to_string(&spec)?)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?
+        .into_iter()
+        .collect();
+    let rest: Vec<serde_json::Value> = tasks
+        .iter()
+        .filter(|(l, _)| !done.contains(&l.task_id.0.to_string()))
+        .map(|(l, _)| json!([l.task_id.0.to_string(), l.fence.0]))
+        .collect();
+    let already: HashSet<String> = if rest.is_empty() {
+        HashSet::new()
+    } else {
+        sqlx::query_scalar(include_str!("sql/task_completed_check.sql"))
+            .bind(serde_json::to_string(&rest)?)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .collect()
+    };
+    Ok(tasks
+        .iter()
+        .map(|(l, _)| {
+            let id = l.task_id.0.to_string();
+            if done.contains(&id) {
+                CompletionStatus::Completed
+            } else if already.contains(&id) {
+                CompletionStatus::AlreadyCompleted
+            } else {
+                CompletionStatus::LeaseLost
+            }
+        })
+        .collect())
+}
+
+fn lost(lease: TaskLease) -> Error {
+    Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }
+}
+
+fn leases_of(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<TaskLease>> {
+    rows.iter()
+        .map(|r| Ok(TaskLease { task_id: parse_id(r.get::<&str, _>("id"))?, fence: FencingToken(r.get("fence")) }))
+        .collect()
+}
+
+impl TaskStore for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn task_insert(&self, task: NewTask) -> Result<TaskId> {
+        self.task_insert_many(vec![task]).await.map(|ids| ids[0])
+    }
+
+    async fn task_insert_many(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = insert_tasks(&self.pool, &tasks).await?;
+        self.hint(due_queues(&tasks));
+        Ok(ids)
+    }
+
+    async fn task_claim(&self, p: TaskClaimParams) -> Result<Vec<ClaimedTask>> {
+        if p.limit == 0 || p.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let queues = serde_json::to_string(&p.queues)?;
+        // a cheap read first, so idle polling never takes the write lock
+        let any: bool = sqlx::query_scalar(include_str!("sql/task_claim_peek.sql"))
+            .bind(&queues)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        if !any {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let picked: Vec<(String, bool)> = sqlx::query_as(include_str!("sql/task_claim_select.sql"))
+            .bind(&queues)
+            .bind(i64::from(p.limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        if picked.is_empty() {
+            tx.commit().await.map_err(db)?;
+            return Ok(Vec::new());
+        }
+        let n = i64::try_from(picked.len()).unwrap_or(i64::MAX);
+        let last: i64 =
+            sqlx::query_scalar(include_str!("sql/fence_next.sql")).bind(n).fetch_one(&mut *tx).await.map_err(db)?;
+        let first = last - n + 1;
+        let spec: Vec<serde_json::Value> = picked
+            .iter()
+            .zip(first..)
+            .map(|((id, taken_over), fence)| json!([id, fence, i64::from(*taken_over)]))
+            .collect();
+        let mut rows: Vec<ClaimRow> = sqlx::query_as(include_str!("sql/task_claim_update.sql"))
+            .bind(serde_json::to_string(&spec)?)
+            .bind(duration_ms(p.default_lease_ttl))
+            .bind(&p.worker_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        rows.sort_by_key(ClaimRow::fence);
+        let taken_over: HashMap<String, bool> = picked.into_iter().collect();
+        rows.into_iter()
+            .map(|r| {
+                let t = taken_over.get(&r.id).copied().unwrap_or(false);
+                r.into_claimed(t)
+            })
+            .collect()
+    }
+
+    async fn lease_renew(&self, p: LeaseRenewParams) -> Result<Vec<TaskLease>> {
+        if p.leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let spec: Vec<serde_json::Value> =
+            p.leases.iter().map(|(l, ttl)| json!([l.task_id.0.to_string(), l.fence.0, duration_ms(*ttl)])).collect();
+        let rows = sqlx::query(include_str!("sql/lease_renew.sql"))
+            .bind(serde_json::to_string(&spec)?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        leases_of(&rows)
+    }
+
+    async fn task_complete_many(&self, p: TaskCompleteParams) -> Result<Vec<CompletionStatus>> {
+        if p.tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        complete_tasks(&mut conn, &p.tasks).await
+    }
+
+    async fn task_retry(&self, p: TaskRetryParams) -> Result<TaskState> {
+        let state: Option<String> = sqlx::query_scalar(include_str!("sql/task_retry.sql"))
+            .bind(p.lease.task_id.0.to_string())
+            .bind(p.lease.fence.0)
+            .bind(truncate(&p.error))
+            .bind(p.retry_in.map(duration_ms))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        parse_state(&state.ok_or_else(|| lost(p.lease))?)
+    }
+
+    async fn task_snooze(&self, p: TaskSnoozeParams) -> Result<()> {
+        let done = sqlx::query(include_str!("sql/task_snooze.sql"))
+            .bind(p.lease.task_id.0.to_string())
+            .bind(p.lease.fence.0)
+            .bind(duration_ms(p.delay))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 0 { Err(lost(p.lease)) } else { Ok(()) }
+    }
+
+    async fn task_finish(&self, p: TaskFinishParams) -> Result<()> {
+        if !matches!(p.state, TaskState::Cancelled | TaskState::Discarded) {
+            return Err(Error::InvalidInput(format!("a holder cannot finish a task as {}", p.state)));
+        }
+        let done = sqlx::query(include_str!("sql/task_finish.sql"))
+            .bind(p.lease.task_id.0.to_string())
+            .bind(p.lease.fence.0)
+            .bind(p.state.as_str())
+            .bind(truncate(&p.reason))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 0 { Err(lost(p.lease)) } else { Ok(()) }
+    }
+
+    async fn task_release(&self, p: TaskReleaseParams) -> Result<Vec<TaskLease>> {
+        if p.leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let spec: Vec<serde_json::Value> =
+            p.leases.iter().map(|l| json!([l.task_id.0.to_string(), l.fence.0])).collect();
+        let rows = sqlx::query(include_str!("sql/task_release.sql"))
+            .bind(serde_json::to_string(&spec)?)
+            .bind(i64::from(p.lease_lost))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        self.hint(rows.iter().map(|r| r.get::<String, _>("queue")));
+        leases_of(&rows)
+    }
+
+    async fn task_cancel(&self, p: TaskCancelParams) -> Result<TaskState> {
+        let state: Option<String> = sqlx::query_scalar(include_str!("sql/task_cancel.sql"))
+            .bind(p.id.0.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        match state {
+            Some(s) => parse_state(&s),
+            None => Ok(self.task_get(p.id).await?.state),
+        }
+    }
+
+    async fn task_get(&self, id: TaskId) -> Result<TaskRecord> {
+        let row: Option<TaskRow> = sqlx::query_as(include_str!("sql/task_get.sql"))
+            .bind(id.0.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.ok_or(Error::NotFound(id))?.try_into()
+    }
+
+    async fn wakeup_subscribe(&self) -> Result<Box<dyn Wakeup>> {
+        Ok(Box::new(SqliteWakeup { rx: self.hints.subscribe() }))
+    }
+}
+
+/// Cuts an error message to [`MAX_ERROR_LEN`] bytes on a character boundary.
+fn truncate(s: &str) -> &str {
+    if s.len() <= MAX_ERROR_LEN {
+        return s;
+    }
+    let mut end = MAX_ERROR_LEN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

@@ -1,0 +1,33 @@
+//! SQLite: the embedded store, and the operations that join the application's own transaction.
+
+use sqlx::SqliteConnection;
+
+pub use leasehold_sqlite::{APPLICATION_ID, SqliteOptions, SqliteStore, migrate, tx};
+
+use leasehold_core::{Result, TaskId, TaskLease};
+
+use crate::client::{Client, EnqueueOptions, new_task};
+use crate::job::Job;
+
+impl Client<SqliteStore> {
+    /// Enqueues a job inside the caller's transaction (begin it with [`SqliteStore::begin`]): the task
+    /// exists only if the caller commits. Workers find it at their next poll.
+    pub async fn enqueue_in<J: Job>(
+        &self,
+        conn: &mut SqliteConnection,
+        job: J,
+        opts: EnqueueOptions,
+    ) -> Result<TaskId> {
+        tx::task_insert_in(conn, new_task(&job, &opts)?).await
+    }
+}
+
+/// Completes the running task inside the caller's transaction, fenced by its token. A lost lease
+/// answers [`leasehold_core::Error::LeaseLost`]; dropping the transaction then rolls back every write.
+pub async fn complete_in(
+    conn: &mut SqliteConnection,
+    lease: TaskLease,
+    result: Option<serde_json::Value>,
+) -> Result<()> {
+    tx::task_complete_in(conn, lease, result).await
+}
