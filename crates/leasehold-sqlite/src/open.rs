@@ -62,7 +62,8 @@ pub(crate) fn url_path(url: &str) -> Result<PathBuf> {
     let opts = SqliteConnectOptions::from_str(url)
         .map_err(|e| Error::InvalidConfig(format!("not a SQLite URL ({url}): {e}")))?;
     let path = opts.get_filename().to_path_buf();
-    if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if in_memory || path.as_os_str().is_empty() {
         return Err(Error::InvalidConfig(
             "an in-memory SQLite database cannot be shared by a pool: name a file".into(),
         ));

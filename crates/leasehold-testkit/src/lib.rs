@@ -9,13 +9,17 @@
 //! - [`conformance`]: the suite, and [`conformance_tests!`] which expands it into one test per case.
 //! - [`jobs`]: the jobs the suite and the process tests run.
 //! - [`process`]: worker processes for crash and pause tests.
+//! - [`history`]: what those processes recorded, read back for the checks.
+//! - [`scenarios`]: the crash and pause scenarios, on any backend.
 //! - [`wait`]: waiting on a condition with a deadline instead of sleeping.
 
 pub mod backend;
 pub mod conformance;
+pub mod history;
 pub mod jobs;
 pub mod pg;
 pub mod process;
+pub mod scenarios;
 pub mod sqlite;
 pub mod wait;
 

@@ -1,5 +1,6 @@
-//! A worker process for crash and pause tests. Configured by environment variables (see
-//! `leasehold_testkit::process`); prints `ready` once it runs, and its stats when stopped by SIGTERM.
+//! A worker process for crash and pause tests, on PostgreSQL (`postgres://`) or SQLite (`sqlite://`).
+//! Configured by environment variables (see `leasehold_testkit::process`); prints `ready` once it runs,
+//! and its stats when stopped by SIGTERM.
 //!
 //! Its one job, `effect`, records an attempt, works for `work_ms` (or until cancelled), then, like a
 //! zombie that ignores cancellation, still tries to record its effect and complete the task in one
@@ -8,15 +9,78 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use leasehold::postgres::PgStore;
-use leasehold::{Job, JobContext, JobResult, Outcome, Worker};
+use leasehold::sqlite::SqliteStore;
+use leasehold::{Job, JobContext, JobResult, Outcome, TaskLease, TaskStore, Worker};
+use leasehold_core::Result;
+
+enum Db {
+    Pg(PgStore),
+    Sqlite(SqliteStore),
+}
 
 struct State {
-    pool: PgPool,
+    db: Db,
     name: String,
+}
+
+impl State {
+    async fn record_start(&self, lease: TaskLease) -> Result<()> {
+        let (id, fence) = (lease.task_id.0, lease.fence.0);
+        let done = match &self.db {
+            Db::Pg(s) => sqlx::query("INSERT INTO attempts (task_id, fence, worker) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(fence)
+                .bind(&self.name)
+                .execute(s.pool())
+                .await
+                .map(drop),
+            Db::Sqlite(s) => sqlx::query("INSERT INTO attempts (task_id, fence, worker) VALUES (?1, ?2, ?3)")
+                .bind(id.to_string())
+                .bind(fence)
+                .bind(&self.name)
+                .execute(s.pool())
+                .await
+                .map(drop),
+        };
+        done.map_err(leasehold_core::Error::database)
+    }
+
+    async fn record_end(&self, lease: TaskLease, cancelled: bool, completion: &str) -> Result<()> {
+        let (id, fence) = (lease.task_id.0, lease.fence.0);
+        let done = match &self.db {
+            Db::Pg(s) => {
+                sqlx::query("UPDATE attempts SET cancelled = $3, completion = $4 WHERE task_id = $1 AND fence = $2")
+                    .bind(id)
+                    .bind(fence)
+                    .bind(cancelled)
+                    .bind(completion)
+                    .execute(s.pool())
+                    .await
+                    .map(drop)
+            }
+            Db::Sqlite(s) => {
+                sqlx::query("UPDATE attempts SET cancelled = ?3, completion = ?4 WHERE task_id = ?1 AND fence = ?2")
+                    .bind(id.to_string())
+                    .bind(fence)
+                    .bind(cancelled)
+                    .bind(completion)
+                    .execute(s.pool())
+                    .await
+                    .map(drop)
+            }
+        };
+        done.map_err(leasehold_core::Error::database)
+    }
+
+    async fn complete_with_effect(&self, lease: TaskLease) -> Result<()> {
+        match &self.db {
+            Db::Pg(s) => leasehold_testkit::pg::complete_with_effect(s.pool(), lease, &self.name).await,
+            Db::Sqlite(s) => leasehold_testkit::sqlite::complete_with_effect(s, lease, &self.name).await,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -31,29 +95,18 @@ impl Job for Effect {
     async fn run(self, ctx: JobContext<State>) -> JobResult {
         let st = ctx.state();
         let lease = ctx.lease();
-        sqlx::query("INSERT INTO attempts (task_id, fence, worker) VALUES ($1, $2, $3)")
-            .bind(lease.task_id.0)
-            .bind(lease.fence.0)
-            .bind(&st.name)
-            .execute(&st.pool)
-            .await?;
+        st.record_start(lease).await?;
         let cancelled = tokio::select! {
             _ = ctx.cancelled() => true,
             _ = tokio::time::sleep(Duration::from_millis(self.work_ms)) => false,
         };
-        let done = leasehold_testkit::pg::complete_with_effect(&st.pool, lease, &st.name).await;
+        let done = st.complete_with_effect(lease).await;
         let completion = match &done {
             Ok(()) => "completed",
             Err(e) if e.is_lease_lost() => "rejected",
             Err(_) => "error",
         };
-        sqlx::query("UPDATE attempts SET cancelled = $3, completion = $4 WHERE task_id = $1 AND fence = $2")
-            .bind(lease.task_id.0)
-            .bind(lease.fence.0)
-            .bind(cancelled)
-            .bind(completion)
-            .execute(&st.pool)
-            .await?;
+        st.record_end(lease, cancelled, completion).await?;
         done?;
         Ok(Outcome::Complete)
     }
@@ -64,18 +117,9 @@ fn env_ms(name: &str) -> Duration {
     Duration::from_millis(v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number of ms")))
 }
 
-#[tokio::main]
-async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LEASEHOLD_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    let url = std::env::var("LEASEHOLD_DATABASE_URL").expect("LEASEHOLD_DATABASE_URL is not set");
-    let name = std::env::var("WORKER_NAME").expect("WORKER_NAME is not set");
-    let concurrency: u32 = std::env::var("CONCURRENCY").expect("CONCURRENCY").parse().expect("CONCURRENCY");
-    let pool = PgPoolOptions::new().max_connections(concurrency + 4).connect(&url).await.expect("connect");
-    let store = PgStore::from_pool(pool.clone());
-    let worker = Worker::builder_with_state(store, State { pool, name: name.clone() })
+async fn run<S: TaskStore>(store: S, state: State, concurrency: u32) {
+    let name = state.name.clone();
+    let worker = Worker::builder_with_state(store, state)
         .register::<Effect>()
         .worker_id(name)
         .concurrency(concurrency)
@@ -93,4 +137,23 @@ async fn main() {
     term.recv().await;
     worker.stop().await;
     println!("{:?}", worker.stats());
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LEASEHOLD_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let url = std::env::var("LEASEHOLD_DATABASE_URL").expect("LEASEHOLD_DATABASE_URL is not set");
+    let name = std::env::var("WORKER_NAME").expect("WORKER_NAME is not set");
+    let concurrency: u32 = std::env::var("CONCURRENCY").expect("CONCURRENCY").parse().expect("CONCURRENCY");
+    if url.starts_with("sqlite:") {
+        let store = SqliteStore::connect(&url).await.expect("open the SQLite file");
+        run(store.clone(), State { db: Db::Sqlite(store), name }, concurrency).await;
+    } else {
+        let pool = PgPoolOptions::new().max_connections(concurrency + 4).connect(&url).await.expect("connect");
+        let store = PgStore::from_pool(pool);
+        run(store.clone(), State { db: Db::Pg(store), name }, concurrency).await;
+    }
 }

@@ -1,0 +1,188 @@
+//! Fault scenarios with real worker processes, run on any [`ProcessDb`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use leasehold::{Client, TaskState};
+use leasehold_core::NewTask;
+
+use crate::history::{AttemptRow, ProcessDb};
+use crate::process::{ProcessOptions, WorkerProcess};
+use crate::wait;
+
+/// A small deterministic generator, so that a failing run can be replayed with its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from `LEASEHOLD_TEST_SEED`, or from the clock (and printed, to replay).
+    pub fn from_env() -> Self {
+        let seed = std::env::var("LEASEHOLD_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()) | 1
+        });
+        println!("seed {seed} (replay with LEASEHOLD_TEST_SEED={seed})");
+        Self(seed)
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// The size of a crash run.
+#[derive(Clone, Debug)]
+pub struct CrashRun {
+    /// Tasks enqueued.
+    pub tasks: usize,
+    /// Worker processes running at once.
+    pub processes: usize,
+    /// SIGKILLs, each followed by a replacement process.
+    pub kills: usize,
+    /// Lease, heartbeat and the rest.
+    pub opts: ProcessOptions,
+    /// Added to `L + poll` for the claimer's own delay on a loaded machine.
+    pub slack: Duration,
+}
+
+/// What a crash run measured.
+#[derive(Clone, Debug)]
+pub struct CrashReport {
+    /// Takeover times of the attempts killed mid-task, sorted.
+    pub takeovers: Vec<Duration>,
+    /// Lease losses the store counted.
+    pub lease_losses: i64,
+}
+
+/// Several processes work through the tasks while some are SIGKILLed mid-task. Checks: every task
+/// completed; exactly one effect per task, under its final token; every takeover within
+/// `L + poll + slack`.
+pub async fn crash<D: ProcessDb>(db: &D, bin: &str, run: &CrashRun) -> CrashReport {
+    let mut rng = Rng::from_env();
+    let tasks: Vec<NewTask> =
+        (0..run.tasks).map(|i| NewTask::new("effect", serde_json::json!({ "work_ms": 30 + (i % 7) * 20 }))).collect();
+    Client::new(db.store()).enqueue_tasks(tasks).await.unwrap();
+    let url = db.url();
+    let mut procs: Vec<WorkerProcess> =
+        (0..run.processes).map(|i| WorkerProcess::spawn(bin, &url, &format!("w{i}"), &run.opts)).collect();
+    let mut kills: HashMap<String, i64> = HashMap::new();
+    for k in 0..run.kills {
+        // pace the faults by progress, not by the clock
+        let target = (run.tasks * (k + 1) / (run.kills + 2)) as i64;
+        wait::until("progress before the next kill", Duration::from_secs(90), || async {
+            (db.effects().await.0 >= target).then_some(())
+        })
+        .await;
+        // kill a process that is running something, so that the kill lands mid-task
+        let busy = db.busy_workers().await;
+        let candidates: Vec<usize> = (0..procs.len()).filter(|i| busy.contains(&procs[*i].name)).collect();
+        let victim =
+            if candidates.is_empty() { rng.below(procs.len()) } else { candidates[rng.below(candidates.len())] };
+        let mut p = procs.swap_remove(victim);
+        p.kill();
+        kills.insert(p.name.clone(), db.now_ms().await);
+        procs.push(WorkerProcess::spawn(bin, &url, &format!("w{}", run.processes + k), &run.opts));
+    }
+    wait::until("every task to complete", Duration::from_secs(180), || async {
+        (db.unfinished().await == 0).then_some(())
+    })
+    .await;
+    for p in procs {
+        p.terminate();
+    }
+
+    let (effects, distinct, stale) = db.effects().await;
+    assert_eq!((effects, distinct), (run.tasks as i64, run.tasks as i64), "lost or duplicate effects");
+    assert_eq!(stale, 0, "an effect was written under a stale token");
+
+    let mut by_task: HashMap<uuid::Uuid, Vec<AttemptRow>> = HashMap::new();
+    for a in db.attempts().await {
+        by_task.entry(a.task_id).or_default().push(a);
+    }
+    let mut takeovers = Vec::new();
+    for attempts in by_task.values() {
+        for pair in attempts.windows(2) {
+            if let (Some(killed_at), None) = (kills.get(&pair[0].worker), &pair[0].completion) {
+                takeovers.push(Duration::from_millis(u64::try_from(pair[1].started_ms - killed_at).unwrap_or(0)));
+            }
+        }
+    }
+    takeovers.sort();
+    let report = CrashReport { takeovers, lease_losses: db.lease_losses().await };
+    let budget = run.opts.lease + run.opts.poll + run.slack;
+    println!(
+        "tasks {}, kills {}, taken over {}, lease losses {}, takeover p50 {:?} p99 {:?} max {:?} (L {:?} + poll {:?})",
+        run.tasks,
+        run.kills,
+        report.takeovers.len(),
+        report.lease_losses,
+        report.percentile(0.5),
+        report.percentile(0.99),
+        report.percentile(1.0),
+        run.opts.lease,
+        run.opts.poll
+    );
+    assert!(!report.takeovers.is_empty(), "no kill landed mid-task: the run proved nothing");
+    assert!(report.lease_losses >= report.takeovers.len() as i64);
+    assert!(report.percentile(1.0) <= budget, "takeover {:?} exceeded the budget {budget:?}", report.percentile(1.0));
+    report
+}
+
+impl CrashReport {
+    /// The `q` quantile of the takeover times (0.0 to 1.0).
+    pub fn percentile(&self, q: f64) -> Duration {
+        let n = self.takeovers.len();
+        if n == 0 {
+            return Duration::ZERO;
+        }
+        self.takeovers[((n as f64 - 1.0) * q).round() as usize]
+    }
+}
+
+async fn attempt_of<D: ProcessDb>(db: &D, task: uuid::Uuid, worker: &str) -> Option<AttemptRow> {
+    db.attempts().await.into_iter().find(|a| a.task_id == task && a.worker == worker)
+}
+
+/// A holder is SIGSTOPped for `3 L` while another process takes its task over; once resumed, its job
+/// is cancelled and its late completion rejected, and the task's effect exists once, under the newer
+/// token.
+pub async fn pause<D: ProcessDb>(db: &D, bin: &str) {
+    let opts = ProcessOptions { concurrency: 1, ..ProcessOptions::default() };
+    let client = Client::new(db.store());
+    let url = db.url();
+    let a = WorkerProcess::spawn(bin, &url, "a", &opts);
+    let task = NewTask::new("effect", serde_json::json!({ "work_ms": 8_000 }));
+    let id = client.enqueue_tasks(vec![task]).await.unwrap()[0];
+    let first = wait::until("worker a to start the job", Duration::from_secs(10), || attempt_of(db, id.0, "a")).await;
+
+    a.pause();
+    let paused_at = tokio::time::Instant::now();
+    let b = WorkerProcess::spawn(bin, &url, "b", &opts);
+    let second = wait::until("worker b to take over", Duration::from_secs(20), || attempt_of(db, id.0, "b")).await;
+    let took = paused_at.elapsed();
+    assert!(second.fence > first.fence, "takeover token {} not above {}", second.fence, first.fence);
+    tokio::time::sleep_until(paused_at + opts.lease * 3).await; // the fault itself: a pause of 3 L
+    a.resume();
+
+    let resumed = wait::until("worker a to notice", Duration::from_secs(10), || async {
+        attempt_of(db, id.0, "a").await.filter(|r| r.completion.is_some())
+    })
+    .await;
+    assert_eq!(resumed.cancelled, Some(true), "the resumed holder's job was not cancelled");
+    assert_eq!(resumed.completion.as_deref(), Some("rejected"), "the late completion was not rejected");
+
+    let rec = wait::until("worker b to complete the task", Duration::from_secs(20), || async {
+        let r = client.task(id).await.unwrap();
+        (r.state == TaskState::Completed).then_some(r)
+    })
+    .await;
+    assert_eq!(rec.fence.map(|f| f.0), Some(second.fence));
+    assert_eq!(rec.lease_losses, 1);
+    assert_eq!(db.effect_fences(id.0).await, vec![second.fence], "the effect must exist once, under the newer token");
+    let stats_a = a.terminate();
+    b.terminate();
+    assert!(stats_a.contains("lease_lost: 1"), "{stats_a}");
+    println!("takeover {took:?} after the pause began (L {:?}); paused for {:?}", opts.lease, opts.lease * 3);
+}
