@@ -20,5 +20,5 @@ pub mod task;
 pub use error::{Error, Result};
 pub use params::*;
 pub use retry::RetryPolicy;
-pub use store::{TaskStore, Wakeup};
+pub use store::{CrossProcessWakeups, TaskStore, Wakeup};
 pub use task::*;

@@ -56,6 +56,12 @@ pub trait TaskStore: Clone + Send + Sync + 'static {
     fn wakeup_subscribe(&self) -> impl Future<Output = Result<Box<dyn Wakeup>>> + Send;
 }
 
+/// A capability: the store's wake-up hints reach workers in every process that uses it (PostgreSQL's
+/// LISTEN/NOTIFY). A store without it (SQLite) wakes only the workers of the process that enqueued;
+/// workers elsewhere find new tasks at their next poll, so a latency-sensitive deployment of several
+/// processes can require this bound.
+pub trait CrossProcessWakeups: TaskStore {}
+
 /// A stream of hints that tasks became available in a queue. A hint may be lost or spurious: the
 /// table is the truth and workers keep polling.
 pub trait Wakeup: Send {

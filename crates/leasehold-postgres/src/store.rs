@@ -271,6 +271,8 @@ impl TaskStore for PgStore {
     }
 }
 
+impl CrossProcessWakeups for PgStore {}
+
 /// Cuts an error message to [`MAX_ERROR_LEN`] bytes on a character boundary.
 pub(crate) fn truncate(s: &str) -> &str {
     if s.len() <= MAX_ERROR_LEN {

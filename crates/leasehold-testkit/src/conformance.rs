@@ -26,7 +26,7 @@ macro_rules! conformance_tests {
             worker_completes_with_result, worker_retries_errors_with_backoff, worker_records_panics,
             worker_follows_outcomes, worker_discards_undecodable_payloads, worker_retries_unknown_kinds,
             worker_wakes_on_enqueue, worker_cancels_job_when_lease_lost, worker_shutdown_releases_tasks,
-            worker_honours_transactional_completion);
+            worker_honours_transactional_completion, worker_runs_many_tasks_at_once);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -530,4 +530,28 @@ pub async fn worker_honours_transactional_completion<B: Backend>(b: &B) {
     let st = s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)] }).await.unwrap();
     assert_eq!(st, vec![CompletionStatus::AlreadyCompleted]);
     assert_eq!(b.effect_count(id).await, 1);
+}
+
+/// One worker with many slots runs a thousand tasks, each exactly once.
+pub async fn worker_runs_many_tasks_at_once<B: Backend>(b: &B) {
+    const N: u32 = 1_000;
+    let client = Client::new(b.store());
+    let w = worker(b, Probe::default()).concurrency(64).build().unwrap();
+    let mut ids = Vec::new();
+    for chunk in 0..4 {
+        let jobs = (chunk * N / 4..(chunk + 1) * N / 4).map(|n| Echo { n });
+        ids.extend(client.enqueue_many(jobs, EnqueueOptions::default()).await.unwrap());
+    }
+    w.start().await;
+    wait::until("every task to complete", Duration::from_secs(60), || async {
+        (w.stats().completed >= u64::from(N)).then_some(())
+    })
+    .await;
+    w.stop().await;
+    let st = w.stats();
+    assert_eq!((st.claimed, st.completed, st.lease_lost, st.write_errors), (u64::from(N), u64::from(N), 0, 0));
+    for (n, id) in ids.iter().enumerate().step_by(97) {
+        let rec = client.task(*id).await.unwrap();
+        assert_eq!((rec.state, rec.attempt, rec.result), (TaskState::Completed, 1, Some(serde_json::json!(n))));
+    }
 }

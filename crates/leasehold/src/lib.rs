@@ -53,7 +53,8 @@ pub mod worker;
 
 pub use leasehold_core as core;
 pub use leasehold_core::{
-    ClaimedTask, Error, FencingToken, NewTask, Result, RetryPolicy, TaskId, TaskLease, TaskRecord, TaskState, TaskStore,
+    ClaimedTask, CrossProcessWakeups, Error, FencingToken, NewTask, Result, RetryPolicy, TaskId, TaskLease, TaskRecord,
+    TaskState, TaskStore,
 };
 
 pub use client::{Client, EnqueueOptions};

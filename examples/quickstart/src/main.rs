@@ -1,17 +1,20 @@
 //! Run with: cargo run -p example-quickstart
 //!
 //! The quickstart: starts a worker with a few job kinds, enqueues work (some of which fails once and is
-//! retried), shows live progress, and ends with a summary. It runs on the PostgreSQL at `DATABASE_URL`
-//! (default: the local server on loopback).
+//! retried), shows live progress, and ends with a summary. With no configuration it runs on a new SQLite
+//! file, `quickstart.sqlite` in the current folder; with `DATABASE_URL=postgres://...` it runs the same
+//! on PostgreSQL (or `DATABASE_URL=sqlite://path` on another file).
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use leasehold::postgres::PgStore;
-use leasehold::{Client, EnqueueOptions, Job, JobContext, JobResult, Outcome, RetryPolicy, Worker};
+use leasehold::sqlite::SqliteStore;
+use leasehold::{Client, EnqueueOptions, Job, JobContext, JobResult, Outcome, RetryPolicy, TaskStore, Worker};
 
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const DEFAULT_FILE: &str = "quickstart.sqlite";
 const GREETINGS: u32 = 120;
 const THUMBNAILS: u32 = 60;
 const REPORTS: u32 = 20;
@@ -43,7 +46,7 @@ impl Job for Thumbnail {
     async fn run(self, ctx: JobContext<()>) -> JobResult {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if self.image.is_multiple_of(3) && ctx.attempt() == 1 {
-            return Err(format!("image {} : storage timed out", self.image).into());
+            return Err(format!("image {}: storage timed out", self.image).into());
         }
         Ok(Outcome::Complete)
     }
@@ -70,10 +73,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-    println!("leasehold quickstart on {}", redact(&url));
-    let store = PgStore::connect(&url).await?;
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            println!("leasehold quickstart on PostgreSQL ({})", redact(&url));
+            run(PgStore::connect(&url).await?).await
+        }
+        Ok(url) => {
+            println!("leasehold quickstart on SQLite ({url})");
+            run(SqliteStore::connect(&url).await?).await
+        }
+        Err(_) => {
+            // a fresh file each run, so the summary counts this run's tasks only
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{DEFAULT_FILE}{suffix}"));
+            }
+            println!("leasehold quickstart on SQLite ({DEFAULT_FILE}; set DATABASE_URL=postgres://... for PostgreSQL)");
+            run(SqliteStore::open(DEFAULT_FILE).await?).await
+        }
+    }
+}
 
+async fn run<S: TaskStore>(store: S) -> Result<(), Box<dyn std::error::Error>> {
     let worker = Worker::builder(store.clone())
         .register::<Greet>()
         .register::<Thumbnail>()
@@ -93,8 +113,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         reports.push(client.enqueue(Report { upto: u64::from(i) * 1000 }).await?);
     }
     let total = u64::from(GREETINGS + THUMBNAILS + REPORTS);
+    println!("enqueued {total} tasks; a worker with 8 slots runs them");
 
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tick.tick().await;
         let s = worker.stats();
@@ -105,7 +126,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             s.retried,
             s.lease_lost
         );
-        use std::io::Write;
         std::io::stdout().flush()?;
         if s.completed + s.discarded >= total {
             break;
