@@ -7,7 +7,7 @@
 //! before the store could hand the task to anyone else.
 //!
 //! ```no_run
-//! use leasehold::postgres::PgStore;
+//! use leasehold::sqlite::SqliteStore;
 //! use leasehold::{Client, Job, JobContext, JobResult, Outcome, Worker};
 //! use serde::{Deserialize, Serialize};
 //!
@@ -24,7 +24,7 @@
 //! }
 //!
 //! # async fn demo() -> leasehold::Result<()> {
-//! let store = PgStore::connect("postgres://localhost/app").await?;
+//! let store = SqliteStore::open("jobs.sqlite").await?;
 //! Client::new(store.clone()).enqueue(Resize { image: "cat.png".into() }).await?;
 //! let worker = Worker::builder(store).register::<Resize>().concurrency(8).build()?;
 //! worker.run_until(async { tokio::signal::ctrl_c().await.unwrap() }).await;
