@@ -70,5 +70,9 @@ say "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 say "doc tests"
 cargo test --workspace --doc
+say "the quickstart (README's first command), in a scratch folder"
+scratch=$(mktemp -d)
+(cd "$scratch" && cargo run -q --manifest-path "$OLDPWD/Cargo.toml" -p example-quickstart | tail -n 7)
+rm -rf "$scratch"
 say "tests"
 cargo nextest run --workspace --no-fail-fast

@@ -50,6 +50,19 @@ impl Error {
         Self::Database(e.into())
     }
 
+    /// The database has migration `version` applied, which this build (knowing up to `latest`) lacks.
+    pub fn schema_from_newer_version(version: i64, latest: i64) -> Self {
+        Self::Schema(format!(
+            "the database has leasehold migration {version} applied, which this build does not know: \
+             it was migrated by a newer leasehold (this build knows up to {latest})"
+        ))
+    }
+
+    /// Migration `version` was applied with other contents than this build's.
+    pub fn schema_mismatch(version: i64) -> Self {
+        Self::Schema(format!("leasehold migration {version} was applied with different contents than this build's"))
+    }
+
     /// Whether this is [`Error::LeaseLost`].
     pub fn is_lease_lost(&self) -> bool {
         matches!(self, Self::LeaseLost { .. })

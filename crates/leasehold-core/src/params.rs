@@ -115,6 +115,18 @@ pub struct TaskCompleteParams {
     pub tasks: Vec<(TaskLease, Option<serde_json::Value>)>,
 }
 
+/// Cuts an error message to [`MAX_ERROR_LEN`] bytes on a character boundary, as stores keep it.
+pub fn truncate_error(s: &str) -> &str {
+    if s.len() <= MAX_ERROR_LEN {
+        return s;
+    }
+    let mut end = MAX_ERROR_LEN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// What a fenced completion found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CompletionStatus {
@@ -124,6 +136,16 @@ pub enum CompletionStatus {
     AlreadyCompleted,
     /// The token is no longer current: nothing was written.
     LeaseLost,
+}
+
+impl CompletionStatus {
+    /// `Ok` when the task is completed under this lease, [`Error::LeaseLost`] otherwise.
+    pub fn into_result(self, lease: TaskLease) -> Result<()> {
+        match self {
+            Self::Completed | Self::AlreadyCompleted => Ok(()),
+            Self::LeaseLost => Err(Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }),
+        }
+    }
 }
 
 /// Record a failed attempt: the task becomes available again at `retry_at`, or is discarded.
@@ -173,4 +195,25 @@ pub struct TaskReleaseParams {
 pub struct TaskCancelParams {
     /// The task.
     pub id: TaskId,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        let long = "é".repeat(MAX_ERROR_LEN); // two bytes each
+        let cut = truncate_error(&long);
+        assert!(cut.len() <= MAX_ERROR_LEN && cut.len() >= MAX_ERROR_LEN - 1);
+        assert!(cut.chars().all(|c| c == 'é'));
+        assert_eq!(truncate_error("short"), "short");
+    }
+
+    #[test]
+    fn a_task_without_a_kind_or_attempts_is_invalid() {
+        assert!(NewTask::new("", serde_json::Value::Null).validate().is_err());
+        let t = NewTask { max_attempts: 0, ..NewTask::new("k", serde_json::Value::Null) };
+        assert!(matches!(t.validate(), Err(Error::InvalidInput(m)) if m.contains("max_attempts")));
+    }
 }

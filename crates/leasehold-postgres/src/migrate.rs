@@ -31,14 +31,8 @@ pub fn latest_version() -> i64 {
 
 pub(crate) fn migrate_error(e: MigrateError) -> Error {
     match e {
-        MigrateError::VersionMissing(v) => Error::Schema(format!(
-            "the database has leasehold migration {v} applied, which this build does not know: \
-             it was migrated by a newer leasehold (this build knows up to {})",
-            latest_version()
-        )),
-        MigrateError::VersionMismatch(v) => {
-            Error::Schema(format!("leasehold migration {v} was applied with different contents than this build's"))
-        }
+        MigrateError::VersionMissing(v) => Error::schema_from_newer_version(v, latest_version()),
+        MigrateError::VersionMismatch(v) => Error::schema_mismatch(v),
         other => Error::database(other),
     }
 }

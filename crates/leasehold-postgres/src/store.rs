@@ -184,7 +184,7 @@ impl TaskStore for PgStore {
         let state: Option<String> = sqlx::query_scalar(include_str!("sql/task_retry.sql"))
             .bind(p.lease.task_id.0)
             .bind(p.lease.fence.0)
-            .bind(truncate(&p.error))
+            .bind(truncate_error(&p.error))
             .bind(p.retry_in.map(duration_ms))
             .fetch_optional(&self.pool)
             .await
@@ -211,7 +211,7 @@ impl TaskStore for PgStore {
             .bind(p.lease.task_id.0)
             .bind(p.lease.fence.0)
             .bind(p.state.as_str())
-            .bind(truncate(&p.reason))
+            .bind(truncate_error(&p.reason))
             .execute(&self.pool)
             .await
             .map_err(db)?;
@@ -272,15 +272,3 @@ impl TaskStore for PgStore {
 }
 
 impl CrossProcessWakeups for PgStore {}
-
-/// Cuts an error message to [`MAX_ERROR_LEN`] bytes on a character boundary.
-pub(crate) fn truncate(s: &str) -> &str {
-    if s.len() <= MAX_ERROR_LEN {
-        return s;
-    }
-    let mut end = MAX_ERROR_LEN;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}

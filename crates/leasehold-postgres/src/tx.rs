@@ -11,7 +11,7 @@
 
 use sqlx::PgConnection;
 
-use leasehold_core::{CompletionStatus, Error, NewTask, Result, TaskId, TaskLease};
+use leasehold_core::{CompletionStatus, NewTask, Result, TaskId, TaskLease};
 
 use crate::store::{complete_tasks, insert_tasks};
 
@@ -35,8 +35,6 @@ pub async fn task_complete_in(
     lease: TaskLease,
     result: Option<serde_json::Value>,
 ) -> Result<()> {
-    match complete_tasks(conn, &[(lease, result)]).await?.first() {
-        Some(CompletionStatus::Completed | CompletionStatus::AlreadyCompleted) => Ok(()),
-        _ => Err(Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }),
-    }
+    let status = complete_tasks(conn, &[(lease, result)]).await?;
+    status.first().copied().unwrap_or(CompletionStatus::LeaseLost).into_result(lease)
 }

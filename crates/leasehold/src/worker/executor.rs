@@ -17,6 +17,10 @@ use super::lease::{CancelReason, LeaseEntry};
 use super::registry::Prepared;
 use crate::job::{JobContext, JobResult, Outcome};
 
+/// Added to a retry's or snooze's delay before claiming again: the store measured the delay from its own
+/// `now` when it received the write, a little after this worker sent it.
+const DUE_ALLOWANCE: Duration = Duration::from_millis(20);
+
 /// How an attempt ended, before its outcome is written.
 enum Ran {
     Returned(JobResult),
@@ -161,7 +165,14 @@ async fn settle<S: TaskStore, St>(
             Some(delay.unwrap_or_else(|| shared.config.retry.delay(attempt)))
         };
         tracing::Span::current().record("error", error.as_str());
-        shared.store.task_retry(TaskRetryParams { lease, error, retry_in })
+        let write = shared.store.task_retry(TaskRetryParams { lease, error, retry_in });
+        async move {
+            let written = write.await;
+            if let (Ok(TaskState::Available), Some(d)) = (&written, retry_in) {
+                shared.due_in(d + DUE_ALLOWANCE);
+            }
+            written
+        }
     };
     match ran {
         Ran::Returned(Ok(Outcome::Complete | Outcome::CompleteWith(_))) => unreachable!("handled above"),
@@ -170,7 +181,10 @@ async fn settle<S: TaskStore, St>(
         }
         Ran::Returned(Ok(Outcome::Snooze(delay))) => {
             stats.snoozed.inc();
-            write(shared, "snooze", shared.store.task_snooze(TaskSnoozeParams { lease, delay })).await;
+            match shared.store.task_snooze(TaskSnoozeParams { lease, delay }).await {
+                Ok(()) => shared.due_in(delay + DUE_ALLOWANCE),
+                Err(e) => failed_write(shared, "snooze", &e),
+            }
             "snoozed"
         }
         Ran::Returned(Ok(Outcome::Cancel(reason))) => {

@@ -17,6 +17,8 @@ mod producer;
 mod registry;
 mod stats;
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +36,9 @@ use registry::Registry;
 use stats::Stats;
 pub use stats::WorkerStats;
 
+/// The most due times a worker remembers; beyond, polling finds the tasks.
+const MAX_DUE_SOON: usize = 4_096;
+
 /// What the background work of a running worker shares.
 pub(crate) struct Shared<S, St> {
     store: S,
@@ -45,7 +50,40 @@ pub(crate) struct Shared<S, St> {
     active: ActiveSet,
     capacity: Arc<Semaphore>,
     capacity_freed: Notify,
+    /// When tasks this worker put back (retry, snooze) become due, for those due before the next poll.
+    due_soon: std::sync::Mutex<BinaryHeap<Reverse<tokio::time::Instant>>>,
+    rescheduled: Notify,
     completer: mpsc::Sender<completer::CompleteRequest>,
+}
+
+impl<S, St> Shared<S, St> {
+    /// A task this worker put back becomes due after `delay`: claim again then, not at the next poll.
+    pub(crate) fn due_in(&self, delay: Duration) {
+        if delay >= self.config.poll_interval {
+            return;
+        }
+        let mut due = self.due_soon.lock().unwrap();
+        if due.len() < MAX_DUE_SOON {
+            due.push(Reverse(tokio::time::Instant::now() + delay));
+            self.rescheduled.notify_one();
+        }
+    }
+
+    /// When the claim loop should claim next if nothing wakes it: the poll, or a task due sooner.
+    pub(crate) fn next_claim_at(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        let mut due = self.due_soon.lock().unwrap();
+        let mut passed = false;
+        while due.peek().is_some_and(|Reverse(at)| *at <= now) {
+            due.pop();
+            passed = true;
+        }
+        if passed {
+            return now;
+        }
+        let poll = now + self.config.poll_interval;
+        due.peek().map_or(poll, |Reverse(at)| (*at).min(poll))
+    }
 }
 
 struct Running<S, St> {
@@ -125,6 +163,8 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
             active: ActiveSet::default(),
             capacity: Arc::new(Semaphore::new(self.config.concurrency as usize)),
             capacity_freed: Notify::new(),
+            due_soon: std::sync::Mutex::new(BinaryHeap::new()),
+            rescheduled: Notify::new(),
             completer: tx,
         });
         let (stop_claiming, stop_services) = (CancellationToken::new(), CancellationToken::new());
@@ -169,6 +209,21 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
         self.start().await;
         signal.await;
         self.stop().await;
+    }
+}
+
+impl<S, St> Drop for Worker<S, St> {
+    /// Dropping a started worker without [`Worker::stop`] is an abrupt stop: claiming ends, running jobs
+    /// are cancelled at once and their tasks released, and the background work winds down on its own.
+    fn drop(&mut self) {
+        if let Some(r) = self.running.get_mut().take() {
+            r.stop_claiming.cancel();
+            for e in r.shared.active.snapshot() {
+                e.lose(CancelReason::Shutdown);
+            }
+            r.executors.close();
+            r.stop_services.cancel();
+        }
     }
 }
 

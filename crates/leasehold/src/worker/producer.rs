@@ -38,7 +38,8 @@ pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(
         let at_capacity = shared.capacity.available_permits() == 0;
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(cfg.poll_interval) => {}
+            _ = tokio::time::sleep_until(shared.next_claim_at()) => {}
+            _ = shared.rescheduled.notified() => {}
             _ = shared.capacity_freed.notified(), if at_capacity => {}
             r = hint(&mut wakeup, &cfg.queues), if !at_capacity => {
                 if let Err(e) = r {
