@@ -21,6 +21,23 @@ pub enum Error {
         /// The stale token the write carried.
         fence: FencingToken,
     },
+    /// An enqueue reused an idempotency key with a different job kind or payload than the task that
+    /// holds the key: nothing was enqueued.
+    #[error("idempotency key {key:?} is held by task {existing} with a different kind or payload")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The task that holds it.
+        existing: TaskId,
+    },
+    /// An optimistic update found another version than the one it read: someone else changed the row.
+    #[error("version conflict on {entity}: expected version {expected}")]
+    VersionConflict {
+        /// What was updated (a table and key, as the caller names it).
+        entity: String,
+        /// The version the update expected.
+        expected: i64,
+    },
     /// No task has this id.
     #[error("task {0} not found")]
     NotFound(TaskId),

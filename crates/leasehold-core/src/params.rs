@@ -37,6 +37,77 @@ pub struct NewTask {
     pub max_attempts: i32,
     /// Lease duration for this task; `None` uses the claiming worker's default.
     pub lease_ttl: Option<Duration>,
+    /// Enqueue at most once per key (see [`Idempotency`]).
+    pub idempotency: Option<Idempotency>,
+}
+
+/// An idempotency key with the rules for how long it holds.
+///
+/// While the task holding the key counts, an enqueue with the same key and the same kind and payload
+/// returns that task (and its result once completed) instead of inserting; with a different kind or
+/// payload it fails with [`Error::IdempotencyConflict`]. A task stops counting when it ends in one of
+/// `reuse_after`, or `retain` after it reached any final state; the next enqueue with the key then
+/// inserts a new task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Idempotency {
+    /// The key, unique per store.
+    pub key: String,
+    /// Final states after which the key may be used again at once.
+    pub reuse_after: Vec<crate::TaskState>,
+    /// How long the key is remembered once its task reached a final state; `None` is forever.
+    pub retain: Option<Duration>,
+}
+
+impl Idempotency {
+    /// The final states that free a key by default: a task that failed for good or was cancelled may
+    /// be submitted again.
+    pub const DEFAULT_REUSE_AFTER: [crate::TaskState; 2] = [crate::TaskState::Discarded, crate::TaskState::Cancelled];
+    /// How long a key is remembered after its task finished, by default.
+    pub const DEFAULT_RETAIN: Duration = Duration::from_secs(24 * 60 * 60);
+    /// The longest key accepted.
+    pub const MAX_KEY_LEN: usize = 512;
+
+    /// `key` with the default rules.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self { key: key.into(), reuse_after: Self::DEFAULT_REUSE_AFTER.to_vec(), retain: Some(Self::DEFAULT_RETAIN) }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.key.is_empty() || self.key.len() > Self::MAX_KEY_LEN {
+            return Err(Error::InvalidInput(format!(
+                "an idempotency key must have 1 to {} bytes, got {}",
+                Self::MAX_KEY_LEN,
+                self.key.len()
+            )));
+        }
+        if let Some(s) = self.reuse_after.iter().find(|s| !s.is_final()) {
+            return Err(Error::InvalidInput(format!("an idempotency key can only be freed by a final state, not {s}")));
+        }
+        Ok(())
+    }
+
+    /// The names of the reuse states, as stored.
+    pub fn reuse_after_names(&self) -> Vec<&'static str> {
+        self.reuse_after.iter().map(|s| s.as_str()).collect()
+    }
+
+    /// The retention in whole milliseconds, if any.
+    pub fn retain_ms(&self) -> Option<i64> {
+        self.retain.map(duration_ms)
+    }
+}
+
+/// What an idempotent enqueue found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Enqueued {
+    /// The task that holds the key: the new one, or the existing one.
+    pub id: TaskId,
+    /// Whether the task existed already (the enqueue was a duplicate).
+    pub existing: bool,
+    /// The task's state.
+    pub state: crate::TaskState,
+    /// Its result, once completed.
+    pub result: Option<serde_json::Value>,
 }
 
 impl NewTask {
@@ -52,6 +123,7 @@ impl NewTask {
             delay: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             lease_ttl: None,
+            idempotency: None,
         }
     }
 
@@ -65,6 +137,9 @@ impl NewTask {
         }
         if self.max_attempts < 1 {
             return Err(Error::InvalidInput(format!("max_attempts must be at least 1, got {}", self.max_attempts)));
+        }
+        if let Some(i) = &self.idempotency {
+            i.validate()?;
         }
         if let Some(ttl) = self.lease_ttl.filter(|ttl| *ttl < MIN_LEASE_TTL) {
             return Err(Error::InvalidInput(format!("lease ttl must be at least {MIN_LEASE_TTL:?}, got {ttl:?}")));

@@ -18,7 +18,14 @@ pub trait TaskStore: Clone + Send + Sync + 'static {
     /// Inserts one task; returns its id.
     fn task_insert(&self, task: NewTask) -> impl Future<Output = Result<TaskId>> + Send;
 
-    /// Inserts many tasks in one statement; returns their ids in order.
+    /// Inserts a task that carries an idempotency key, at most once per key: answers the new task, or
+    /// the existing one (with its result) when the key is held by a task with the same kind and payload;
+    /// [`crate::Error::IdempotencyConflict`] when it is held by a different one. One atomic upsert on a
+    /// unique index decides; never check-then-insert.
+    fn task_insert_idempotent(&self, task: NewTask) -> impl Future<Output = Result<Enqueued>> + Send;
+
+    /// Inserts many tasks in one statement; returns their ids in order. Tasks with idempotency keys
+    /// are refused here ([`crate::Error::InvalidInput`]): enqueue them one by one.
     fn task_insert_many(&self, tasks: Vec<NewTask>) -> impl Future<Output = Result<Vec<TaskId>>> + Send;
 
     /// Claims due tasks and tasks whose lease expired, each with a new fencing token.

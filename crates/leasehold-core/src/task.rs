@@ -153,6 +153,8 @@ pub struct TaskRecord {
     pub fence: Option<FencingToken>,
     /// When the current lease ends, on the store's clock, while running.
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The idempotency key it holds, if any.
+    pub idempotency_key: Option<String>,
     /// The worker that holds or last held it.
     pub claimed_by: Option<String>,
     /// How often a holder lost its lease (taken over after expiry, or self-fenced).

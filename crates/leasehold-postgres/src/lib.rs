@@ -7,11 +7,13 @@
 //!   into the `leasehold` schema with its own migrations table.
 //! - [`tx`]: enqueue and completion inside the caller's own transaction.
 //! - `wakeup.rs`: LISTEN/NOTIFY hints.
+//! - `keyed.rs`: idempotent enqueue and the record of effects.
 //! - `rows.rs`: decoding rows into the core records.
 //!
 //! Lease expiry is measured by this server's `now()` only; every write of a lease holder carries its
 //! fencing token in the `WHERE` clause, and zero rows affected is [`Error::LeaseLost`].
 
+mod keyed;
 pub mod migrate;
 mod rows;
 mod store;

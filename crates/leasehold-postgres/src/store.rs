@@ -55,6 +55,11 @@ impl PgStore {
 pub(crate) async fn insert_tasks<'e>(exec: impl PgExecutor<'e>, tasks: &[NewTask]) -> Result<Vec<TaskId>> {
     for t in tasks {
         t.validate()?;
+        if t.idempotency.is_some() {
+            return Err(Error::InvalidInput(
+                "tasks with idempotency keys are enqueued one at a time, not in a batch".into(),
+            ));
+        }
     }
     let n = tasks.len();
     let (mut ids, mut kinds, mut queues, mut payloads, mut prios) = (
@@ -127,8 +132,16 @@ impl TaskStore for PgStore {
     }
 
     async fn task_insert(&self, task: NewTask) -> Result<TaskId> {
+        if task.idempotency.is_some() {
+            return Ok(self.task_insert_idempotent(task).await?.id);
+        }
         let ids = insert_tasks(&self.pool, std::slice::from_ref(&task)).await?;
         Ok(ids[0])
+    }
+
+    async fn task_insert_idempotent(&self, task: NewTask) -> Result<Enqueued> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        crate::keyed::insert_keyed(&mut conn, &task).await
     }
 
     async fn task_insert_many(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {

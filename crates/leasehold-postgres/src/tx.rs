@@ -11,13 +11,40 @@
 
 use sqlx::PgConnection;
 
-use leasehold_core::{CompletionStatus, NewTask, Result, TaskId, TaskLease};
+use leasehold_core::{CompletionStatus, Enqueued, NewTask, Result, TaskId, TaskLease};
 
 use crate::store::{complete_tasks, insert_tasks};
 
 /// Inserts a task in the caller's transaction: it exists, and wakes workers, only if the caller commits.
+/// A task with an idempotency key answers the task that holds the key (see
+/// [`TaskStore::task_insert_idempotent`](leasehold_core::TaskStore::task_insert_idempotent)).
 pub async fn task_insert_in(conn: &mut PgConnection, task: NewTask) -> Result<TaskId> {
+    if task.idempotency.is_some() {
+        return Ok(crate::keyed::insert_keyed(conn, &task).await?.id);
+    }
     Ok(insert_tasks(conn, std::slice::from_ref(&task)).await?[0])
+}
+
+/// Inserts a task with an idempotency key in the caller's transaction.
+pub async fn task_insert_idempotent_in(conn: &mut PgConnection, task: NewTask) -> Result<Enqueued> {
+    crate::keyed::insert_keyed(conn, &task).await
+}
+
+/// Claims the effect `key` in the caller's transaction. `None`: the effect has not happened; do it, in
+/// this transaction, then [`effect_record_in`] its outcome. `Some(outcome)`: it happened already (an
+/// earlier attempt committed it); skip it. A concurrent claim of the same key waits for this
+/// transaction to end.
+pub async fn effect_begin_in(
+    conn: &mut PgConnection,
+    key: &str,
+    lease: Option<TaskLease>,
+) -> Result<Option<Option<serde_json::Value>>> {
+    crate::keyed::effect_begin(conn, key, lease).await
+}
+
+/// Records the outcome of an effect claimed by [`effect_begin_in`] in this transaction.
+pub async fn effect_record_in(conn: &mut PgConnection, key: &str, outcome: &serde_json::Value) -> Result<()> {
+    crate::keyed::effect_record(conn, key, outcome).await
 }
 
 /// Inserts many tasks in the caller's transaction.

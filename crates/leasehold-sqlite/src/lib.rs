@@ -8,6 +8,7 @@
 //! - [`migrate`]: the embedded migrations of `migrations/sqlite`, tracked in `leasehold_migrations`.
 //! - [`tx`]: enqueue and completion inside the caller's own transaction.
 //! - `wakeup.rs`: in-process wake-ups (SQLite has no LISTEN/NOTIFY; other processes poll).
+//! - `keyed.rs`: idempotent enqueue and the record of effects.
 //! - `rows.rs`: decoding rows into the core records.
 //!
 //! Claims run inside `BEGIN IMMEDIATE`, so two processes never pick the same task. Fencing tokens come
@@ -15,6 +16,7 @@
 //! SQLite's clock inside each statement (`unixepoch('subsec')`), never by a time the worker sends;
 //! every process sharing a file runs on the same host, hence the same clock.
 
+mod keyed;
 pub mod migrate;
 mod open;
 mod rows;

@@ -78,6 +78,7 @@ pub(crate) struct TaskRow {
     max_attempts: i32,
     fence: Option<i64>,
     lease_expires_at: Option<i64>,
+    idempotency_key: Option<String>,
     claimed_by: Option<String>,
     lease_losses: i32,
     errors: String,
@@ -105,6 +106,7 @@ impl TryFrom<TaskRow> for TaskRecord {
             max_attempts: r.max_attempts,
             fence: r.fence.map(FencingToken),
             lease_expires_at: r.lease_expires_at.map(ms_to_time),
+            idempotency_key: r.idempotency_key,
             claimed_by: r.claimed_by,
             lease_losses: r.lease_losses,
             errors: errors

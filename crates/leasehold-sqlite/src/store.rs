@@ -86,6 +86,11 @@ fn ms(t: chrono::DateTime<chrono::Utc>) -> i64 {
 pub(crate) async fn insert_tasks<'e>(exec: impl SqliteExecutor<'e>, tasks: &[NewTask]) -> Result<Vec<TaskId>> {
     for t in tasks {
         t.validate()?;
+        if t.idempotency.is_some() {
+            return Err(Error::InvalidInput(
+                "tasks with idempotency keys are enqueued one at a time, not in a batch".into(),
+            ));
+        }
     }
     let rows: Vec<serde_json::Value> = tasks
         .iter()
@@ -181,7 +186,19 @@ impl TaskStore for SqliteStore {
     }
 
     async fn task_insert(&self, task: NewTask) -> Result<TaskId> {
+        if task.idempotency.is_some() {
+            return Ok(self.task_insert_idempotent(task).await?.id);
+        }
         self.task_insert_many(vec![task]).await.map(|ids| ids[0])
+    }
+
+    async fn task_insert_idempotent(&self, task: NewTask) -> Result<Enqueued> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let enqueued = crate::keyed::insert_keyed(&mut conn, &task).await?;
+        if !enqueued.existing {
+            self.hint(due_queues(std::slice::from_ref(&task)));
+        }
+        Ok(enqueued)
     }
 
     async fn task_insert_many(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {

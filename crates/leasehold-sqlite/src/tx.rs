@@ -12,13 +12,37 @@
 
 use sqlx::SqliteConnection;
 
-use leasehold_core::{CompletionStatus, NewTask, Result, TaskId, TaskLease};
+use leasehold_core::{CompletionStatus, Enqueued, NewTask, Result, TaskId, TaskLease};
 
 use crate::store::{complete_tasks, insert_tasks};
 
-/// Inserts a task in the caller's transaction: it exists only if the caller commits.
+/// Inserts a task in the caller's transaction: it exists only if the caller commits. A task with an
+/// idempotency key answers the task that holds the key.
 pub async fn task_insert_in(conn: &mut SqliteConnection, task: NewTask) -> Result<TaskId> {
+    if task.idempotency.is_some() {
+        return Ok(crate::keyed::insert_keyed(conn, &task).await?.id);
+    }
     Ok(insert_tasks(conn, std::slice::from_ref(&task)).await?[0])
+}
+
+/// Inserts a task with an idempotency key in the caller's transaction.
+pub async fn task_insert_idempotent_in(conn: &mut SqliteConnection, task: NewTask) -> Result<Enqueued> {
+    crate::keyed::insert_keyed(conn, &task).await
+}
+
+/// Claims the effect `key` in the caller's transaction. `None`: the effect has not happened; do it, in
+/// this transaction, then [`effect_record_in`] its outcome. `Some(outcome)`: it happened already; skip it.
+pub async fn effect_begin_in(
+    conn: &mut SqliteConnection,
+    key: &str,
+    lease: Option<TaskLease>,
+) -> Result<Option<Option<serde_json::Value>>> {
+    crate::keyed::effect_begin(conn, key, lease).await
+}
+
+/// Records the outcome of an effect claimed by [`effect_begin_in`] in this transaction.
+pub async fn effect_record_in(conn: &mut SqliteConnection, key: &str, outcome: &serde_json::Value) -> Result<()> {
+    crate::keyed::effect_record(conn, key, outcome).await
 }
 
 /// Completes the task in the caller's transaction, fenced by the lease's token.

@@ -28,4 +28,25 @@ pub trait Backend: Send + Sync + 'static {
 
     /// How many effect rows the task has.
     fn effect_count(&self, id: TaskId) -> impl Future<Output = i64> + Send;
+
+    /// Moves the task's `finalized_at` an hour into the past on the store's clock.
+    fn finish_long_ago(&self, id: TaskId) -> impl Future<Output = ()> + Send;
+
+    /// In one transaction: claims the effect `key`; if fresh, writes an effect row for the lease's task
+    /// and records `outcome`, then commits (or rolls back when `commit` is false). Answers whether the
+    /// effect was fresh, and the outcome it ended with (the recorded one when not fresh).
+    fn effect_once(
+        &self,
+        lease: TaskLease,
+        key: &str,
+        outcome: serde_json::Value,
+        commit: bool,
+    ) -> impl Future<Output = Result<(bool, serde_json::Value)>> + Send;
+
+    /// Writes `body` to the application row `resource` guarded by the lease's token
+    /// (`... WHERE coalesce(last_fence, 0) < token`), through [`leasehold::guard::expect_fenced`].
+    fn fenced_write(&self, lease: TaskLease, resource: &str, body: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// The body of the application row `resource`.
+    fn fenced_read(&self, resource: &str) -> impl Future<Output = Option<String>> + Send;
 }

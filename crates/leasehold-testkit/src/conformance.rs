@@ -26,7 +26,11 @@ macro_rules! conformance_tests {
             worker_completes_with_result, worker_retries_errors_with_backoff, worker_records_panics,
             worker_follows_outcomes, worker_discards_undecodable_payloads, worker_retries_unknown_kinds,
             worker_wakes_on_enqueue, worker_cancels_job_when_lease_lost, worker_shutdown_releases_tasks,
-            worker_honours_transactional_completion, worker_runs_many_tasks_at_once);
+            worker_honours_transactional_completion, worker_runs_many_tasks_at_once,
+            idempotent_enqueue_returns_the_holder_and_its_result, idempotent_enqueue_refuses_another_payload,
+            idempotency_key_is_freed_by_the_states_chosen, idempotency_key_is_remembered_for_its_retention,
+            idempotent_enqueues_race_to_one_task, idempotency_keys_are_refused_in_batches,
+            effect_record_runs_an_effect_once, fenced_application_writes_refuse_older_tokens);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -554,4 +558,149 @@ pub async fn worker_runs_many_tasks_at_once<B: Backend>(b: &B) {
         let rec = client.task(*id).await.unwrap();
         assert_eq!((rec.state, rec.attempt, rec.result), (TaskState::Completed, 1, Some(serde_json::json!(n))));
     }
+}
+
+fn keyed(kind: &str, n: i64, key: &str) -> NewTask {
+    NewTask { idempotency: Some(Idempotency::new(key)), ..task(kind, n) }
+}
+
+/// The same key with the same job returns the task that holds it, and its result once completed.
+pub async fn idempotent_enqueue_returns_the_holder_and_its_result<B: Backend>(b: &B) {
+    let s = b.store();
+    let first = s.task_insert_idempotent(keyed("k", 1, "order-1")).await.unwrap();
+    assert!(!first.existing);
+    let again = s.task_insert_idempotent(keyed("k", 1, "order-1")).await.unwrap();
+    assert_eq!(
+        (again.id, again.existing, again.state, again.result.clone()),
+        (first.id, true, TaskState::Available, None)
+    );
+    let c = claim_one(&s).await;
+    s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, Some(serde_json::json!({ "ok": 7 })))] })
+        .await
+        .unwrap();
+    let done = s.task_insert_idempotent(keyed("k", 1, "order-1")).await.unwrap();
+    assert_eq!((done.id, done.existing, done.state), (first.id, true, TaskState::Completed));
+    assert_eq!(done.result, Some(serde_json::json!({ "ok": 7 })));
+    assert_eq!(s.task_insert(keyed("k", 1, "order-1")).await.unwrap(), first.id, "task_insert honours the key too");
+    assert!(s.task_claim(claim(10)).await.unwrap().is_empty(), "a duplicate was inserted");
+    assert_eq!(s.task_get(first.id).await.unwrap().idempotency_key.as_deref(), Some("order-1"));
+}
+
+/// The same key with another payload or kind is an error naming the holder; nothing is inserted.
+pub async fn idempotent_enqueue_refuses_another_payload<B: Backend>(b: &B) {
+    let s = b.store();
+    let first = s.task_insert_idempotent(keyed("k", 1, "order-2")).await.unwrap();
+    for other in [keyed("k", 2, "order-2"), keyed("other_kind", 1, "order-2")] {
+        match s.task_insert_idempotent(other).await {
+            Err(Error::IdempotencyConflict { key, existing }) => {
+                assert_eq!((key.as_str(), existing), ("order-2", first.id))
+            }
+            r => panic!("expected an idempotency conflict, got {r:?}"),
+        }
+    }
+    assert_eq!(s.task_claim(claim(10)).await.unwrap().len(), 1);
+}
+
+/// A holder that ended in a state chosen to free the key (discarded, by default) lets the next enqueue
+/// insert a new task; the old task keeps its history. A completed holder keeps the key.
+pub async fn idempotency_key_is_freed_by_the_states_chosen<B: Backend>(b: &B) {
+    let s = b.store();
+    let first = s.task_insert_idempotent(keyed("k", 1, "order-3")).await.unwrap();
+    let c = claim_one(&s).await;
+    s.task_retry(TaskRetryParams { lease: c.lease, error: "no stock".into(), retry_in: None }).await.unwrap();
+    let second = s.task_insert_idempotent(keyed("k", 1, "order-3")).await.unwrap();
+    assert!(!second.existing && second.id != first.id, "{second:?}");
+    let old = s.task_get(first.id).await.unwrap();
+    assert_eq!((old.state, old.idempotency_key, old.errors.len()), (TaskState::Discarded, None, 1));
+    // a completed holder counts: the key stays taken
+    let c = claim_one(&s).await;
+    s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)] }).await.unwrap();
+    let third = s.task_insert_idempotent(keyed("k", 1, "order-3")).await.unwrap();
+    assert_eq!((third.id, third.existing), (second.id, true));
+    // chosen otherwise: a discarded holder keeps its key too
+    let strict = Idempotency { reuse_after: vec![], ..Idempotency::new("order-4") };
+    let held = s.task_insert_idempotent(NewTask { idempotency: Some(strict.clone()), ..task("k", 4) }).await.unwrap();
+    let c = claim_one(&s).await;
+    s.task_retry(TaskRetryParams { lease: c.lease, error: "x".into(), retry_in: None }).await.unwrap();
+    let again = s.task_insert_idempotent(NewTask { idempotency: Some(strict), ..task("k", 4) }).await.unwrap();
+    assert_eq!((again.id, again.existing, again.state), (held.id, true, TaskState::Discarded));
+}
+
+/// A key is remembered for its retention after its task finished, then reused; `None` keeps it forever.
+pub async fn idempotency_key_is_remembered_for_its_retention<B: Backend>(b: &B) {
+    let s = b.store();
+    let minute = Idempotency { retain: Some(Duration::from_secs(60)), ..Idempotency::new("r-1") };
+    let forever = Idempotency { retain: None, ..Idempotency::new("r-2") };
+    let a = s.task_insert_idempotent(NewTask { idempotency: Some(minute.clone()), ..task("k", 1) }).await.unwrap();
+    let f = s.task_insert_idempotent(NewTask { idempotency: Some(forever.clone()), ..task("k", 2) }).await.unwrap();
+    let got = s.task_claim(claim(2)).await.unwrap();
+    s.task_complete_many(TaskCompleteParams { tasks: got.iter().map(|c| (c.lease, None)).collect() }).await.unwrap();
+    let within = s.task_insert_idempotent(NewTask { idempotency: Some(minute.clone()), ..task("k", 1) }).await.unwrap();
+    assert_eq!((within.id, within.existing), (a.id, true));
+    b.finish_long_ago(a.id).await;
+    b.finish_long_ago(f.id).await;
+    let after = s.task_insert_idempotent(NewTask { idempotency: Some(minute), ..task("k", 1) }).await.unwrap();
+    assert!(!after.existing && after.id != a.id);
+    let kept = s.task_insert_idempotent(NewTask { idempotency: Some(forever), ..task("k", 2) }).await.unwrap();
+    assert_eq!((kept.id, kept.existing), (f.id, true));
+}
+
+/// Many concurrent enqueues of one key make exactly one task.
+pub async fn idempotent_enqueues_race_to_one_task<B: Backend>(b: &B) {
+    let s = b.store();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let s = s.clone();
+        set.spawn(async move { s.task_insert_idempotent(keyed("k", 1, "race")).await.unwrap() });
+    }
+    let all: Vec<Enqueued> = set.join_all().await;
+    assert_eq!(all.iter().filter(|e| !e.existing).count(), 1, "{all:?}");
+    assert!(all.iter().all(|e| e.id == all[0].id));
+    assert_eq!(s.task_claim(claim(100)).await.unwrap().len(), 1);
+}
+
+/// A batch carrying idempotency keys is refused whole.
+pub async fn idempotency_keys_are_refused_in_batches<B: Backend>(b: &B) {
+    let s = b.store();
+    let r = s.task_insert_many(vec![task("k", 1), keyed("k", 2, "batch")]).await;
+    assert!(matches!(r, Err(Error::InvalidInput(_))), "{r:?}");
+    assert!(s.task_claim(claim(10)).await.unwrap().is_empty());
+    let r = s.task_insert(NewTask { idempotency: Some(Idempotency::new("")), ..task("k", 1) }).await;
+    assert!(matches!(r, Err(Error::InvalidInput(_))), "{r:?}");
+}
+
+/// An effect recorded with its key runs once: a retried or taken-over attempt gets the stored
+/// outcome; a rolled-back attempt leaves the key free.
+pub async fn effect_record_runs_an_effect_once<B: Backend>(b: &B) {
+    let s = b.store();
+    let id = s.task_insert(task("k", 0)).await.unwrap();
+    let first = claim_one(&s).await;
+    let (fresh, _) = b.effect_once(first.lease, "charge:1", serde_json::json!("rolled back"), false).await.unwrap();
+    assert!(fresh);
+    assert_eq!(b.effect_count(id).await, 0, "a rolled-back effect survived");
+    let (fresh, out) = b.effect_once(first.lease, "charge:1", serde_json::json!({ "receipt": 1 }), true).await.unwrap();
+    assert!(fresh);
+    assert_eq!(out, serde_json::json!({ "receipt": 1 }));
+    // the attempt crashes before completing; the next one must not charge again
+    b.expire_lease(id).await;
+    let second = claim_one(&s).await;
+    let (fresh, out) =
+        b.effect_once(second.lease, "charge:1", serde_json::json!({ "receipt": 2 }), true).await.unwrap();
+    assert!(!fresh);
+    assert_eq!(out, serde_json::json!({ "receipt": 1 }), "the recorded outcome comes back");
+    assert_eq!(b.effect_count(id).await, 1);
+}
+
+/// A row guarded by fencing tokens accepts each newer holder and refuses every older one.
+pub async fn fenced_application_writes_refuse_older_tokens<B: Backend>(b: &B) {
+    let s = b.store();
+    s.task_insert_many(vec![task("k", 0), task("k", 1)]).await.unwrap();
+    let older = claim_one(&s).await;
+    let newer = claim_one(&s).await;
+    assert!(newer.lease.fence > older.lease.fence);
+    b.fenced_write(older.lease, "report", "from the older holder").await.unwrap();
+    b.fenced_write(newer.lease, "report", "from the newer holder").await.unwrap();
+    let stale = b.fenced_write(older.lease, "report", "late write").await;
+    assert!(matches!(stale, Err(Error::LeaseLost { task_id, .. }) if task_id == older.lease.task_id), "{stale:?}");
+    assert_eq!(b.fenced_read("report").await.as_deref(), Some("from the newer holder"));
 }

@@ -6,8 +6,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+use leasehold::Once;
 use leasehold::postgres::{PgStore, tx};
-use leasehold_core::{NewTask, Result, TaskId, TaskLease};
+use leasehold_core::{Error, NewTask, Result, TaskId, TaskLease};
 
 use crate::backend::Backend;
 
@@ -52,7 +53,8 @@ impl TestDb {
                                    applied_at timestamptz NOT NULL DEFAULT clock_timestamp());
              CREATE TABLE attempts (task_id uuid NOT NULL, fence bigint NOT NULL, worker text NOT NULL,
                                     started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-                                    cancelled boolean, completion text);",
+                                    cancelled boolean, completion text);
+             CREATE TABLE fenced (id text PRIMARY KEY, body text NOT NULL, last_fence bigint);",
         )
         .execute(&pool)
         .await
@@ -109,7 +111,7 @@ impl PgBackend {
 /// Records an effect and completes the task in one transaction (shared by the suite and the worker
 /// processes of the crash tests).
 pub async fn complete_with_effect(pool: &PgPool, lease: TaskLease, worker: &str) -> Result<()> {
-    let mut txn = pool.begin().await.map_err(leasehold_core::Error::database)?;
+    let mut txn = pool.begin().await.map_err(Error::database)?;
     sqlx::query("INSERT INTO effects (task_id, fence, worker) VALUES ($1, $2, $3)")
         .bind(lease.task_id.0)
         .bind(lease.fence.0)
@@ -158,6 +160,64 @@ impl Backend for PgBackend {
 
     async fn complete_with_effect(&self, lease: TaskLease) -> Result<()> {
         complete_with_effect(self.db.pool(), lease, "suite").await
+    }
+
+    async fn finish_long_ago(&self, id: TaskId) {
+        sqlx::query("UPDATE leasehold.tasks SET finalized_at = now() - interval '1 hour' WHERE id = $1")
+            .bind(id.0)
+            .execute(self.db.pool())
+            .await
+            .unwrap();
+    }
+
+    async fn effect_once(
+        &self,
+        lease: TaskLease,
+        key: &str,
+        outcome: serde_json::Value,
+        commit: bool,
+    ) -> Result<(bool, serde_json::Value)> {
+        let mut txn = self.db.pool().begin().await.map_err(Error::database)?;
+        let got = match leasehold::postgres::effect_begin::<serde_json::Value>(&mut txn, key, Some(lease)).await? {
+            Once::Done(recorded) => (false, recorded),
+            Once::Fresh(k) => {
+                sqlx::query("INSERT INTO effects (task_id, fence, worker) VALUES ($1, $2, 'suite')")
+                    .bind(lease.task_id.0)
+                    .bind(lease.fence.0)
+                    .execute(&mut *txn)
+                    .await
+                    .map_err(Error::database)?;
+                leasehold::postgres::effect_record(&mut txn, &k, &outcome).await?;
+                (true, outcome)
+            }
+        };
+        if commit {
+            txn.commit().await.map_err(Error::database)?;
+        }
+        Ok(got)
+    }
+
+    async fn fenced_write(&self, lease: TaskLease, resource: &str, body: &str) -> Result<()> {
+        let done = sqlx::query(
+            "INSERT INTO fenced (id, body, last_fence) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, last_fence = EXCLUDED.last_fence
+              WHERE coalesce(fenced.last_fence, 0) < EXCLUDED.last_fence",
+        )
+        .bind(resource)
+        .bind(body)
+        .bind(lease.fence.0)
+        .execute(self.db.pool())
+        .await
+        .map_err(Error::database)?;
+        leasehold::guard::expect_fenced(done.rows_affected(), lease)
+    }
+
+    async fn fenced_read(&self, resource: &str) -> Option<String> {
+        sqlx::query_scalar("SELECT body FROM fenced WHERE id = $1")
+            .bind(resource)
+            .fetch_optional(self.db.pool())
+            .await
+            .unwrap()
     }
 
     async fn effect_count(&self, id: TaskId) -> i64 {

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use sqlx::SqlitePool;
 use uuid::Uuid;
 
+use leasehold::Once;
 use leasehold::sqlite::{SqliteStore, tx};
-use leasehold_core::{NewTask, Result, TaskId, TaskLease};
+use leasehold_core::{Error, NewTask, Result, TaskId, TaskLease};
 
 use crate::backend::Backend;
 
@@ -26,7 +27,8 @@ impl TestFile {
                                    applied_at INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER)));
              CREATE TABLE attempts (task_id TEXT NOT NULL, fence INTEGER NOT NULL, worker TEXT NOT NULL,
                                     started_at INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER)),
-                                    cancelled INTEGER, completion TEXT);",
+                                    cancelled INTEGER, completion TEXT);
+             CREATE TABLE fenced (id TEXT PRIMARY KEY, body TEXT NOT NULL, last_fence INTEGER);",
         )
         .execute(store.pool())
         .await
@@ -74,9 +76,9 @@ pub async fn complete_with_effect(store: &SqliteStore, lease: TaskLease, worker:
         .bind(worker)
         .execute(&mut *txn)
         .await
-        .map_err(leasehold_core::Error::database)?;
+        .map_err(Error::database)?;
     tx::task_complete_in(&mut txn, lease, None).await?;
-    txn.commit().await.map_err(leasehold_core::Error::database)
+    txn.commit().await.map_err(Error::database)
 }
 
 /// The SQLite backend under the conformance suite.
@@ -133,6 +135,64 @@ impl Backend for SqliteBackend {
 
     async fn complete_with_effect(&self, lease: TaskLease) -> Result<()> {
         complete_with_effect(&self.file.store, lease, "suite").await
+    }
+
+    async fn finish_long_ago(&self, id: TaskId) {
+        sqlx::query("UPDATE leasehold_tasks SET finalized_at = finalized_at - 3600000 WHERE id = ?1")
+            .bind(id.0.to_string())
+            .execute(self.file.pool())
+            .await
+            .unwrap();
+    }
+
+    async fn effect_once(
+        &self,
+        lease: TaskLease,
+        key: &str,
+        outcome: serde_json::Value,
+        commit: bool,
+    ) -> Result<(bool, serde_json::Value)> {
+        let mut txn = self.file.store.begin().await?;
+        let got = match leasehold::sqlite::effect_begin::<serde_json::Value>(&mut txn, key, Some(lease)).await? {
+            Once::Done(recorded) => (false, recorded),
+            Once::Fresh(k) => {
+                sqlx::query("INSERT INTO effects (task_id, fence, worker) VALUES (?1, ?2, 'suite')")
+                    .bind(lease.task_id.0.to_string())
+                    .bind(lease.fence.0)
+                    .execute(&mut *txn)
+                    .await
+                    .map_err(Error::database)?;
+                leasehold::sqlite::effect_record(&mut txn, &k, &outcome).await?;
+                (true, outcome)
+            }
+        };
+        if commit {
+            txn.commit().await.map_err(Error::database)?;
+        }
+        Ok(got)
+    }
+
+    async fn fenced_write(&self, lease: TaskLease, resource: &str, body: &str) -> Result<()> {
+        let done = sqlx::query(
+            "INSERT INTO fenced (id, body, last_fence) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body, last_fence = excluded.last_fence
+              WHERE coalesce(fenced.last_fence, 0) < excluded.last_fence",
+        )
+        .bind(resource)
+        .bind(body)
+        .bind(lease.fence.0)
+        .execute(self.file.pool())
+        .await
+        .map_err(Error::database)?;
+        leasehold::guard::expect_fenced(done.rows_affected(), lease)
+    }
+
+    async fn fenced_read(&self, resource: &str) -> Option<String> {
+        sqlx::query_scalar("SELECT body FROM fenced WHERE id = ?1")
+            .bind(resource)
+            .fetch_optional(self.file.pool())
+            .await
+            .unwrap()
     }
 
     async fn effect_count(&self, id: TaskId) -> i64 {

@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use serde::de::DeserializeOwned;
+
 use leasehold_core::{
-    DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, NewTask, Result, TaskCancelParams, TaskId, TaskRecord, TaskState, TaskStore,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, Enqueued, Error, Idempotency, NewTask, Result, TaskCancelParams, TaskId,
+    TaskRecord, TaskState, TaskStore,
 };
 
 use crate::job::Job;
@@ -25,6 +28,8 @@ pub struct EnqueueOptions {
     pub max_attempts: Option<i32>,
     /// Lease duration.
     pub lease_ttl: Option<Duration>,
+    /// Enqueue at most once per key.
+    pub idempotency: Option<Idempotency>,
 }
 
 impl EnqueueOptions {
@@ -58,6 +63,16 @@ impl EnqueueOptions {
         self.lease_ttl = Some(ttl);
         self
     }
+    /// Enqueues at most once per `key`, with the default rules ([`Idempotency::new`]).
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency = Some(Idempotency::new(key));
+        self
+    }
+    /// Enqueues at most once per key, with these rules.
+    pub fn idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency = Some(idempotency);
+        self
+    }
 }
 
 /// Builds the task for `job`, merging the enqueue options over the job's defaults, and validates it.
@@ -73,6 +88,7 @@ pub fn new_task<J: Job>(job: &J, opts: &EnqueueOptions) -> Result<NewTask> {
         delay: opts.delay,
         max_attempts: opts.max_attempts.or(defaults.max_attempts).unwrap_or(DEFAULT_MAX_ATTEMPTS),
         lease_ttl: opts.lease_ttl.or(defaults.lease_ttl),
+        idempotency: opts.idempotency.clone(),
     };
     task.validate()?;
     Ok(task)
@@ -103,6 +119,26 @@ impl<S: TaskStore> Client<S> {
     /// Enqueues one job with options.
     pub async fn enqueue_with<J: Job>(&self, job: J, opts: EnqueueOptions) -> Result<TaskId> {
         self.store.task_insert(new_task(&job, &opts)?).await
+    }
+
+    /// Enqueues a job at most once per idempotency key (set in `opts`): answers the new task, or the
+    /// task that already holds the key with its state and result; [`Error::IdempotencyConflict`] when
+    /// the key is held by a different job.
+    pub async fn enqueue_idempotent<J: Job>(&self, job: J, opts: EnqueueOptions) -> Result<Enqueued> {
+        if opts.idempotency.is_none() {
+            return Err(Error::InvalidInput("enqueue_idempotent needs an idempotency key in its options".into()));
+        }
+        self.store.task_insert_idempotent(new_task(&job, &opts)?).await
+    }
+
+    /// The result a completed task stored, decoded; `None` while it has not completed (or completed
+    /// without a result).
+    pub async fn result<T: DeserializeOwned>(&self, id: TaskId) -> Result<Option<T>> {
+        let rec = self.store.task_get(id).await?;
+        match (rec.state, rec.result) {
+            (TaskState::Completed, Some(v)) => Ok(Some(serde_json::from_value(v)?)),
+            _ => Ok(None),
+        }
     }
 
     /// Enqueues many jobs of one kind in one statement; returns their ids in order.

@@ -67,6 +67,13 @@ pub enum Outcome {
     Fail(String),
 }
 
+impl Outcome {
+    /// Done, with `value` serialized as the task's result.
+    pub fn with_result<T: Serialize>(value: &T) -> JobResult {
+        Ok(Self::CompleteWith(serde_json::to_value(value)?))
+    }
+}
+
 /// Per-kind defaults.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JobOptions {

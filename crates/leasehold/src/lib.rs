@@ -36,6 +36,8 @@
 //! - [`client`]: [`Client`] and [`EnqueueOptions`].
 //! - [`worker`]: [`Worker`], its builder and its background work.
 //! - [`config`]: [`WorkerConfig`], validated when built.
+//! - [`once`] and [`guard`]: run-once effects: the effect record, version checks, fenced writes
+//!   (`docs/exactly-once.md` says which to use when).
 //! - [`sqlite`] (feature `sqlite`, the default): the embedded SQLite store.
 //! - [`postgres`] (feature `postgres`): the PostgreSQL store, the production choice.
 //!
@@ -44,7 +46,9 @@
 
 pub mod client;
 pub mod config;
+pub mod guard;
 pub mod job;
+pub mod once;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
@@ -53,11 +57,12 @@ pub mod worker;
 
 pub use leasehold_core as core;
 pub use leasehold_core::{
-    ClaimedTask, CrossProcessWakeups, Error, FencingToken, NewTask, Result, RetryPolicy, TaskId, TaskLease, TaskRecord,
-    TaskState, TaskStore,
+    ClaimedTask, CrossProcessWakeups, Enqueued, Error, FencingToken, Idempotency, NewTask, Result, RetryPolicy, TaskId,
+    TaskLease, TaskRecord, TaskState, TaskStore,
 };
 
 pub use client::{Client, EnqueueOptions};
 pub use config::WorkerConfig;
 pub use job::{BoxError, Job, JobContext, JobOptions, JobResult, Outcome};
+pub use once::{EffectKey, Once};
 pub use worker::{Worker, WorkerBuilder, WorkerStats};

@@ -1,5 +1,7 @@
 //! PostgreSQL: the store, and the operations that join the application's own transaction.
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sqlx::PgConnection;
 
 pub use leasehold_postgres::{PgStore, migrate, tx};
@@ -8,6 +10,7 @@ use leasehold_core::{Result, TaskId, TaskLease};
 
 use crate::client::{Client, EnqueueOptions, new_task};
 use crate::job::Job;
+use crate::once::{self, EffectKey, Once};
 
 impl Client<PgStore> {
     /// Enqueues a job inside the caller's transaction: the task exists only if the caller commits.
@@ -21,4 +24,20 @@ impl Client<PgStore> {
 /// write it made. The worker sees the completion and does not complete the task again.
 pub async fn complete_in(conn: &mut PgConnection, lease: TaskLease, result: Option<serde_json::Value>) -> Result<()> {
     tx::task_complete_in(conn, lease, result).await
+}
+
+/// Claims the effect `key` in the caller's transaction: [`Once::Fresh`] when it has not happened (do
+/// it in this transaction, then [`effect_record`]), [`Once::Done`] with the recorded outcome when an
+/// earlier attempt committed it. See [`crate::once`].
+pub async fn effect_begin<T: DeserializeOwned>(
+    conn: &mut PgConnection,
+    key: &str,
+    lease: Option<TaskLease>,
+) -> Result<Once<T>> {
+    once::decode(key, tx::effect_begin_in(conn, key, lease).await?)
+}
+
+/// Records the outcome of an effect claimed by [`effect_begin`] in this transaction.
+pub async fn effect_record<T: Serialize>(conn: &mut PgConnection, key: &EffectKey, outcome: &T) -> Result<()> {
+    tx::effect_record_in(conn, key.as_str(), &serde_json::to_value(outcome)?).await
 }

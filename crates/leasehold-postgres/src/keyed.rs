@@ -1,0 +1,99 @@
+//! Idempotent enqueue and the record of effects, on one connection (the pool's or the caller's
+//! transaction).
+
+use sqlx::PgConnection;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use leasehold_core::*;
+
+use crate::db;
+use crate::rows::parse_state;
+
+/// Rounds of "free the key from a holder that no longer counts, then insert" before giving up; each
+/// round is one atomic statement, and a second round is needed only when a key was freed or changed
+/// hands in between.
+const ROUNDS: usize = 4;
+
+pub(crate) async fn insert_keyed(conn: &mut PgConnection, task: &NewTask) -> Result<Enqueued> {
+    task.validate()?;
+    let key = task.idempotency.as_ref().ok_or_else(|| Error::InvalidInput("the task has no idempotency key".into()))?;
+    for _ in 0..ROUNDS {
+        let got: Option<Uuid> = sqlx::query_scalar(include_str!("sql/task_insert_keyed.sql"))
+            .bind(task.id.0)
+            .bind(&task.kind)
+            .bind(&task.queue)
+            .bind(Json(&task.payload))
+            .bind(task.priority)
+            .bind(task.run_at)
+            .bind(task.delay_ms())
+            .bind(task.max_attempts)
+            .bind(task.lease_ttl_ms().map(|ms| i32::try_from(ms).unwrap_or(i32::MAX)))
+            .bind(&key.key)
+            .bind(key.reuse_after_names())
+            .bind(key.retain_ms())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+        match got {
+            Some(id) if id == task.id.0 => {
+                return Ok(Enqueued { id: task.id, existing: false, state: TaskState::Available, result: None });
+            }
+            Some(_) => continue, // the key was freed from a task that no longer counts: insert again
+            None => {}
+        }
+        type Holder = (Uuid, String, Json<serde_json::Value>, String, Option<Json<serde_json::Value>>);
+        let holder: Option<Holder> = sqlx::query_as(include_str!("sql/task_by_key.sql"))
+            .bind(&key.key)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+        let Some((id, kind, payload, state, result)) = holder else { continue };
+        if kind != task.kind || payload.0 != task.payload {
+            return Err(Error::IdempotencyConflict { key: key.key.clone(), existing: TaskId(id) });
+        }
+        return Ok(Enqueued {
+            id: TaskId(id),
+            existing: true,
+            state: parse_state(&state)?,
+            result: result.map(|r| r.0),
+        });
+    }
+    Err(Error::database(format!("the idempotency key {:?} changed hands {ROUNDS} times during one enqueue", key.key)))
+}
+
+/// Claims `key` for an effect in the caller's transaction; answers the recorded outcome when the effect
+/// already happened.
+pub(crate) async fn effect_begin(
+    conn: &mut PgConnection,
+    key: &str,
+    lease: Option<TaskLease>,
+) -> Result<Option<Option<serde_json::Value>>> {
+    let claimed: Option<String> = sqlx::query_scalar(include_str!("sql/effect_begin.sql"))
+        .bind(key)
+        .bind(lease.map(|l| l.task_id.0))
+        .bind(lease.map(|l| l.fence.0))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    if claimed.is_some() {
+        return Ok(None);
+    }
+    let outcome: Option<Json<serde_json::Value>> =
+        sqlx::query_scalar(include_str!("sql/effect_outcome.sql")).bind(key).fetch_one(&mut *conn).await.map_err(db)?;
+    Ok(Some(outcome.map(|o| o.0)))
+}
+
+/// Stores the outcome of an effect this transaction claimed.
+pub(crate) async fn effect_record(conn: &mut PgConnection, key: &str, outcome: &serde_json::Value) -> Result<()> {
+    let done = sqlx::query(include_str!("sql/effect_record.sql"))
+        .bind(key)
+        .bind(Json(outcome))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    if done.rows_affected() == 0 {
+        return Err(Error::InvalidInput(format!("effect key {key:?} was not claimed in this transaction")));
+    }
+    Ok(())
+}

@@ -1,0 +1,1 @@
+SELECT outcome FROM leasehold.effects WHERE key = $1

@@ -1,0 +1,96 @@
+//! Idempotent enqueue and the record of effects, on one connection (the pool's or the caller's
+//! transaction).
+
+use sqlx::SqliteConnection;
+
+use leasehold_core::*;
+
+use crate::db;
+use crate::rows::{parse_id, parse_state};
+
+/// Rounds of "free the key from a holder that no longer counts, then insert" before giving up.
+const ROUNDS: usize = 4;
+
+pub(crate) async fn insert_keyed(conn: &mut SqliteConnection, task: &NewTask) -> Result<Enqueued> {
+    task.validate()?;
+    let key = task.idempotency.as_ref().ok_or_else(|| Error::InvalidInput("the task has no idempotency key".into()))?;
+    let id = task.id.0.to_string();
+    let payload = serde_json::to_string(&task.payload)?;
+    let reuse = serde_json::to_string(&key.reuse_after_names())?;
+    for _ in 0..ROUNDS {
+        let got: Option<String> = sqlx::query_scalar(include_str!("sql/task_insert_keyed.sql"))
+            .bind(&id)
+            .bind(&task.kind)
+            .bind(&task.queue)
+            .bind(&payload)
+            .bind(task.priority)
+            .bind(task.run_at.map(|t| t.timestamp_millis()))
+            .bind(task.delay_ms())
+            .bind(task.max_attempts)
+            .bind(task.lease_ttl_ms())
+            .bind(&key.key)
+            .bind(&reuse)
+            .bind(key.retain_ms())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+        match got {
+            Some(got) if got == id => {
+                return Ok(Enqueued { id: task.id, existing: false, state: TaskState::Available, result: None });
+            }
+            Some(_) => continue, // the key was freed from a task that no longer counts: insert again
+            None => {}
+        }
+        let holder: Option<(String, String, String, String, Option<String>)> =
+            sqlx::query_as(include_str!("sql/task_by_key.sql"))
+                .bind(&key.key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
+        let Some((hid, kind, hpayload, state, result)) = holder else { continue };
+        let hid = parse_id(&hid)?;
+        let same_payload = serde_json::from_str::<serde_json::Value>(&hpayload).is_ok_and(|p| p == task.payload);
+        if kind != task.kind || !same_payload {
+            return Err(Error::IdempotencyConflict { key: key.key.clone(), existing: hid });
+        }
+        let result = result.map(|r| serde_json::from_str(&r)).transpose()?;
+        return Ok(Enqueued { id: hid, existing: true, state: parse_state(&state)?, result });
+    }
+    Err(Error::database(format!("the idempotency key {:?} changed hands {ROUNDS} times during one enqueue", key.key)))
+}
+
+/// Claims `key` for an effect in the caller's transaction; answers the recorded outcome when the effect
+/// already happened.
+pub(crate) async fn effect_begin(
+    conn: &mut SqliteConnection,
+    key: &str,
+    lease: Option<TaskLease>,
+) -> Result<Option<Option<serde_json::Value>>> {
+    let claimed: Option<String> = sqlx::query_scalar(include_str!("sql/effect_begin.sql"))
+        .bind(key)
+        .bind(lease.map(|l| l.task_id.0.to_string()))
+        .bind(lease.map(|l| l.fence.0))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    if claimed.is_some() {
+        return Ok(None);
+    }
+    let outcome: Option<String> =
+        sqlx::query_scalar(include_str!("sql/effect_outcome.sql")).bind(key).fetch_one(&mut *conn).await.map_err(db)?;
+    Ok(Some(outcome.map(|o| serde_json::from_str(&o)).transpose()?))
+}
+
+/// Stores the outcome of an effect this transaction claimed.
+pub(crate) async fn effect_record(conn: &mut SqliteConnection, key: &str, outcome: &serde_json::Value) -> Result<()> {
+    let done = sqlx::query(include_str!("sql/effect_record.sql"))
+        .bind(key)
+        .bind(serde_json::to_string(outcome)?)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    if done.rows_affected() == 0 {
+        return Err(Error::InvalidInput(format!("effect key {key:?} was not claimed in this transaction")));
+    }
+    Ok(())
+}

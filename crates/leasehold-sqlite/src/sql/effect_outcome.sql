@@ -1,0 +1,1 @@
+SELECT outcome FROM leasehold_effects WHERE key = ?1
