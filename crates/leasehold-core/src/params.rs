@@ -183,6 +183,21 @@ pub struct LeaseRenewParams {
     pub leases: Vec<(TaskLease, Duration)>,
 }
 
+/// What a renewal round found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseRenewal {
+    /// Leases extended.
+    pub renewed: Vec<TaskLease>,
+    /// Leases whose row another transaction holds locked right now (the handler's own completion
+    /// transaction, or a claim taking over an expired lease): neither renewed nor known lost; the next
+    /// round decides. Every lease in neither list is lost.
+    pub busy: Vec<TaskLease>,
+}
+
+/// The error recorded on a task discarded because its holder lost the lease on its last attempt.
+pub const LEASE_LOST_ON_LAST_ATTEMPT: &str =
+    "the lease was lost on the last attempt (the holder crashed or stalled): out of attempts";
+
 /// Mark tasks completed, each fenced by its token.
 #[derive(Clone, Debug)]
 pub struct TaskCompleteParams {

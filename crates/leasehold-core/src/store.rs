@@ -28,12 +28,12 @@ pub trait TaskStore: Clone + Send + Sync + 'static {
     /// are refused here ([`crate::Error::InvalidInput`]): enqueue them one by one.
     fn task_insert_many(&self, tasks: Vec<NewTask>) -> impl Future<Output = Result<Vec<TaskId>>> + Send;
 
-    /// Claims due tasks and tasks whose lease expired, each with a new fencing token.
+    /// Claims due tasks and tasks whose lease expired, each with a new fencing token. An expired task
+    /// that has no attempt left is discarded instead, with [`crate::LEASE_LOST_ON_LAST_ATTEMPT`] recorded.
     fn task_claim(&self, params: TaskClaimParams) -> impl Future<Output = Result<Vec<ClaimedTask>>> + Send;
 
-    /// Extends the leases that still carry their token; returns the ones renewed. A lease missing
-    /// from the answer is lost.
-    fn lease_renew(&self, params: LeaseRenewParams) -> impl Future<Output = Result<Vec<TaskLease>>> + Send;
+    /// Extends the leases that still carry their token. A lease neither renewed nor busy is lost.
+    fn lease_renew(&self, params: LeaseRenewParams) -> impl Future<Output = Result<LeaseRenewal>> + Send;
 
     /// Completes tasks, each fenced by its token; answers one status per task, in order.
     fn task_complete_many(

@@ -12,6 +12,8 @@ use leasehold_core::{AttemptError, ClaimedTask, Error, FencingToken, TaskId, Tas
 #[derive(FromRow)]
 pub(crate) struct ClaimRow {
     id: Uuid,
+    /// `running`, or `discarded` for an expired task that had no attempt left.
+    pub(crate) state: String,
     fence: i64,
     kind: String,
     queue: String,

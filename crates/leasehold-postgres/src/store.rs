@@ -160,15 +160,16 @@ impl TaskStore for PgStore {
             .bind(i64::from(p.limit))
             .bind(duration_ms(p.default_lease_ttl))
             .bind(&p.worker_id)
+            .bind(LEASE_LOST_ON_LAST_ATTEMPT)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        Ok(rows.into_iter().map(ClaimedTask::from).collect())
+        Ok(rows.into_iter().filter(|r| r.state == "running").map(ClaimedTask::from).collect())
     }
 
-    async fn lease_renew(&self, p: LeaseRenewParams) -> Result<Vec<TaskLease>> {
+    async fn lease_renew(&self, p: LeaseRenewParams) -> Result<LeaseRenewal> {
         if p.leases.is_empty() {
-            return Ok(Vec::new());
+            return Ok(LeaseRenewal::default());
         }
         let ids: Vec<Uuid> = p.leases.iter().map(|(l, _)| l.task_id.0).collect();
         let fences: Vec<i64> = p.leases.iter().map(|(l, _)| l.fence.0).collect();
@@ -180,10 +181,16 @@ impl TaskStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|r| TaskLease { task_id: TaskId(r.get("id")), fence: FencingToken(r.get("fence")) })
-            .collect())
+        let mut out = LeaseRenewal::default();
+        for r in &rows {
+            let lease = TaskLease { task_id: TaskId(r.get("id")), fence: FencingToken(r.get("fence")) };
+            match r.get::<&str, _>("status") {
+                "renewed" => out.renewed.push(lease),
+                "busy" => out.busy.push(lease),
+                _ => {}
+            }
+        }
+        Ok(out)
     }
 
     async fn task_complete_many(&self, p: TaskCompleteParams) -> Result<Vec<CompletionStatus>> {

@@ -15,9 +15,30 @@ pub fn migrator() -> Migrator {
     m
 }
 
+/// Tries before giving up when another process migrates the same file at the same moment.
+const TRIES: u32 = 5;
+
 /// Applies every migration this build knows and that the database lacks.
+///
+/// SQLite has no advisory lock and sqlx applies each migration in its own transaction, so two processes
+/// opening a new file together may both start the same migration: one commits, the other fails and
+/// rolls back whole. Trying again then finds the migration applied.
 pub async fn run(pool: &SqlitePool) -> Result<(), Error> {
-    migrator().run(pool).await.map_err(migrate_error)
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match migrator().run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e @ (MigrateError::VersionMissing(_) | MigrateError::VersionMismatch(_))) => {
+                return Err(migrate_error(e));
+            }
+            Err(e) if tries >= TRIES => return Err(migrate_error(e)),
+            Err(e) => {
+                tracing::debug!(error = %e, "migrating raced another process; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(tries))).await;
+            }
+        }
+    }
 }
 
 /// The latest migration this build knows.

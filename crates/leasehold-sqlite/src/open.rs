@@ -41,8 +41,52 @@ impl Default for SqliteOptions {
     }
 }
 
+/// Tries at opening a file that another connection holds locked at that very moment (several
+/// processes opening a new file together: switching it to WAL and stamping it are writes).
+const OPEN_TRIES: u32 = 6;
+
+/// Opens (creating if needed) the file at `path` in WAL mode, and refuses a file that belongs to
+/// another application.
+pub(crate) async fn open_checked(path: &Path, opts: &SqliteOptions) -> Result<SqlitePool> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let opened = async {
+            let pool = open_pool(path, opts).await?;
+            let id = stamp_owner(&pool).await?;
+            Ok::<_, sqlx::Error>((pool, id))
+        }
+        .await;
+        match opened {
+            Ok((pool, id)) if id == APPLICATION_ID => return Ok(pool),
+            Ok((_, other)) => {
+                return Err(Error::Schema(format!(
+                    "{} belongs to another application (its SQLite application_id is {other:#x}, leasehold's is \
+                     {APPLICATION_ID:#x}); leasehold will not write to it",
+                    path.display()
+                )));
+            }
+            Err(e) if is_busy(&e) && tries < OPEN_TRIES => {
+                tokio::time::sleep(Duration::from_millis(25 * u64::from(tries))).await;
+            }
+            Err(e) => return Err(open_error(path, e)),
+        }
+    }
+}
+
+fn is_busy(e: &sqlx::Error) -> bool {
+    primary_code(e) == Some(5) // SQLITE_BUSY
+}
+
+fn primary_code(e: &sqlx::Error) -> Option<i32> {
+    match e {
+        sqlx::Error::Database(d) => d.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff),
+        _ => None,
+    }
+}
+
 /// Opens (creating if needed) the file at `path` in WAL mode.
-pub(crate) async fn open_pool(path: &Path, opts: &SqliteOptions) -> Result<SqlitePool> {
+async fn open_pool(path: &Path, opts: &SqliteOptions) -> sqlx::Result<SqlitePool> {
     let connect = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -50,11 +94,7 @@ pub(crate) async fn open_pool(path: &Path, opts: &SqliteOptions) -> Result<Sqlit
         .synchronous(if opts.synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
         .busy_timeout(opts.busy_timeout)
         .foreign_keys(true);
-    SqlitePoolOptions::new()
-        .max_connections(opts.max_connections)
-        .connect_with(connect)
-        .await
-        .map_err(|e| open_error(path, e))
+    SqlitePoolOptions::new().max_connections(opts.max_connections).connect_with(connect).await
 }
 
 /// The file a `sqlite:` URL names.
@@ -71,34 +111,21 @@ pub(crate) fn url_path(url: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Refuses a file that belongs to another application.
-pub(crate) async fn check_owner(pool: &SqlitePool, path: &Path) -> Result<()> {
-    let id: i32 = sqlx::query_scalar("PRAGMA application_id").fetch_one(pool).await.map_err(|e| open_error(path, e))?;
-    match id {
-        0 => {
-            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA application_id = {APPLICATION_ID}")))
-                .execute(pool)
-                .await
-                .map_err(|e| open_error(path, e))?;
-            Ok(())
-        }
-        APPLICATION_ID => Ok(()),
-        other => Err(Error::Schema(format!(
-            "{} belongs to another application (its SQLite application_id is {other:#x}, leasehold's is \
-             {APPLICATION_ID:#x}); leasehold will not write to it",
-            path.display()
-        ))),
+/// The file's `application_id`, after stamping leasehold's into a file that has none.
+async fn stamp_owner(pool: &SqlitePool) -> sqlx::Result<i32> {
+    let id: i32 = sqlx::query_scalar("PRAGMA application_id").fetch_one(pool).await?;
+    if id != 0 {
+        return Ok(id);
     }
+    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA application_id = {APPLICATION_ID}"))).execute(pool).await?;
+    Ok(APPLICATION_ID)
 }
 
 /// Turns the errors of opening a file into what they mean.
-pub(crate) fn open_error(path: &Path, e: sqlx::Error) -> Error {
-    let code = match &e {
-        sqlx::Error::Database(d) => d.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff),
-        _ => None,
-    };
+fn open_error(path: &Path, e: sqlx::Error) -> Error {
     let shown = path.display();
-    match code {
+    match primary_code(&e) {
+        Some(5) => Error::Connect(format!("{shown} stayed locked by another connection: {e}")),
         // SQLITE_NOTADB
         Some(26) => Error::Schema(format!("{shown} is not a SQLite database")),
         // SQLITE_CANTOPEN, SQLITE_READONLY, SQLITE_PERM, SQLITE_IOERR

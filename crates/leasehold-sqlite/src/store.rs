@@ -11,7 +11,7 @@ use leasehold_core::params::duration_ms;
 use leasehold_core::*;
 
 use crate::db;
-use crate::open::{SqliteOptions, check_owner, open_pool, url_path};
+use crate::open::{SqliteOptions, open_checked, url_path};
 use crate::rows::{ClaimRow, TaskRow, parse_id, parse_state};
 use crate::wakeup::{SqliteWakeup, channel_for};
 
@@ -35,8 +35,7 @@ impl SqliteStore {
     /// [`SqliteStore::open`] with options.
     pub async fn open_with(path: impl AsRef<Path>, opts: &SqliteOptions) -> Result<Self> {
         let path = path.as_ref();
-        let pool = open_pool(path, opts).await?;
-        check_owner(&pool, path).await?;
+        let pool = open_checked(path, opts).await?;
         let store = Self { hints: channel_for(path), pool };
         store.migrate().await?;
         Ok(store)
@@ -131,23 +130,24 @@ pub(crate) async fn complete_tasks(
     tasks: &[(TaskLease, Option<serde_json::Value>)],
 ) -> Result<Vec<CompletionStatus>> {
     let spec: Vec<serde_json::Value> =
-        tasks.iter().map(|(l, r)| json!([l.task_id.0.to_string(), l.fence.0, r])).collect();
-    let done: HashSet<String> = sqlx::query_scalar(include_str!("sql/task_complete.sql"))
+        tasks.iter().map(|(l, r)| json!([l.task_id.0.to_string(), l.fence.0, r.is_some(), r])).collect();
+    let done: HashSet<(String, i64)> = sqlx::query_as(include_str!("sql/task_complete.sql"))
         .bind(serde_json::to_string(&spec)?)
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?
         .into_iter()
         .collect();
+    let key = |l: &TaskLease| (l.task_id.0.to_string(), l.fence.0);
     let rest: Vec<serde_json::Value> = tasks
         .iter()
-        .filter(|(l, _)| !done.contains(&l.task_id.0.to_string()))
+        .filter(|(l, _)| !done.contains(&key(l)))
         .map(|(l, _)| json!([l.task_id.0.to_string(), l.fence.0]))
         .collect();
-    let already: HashSet<String> = if rest.is_empty() {
+    let already: HashSet<(String, i64)> = if rest.is_empty() {
         HashSet::new()
     } else {
-        sqlx::query_scalar(include_str!("sql/task_completed_check.sql"))
+        sqlx::query_as(include_str!("sql/task_completed_check.sql"))
             .bind(serde_json::to_string(&rest)?)
             .fetch_all(&mut *conn)
             .await
@@ -158,7 +158,7 @@ pub(crate) async fn complete_tasks(
     Ok(tasks
         .iter()
         .map(|(l, _)| {
-            let id = l.task_id.0.to_string();
+            let id = key(l);
             if done.contains(&id) {
                 CompletionStatus::Completed
             } else if already.contains(&id) {
@@ -225,12 +225,23 @@ impl TaskStore for SqliteStore {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        let picked: Vec<(String, bool)> = sqlx::query_as(include_str!("sql/task_claim_select.sql"))
+        let selected: Vec<(String, bool, bool)> = sqlx::query_as(include_str!("sql/task_claim_select.sql"))
             .bind(&queues)
             .bind(i64::from(p.limit))
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
+        let (exhausted, picked): (Vec<_>, Vec<_>) = selected.into_iter().partition(|(_, _, exhausted)| *exhausted);
+        if !exhausted.is_empty() {
+            let ids: Vec<&str> = exhausted.iter().map(|(id, _, _)| id.as_str()).collect();
+            sqlx::query(include_str!("sql/task_discard_exhausted.sql"))
+                .bind(serde_json::to_string(&ids)?)
+                .bind(LEASE_LOST_ON_LAST_ATTEMPT)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let picked: Vec<(String, bool)> = picked.into_iter().map(|(id, t, _)| (id, t)).collect();
         if picked.is_empty() {
             tx.commit().await.map_err(db)?;
             return Ok(Vec::new());
@@ -262,9 +273,9 @@ impl TaskStore for SqliteStore {
             .collect()
     }
 
-    async fn lease_renew(&self, p: LeaseRenewParams) -> Result<Vec<TaskLease>> {
+    async fn lease_renew(&self, p: LeaseRenewParams) -> Result<LeaseRenewal> {
         if p.leases.is_empty() {
-            return Ok(Vec::new());
+            return Ok(LeaseRenewal::default());
         }
         let spec: Vec<serde_json::Value> =
             p.leases.iter().map(|(l, ttl)| json!([l.task_id.0.to_string(), l.fence.0, duration_ms(*ttl)])).collect();
@@ -273,7 +284,8 @@ impl TaskStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        leases_of(&rows)
+        // SQLite's one write lock serializes renewals with every other writer: nothing is ever busy
+        Ok(LeaseRenewal { renewed: leases_of(&rows)?, busy: Vec::new() })
     }
 
     async fn task_complete_many(&self, p: TaskCompleteParams) -> Result<Vec<CompletionStatus>> {

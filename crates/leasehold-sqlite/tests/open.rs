@@ -109,3 +109,17 @@ async fn an_in_memory_url_is_refused() {
     let err = SqliteStore::connect("sqlite::memory:").await.unwrap_err();
     assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_openers_of_a_new_file_all_succeed() {
+    let dir = Scratch::new();
+    let path = dir.0.join("shared.db");
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let path = path.clone();
+        set.spawn(async move { SqliteStore::open(&path).await.map(drop) });
+    }
+    for r in set.join_all().await {
+        r.unwrap();
+    }
+}

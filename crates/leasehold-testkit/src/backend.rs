@@ -26,6 +26,9 @@ pub trait Backend: Send + Sync + 'static {
     /// commits only if the completion was accepted.
     fn complete_with_effect(&self, lease: TaskLease) -> impl Future<Output = Result<()>> + Send;
 
+    /// [`Backend::complete_with_effect`] as a `'static` closure, for jobs.
+    fn transactional_completer(&self) -> crate::jobs::TxCompleter;
+
     /// How many effect rows the task has.
     fn effect_count(&self, id: TaskId) -> impl Future<Output = i64> + Send;
 

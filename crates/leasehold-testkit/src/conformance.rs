@@ -30,7 +30,9 @@ macro_rules! conformance_tests {
             idempotent_enqueue_returns_the_holder_and_its_result, idempotent_enqueue_refuses_another_payload,
             idempotency_key_is_freed_by_the_states_chosen, idempotency_key_is_remembered_for_its_retention,
             idempotent_enqueues_race_to_one_task, idempotency_keys_are_refused_in_batches,
-            effect_record_runs_an_effect_once, fenced_application_writes_refuse_older_tokens);
+            effect_record_runs_an_effect_once, fenced_application_writes_refuse_older_tokens,
+            worker_keeps_short_task_leases, worker_survives_a_panic_while_decoding,
+            completion_batch_tells_holders_apart, takeover_on_the_last_attempt_discards);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -88,6 +90,11 @@ pub async fn enqueue_claim_complete<B: Backend>(b: &B) {
     assert_eq!((rec.state, rec.result), (TaskState::Completed, Some(serde_json::json!("ok"))));
     assert!(rec.finalized_at.is_some() && rec.lease_expires_at.is_none());
     assert!(s.task_claim(claim(10)).await.unwrap().is_empty());
+    // completed without a result: none is stored
+    let plain = s.task_insert(task("k", 2)).await.unwrap();
+    let c = claim_one(&s).await;
+    s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)] }).await.unwrap();
+    assert_eq!(s.task_get(plain).await.unwrap().result, None);
 }
 
 /// A claim takes at most its limit, and every task exactly once.
@@ -106,7 +113,7 @@ pub async fn batch_claim_respects_limit<B: Backend>(b: &B) {
     assert_eq!(seen, ids.into_iter().collect());
 }
 
-/// Lower priority first, then earlier `run_at`.
+/// Lower priority first, then earlier `run_at`: claimed one at a time, the order shows.
 pub async fn claims_by_priority_then_run_at<B: Backend>(b: &B) {
     let s = b.store();
     let now = chrono::Utc::now() - chrono::Duration::seconds(10);
@@ -115,18 +122,19 @@ pub async fn claims_by_priority_then_run_at<B: Backend>(b: &B) {
         run_at: Some(now + chrono::Duration::seconds(secs)),
         ..task("k", 0)
     };
-    let late_urgent = s.task_insert(mk(1, 5)).await.unwrap();
     let lazy = s.task_insert(mk(5, 0)).await.unwrap();
+    let late_urgent = s.task_insert(mk(1, 5)).await.unwrap();
     let early_urgent = s.task_insert(mk(1, 1)).await.unwrap();
-    let order: Vec<TaskId> = s.task_claim(claim(3)).await.unwrap().iter().map(|c| c.lease.task_id).collect();
-    let mut sorted = order.clone();
-    sorted.sort_by_key(|id| [early_urgent, late_urgent, lazy].iter().position(|x| x == id));
-    assert_eq!(sorted, vec![early_urgent, late_urgent, lazy]);
-    // one at a time, the order shows
-    let s2 = b.store();
-    let ids = [s2.task_insert(mk(3, 0)).await.unwrap(), s2.task_insert(mk(2, 0)).await.unwrap()];
-    assert_eq!(claim_one(&s2).await.lease.task_id, ids[1]);
-    assert_eq!(claim_one(&s2).await.lease.task_id, ids[0]);
+    let middle = s.task_insert(mk(3, -5)).await.unwrap();
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        order.push(claim_one(&s).await.lease.task_id);
+    }
+    assert_eq!(order, vec![early_urgent, late_urgent, middle, lazy]);
+    // a batch claim takes the best ones
+    let ids = [s.task_insert(mk(9, 0)).await.unwrap(), s.task_insert(mk(0, 0)).await.unwrap()];
+    let got = s.task_claim(claim(1)).await.unwrap();
+    assert_eq!(got[0].lease.task_id, ids[1]);
 }
 
 /// A task is not claimed before its `run_at` (set directly or by a delay).
@@ -200,7 +208,7 @@ pub async fn cancel_by_id<B: Backend>(b: &B) {
     let c = claim_one(&s).await;
     assert_eq!(s.task_cancel(TaskCancelParams { id: running }).await.unwrap(), TaskState::Cancelled);
     let renewed = s.lease_renew(LeaseRenewParams { leases: vec![(c.lease, Duration::from_secs(30))] }).await.unwrap();
-    assert!(renewed.is_empty(), "a cancelled task's lease was renewed");
+    assert_eq!(renewed, LeaseRenewal::default(), "a cancelled task's lease was renewed");
     let st = s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)] }).await.unwrap();
     assert_eq!(st, vec![CompletionStatus::LeaseLost]);
     assert_eq!(s.task_get(running).await.unwrap().state, TaskState::Cancelled);
@@ -268,7 +276,7 @@ pub async fn zombie_cannot_write<B: Backend>(b: &B) {
     assert!(released.is_empty());
     let renewed =
         s.lease_renew(LeaseRenewParams { leases: vec![(zombie.lease, Duration::from_secs(30))] }).await.unwrap();
-    assert!(renewed.is_empty());
+    assert_eq!(renewed, LeaseRenewal::default());
 
     let rec = s.task_get(id).await.unwrap();
     assert_eq!((rec.state, rec.fence, rec.lease_losses), (TaskState::Running, Some(fresh.lease.fence), 1));
@@ -290,7 +298,7 @@ pub async fn renewal_is_fenced<B: Backend>(b: &B) {
     let forged = TaskLease { task_id: got[1].lease.task_id, fence: FencingToken(got[1].lease.fence.0 - 1_000_000) };
     let leases = vec![(got[0].lease, Duration::from_secs(120)), (forged, Duration::from_secs(120))];
     let renewed = s.lease_renew(LeaseRenewParams { leases }).await.unwrap();
-    assert_eq!(renewed, vec![got[0].lease]);
+    assert_eq!(renewed, LeaseRenewal { renewed: vec![got[0].lease], busy: vec![] });
     let after = s.task_get(got[0].lease.task_id).await.unwrap().lease_expires_at.unwrap();
     assert!(after > before + chrono::Duration::seconds(60), "{before} -> {after}");
 }
@@ -341,6 +349,7 @@ fn worker<B: Backend>(b: &B, probe: Probe) -> leasehold::WorkerBuilder<B::Store,
         .register::<Panics>()
         .register::<Steer>()
         .register::<UntilCancelled>()
+        .register::<CompletesInTx>()
         .poll_interval(Duration::from_millis(200))
         .retry_policy(RetryPolicy {
             base: Duration::from_millis(50),
@@ -487,22 +496,28 @@ pub async fn worker_wakes_on_enqueue<B: Backend>(b: &B) {
 }
 
 /// When a renewal finds the lease gone (here: cancelled by an operator), the job's cancellation
-/// token fires at once and nothing more is written.
+/// token fires at the next heartbeat, long before its trust window would end, and nothing more is
+/// written.
 pub async fn worker_cancels_job_when_lease_lost<B: Backend>(b: &B) {
     let client = Client::new(b.store());
     let w = worker(b, Probe::default())
-        .lease_ttl(Duration::from_secs(3))
-        .heartbeat_interval(Duration::from_millis(500))
-        .trust_margin(Duration::from_secs(1))
-        .cancel_grace(Duration::from_millis(500))
+        .lease_ttl(Duration::from_secs(60))
+        .heartbeat_interval(Duration::from_millis(200))
+        .trust_margin(Duration::from_secs(5))
+        .cancel_grace(Duration::from_secs(1))
         .build()
         .unwrap();
     w.start().await;
-    let id = client.enqueue(UntilCancelled { max_ms: 60_000 }).await.unwrap();
-    wait_state(client.store(), id, TaskState::Running).await;
+    let id = client.enqueue(UntilCancelled { max_ms: 120_000 }).await.unwrap();
+    wait::until("the job to start", WAIT, || async { w.state().started(id).then_some(()) }).await;
     assert_eq!(client.cancel(id).await.unwrap(), TaskState::Cancelled);
-    wait::until("the job to see its cancellation", WAIT, || async { (w.stats().lease_lost == 1).then_some(()) }).await;
+    // trust would last 55 s: only the renewal that found the lease gone explains a cancel within seconds
+    wait::until("the job to see its cancellation", Duration::from_secs(5), || async {
+        w.state().saw_cancel(id).then_some(())
+    })
+    .await;
     w.stop().await;
+    assert!(w.stats().lease_lost >= 1);
     let rec = client.task(id).await.unwrap();
     assert_eq!((rec.state, rec.errors.len()), (TaskState::Cancelled, 0));
 }
@@ -524,16 +539,84 @@ pub async fn worker_shutdown_releases_tasks<B: Backend>(b: &B) {
     w.stop().await; // a second stop is harmless
 }
 
-/// A handler that completes its task inside its own transaction is not completed twice, and the
-/// worker counts it completed.
+/// A handler that completes its task inside its own transaction (its effect committed with the
+/// completion) is not completed twice, and the worker counts it completed.
 pub async fn worker_honours_transactional_completion<B: Backend>(b: &B) {
+    let probe = Probe { completer: Some(b.transactional_completer()), ..Probe::default() };
+    let w = worker(b, probe).build().unwrap();
+    w.start().await;
+    let id = Client::new(b.store()).enqueue(CompletesInTx).await.unwrap();
+    wait_state(&b.store(), id, TaskState::Completed).await;
+    w.stop().await;
+    assert_eq!(b.effect_count(id).await, 1);
+    let st = w.stats();
+    assert_eq!((st.completed, st.lease_lost, st.write_errors), (1, 0, 0));
+}
+
+/// A task whose own lease is far shorter than the worker's runs to completion under the worker's
+/// default settings: margin, heartbeat and grace scale down with the lease.
+pub async fn worker_keeps_short_task_leases<B: Backend>(b: &B) {
+    let client = Client::new(b.store());
+    let w = Worker::builder_with_state(b.store(), Probe::default()).register::<UntilCancelled>().build().unwrap();
+    w.start().await;
+    let opts = EnqueueOptions::default().lease_ttl(Duration::from_millis(1_500));
+    let id = client.enqueue_with(UntilCancelled { max_ms: 3_500 }, opts).await.unwrap();
+    let rec = wait_state(client.store(), id, TaskState::Completed).await;
+    w.stop().await;
+    assert!(!w.state().saw_cancel(id), "the job was cancelled");
+    assert_eq!((rec.attempt, rec.lease_losses, w.stats().lease_lost), (1, 0, 0));
+}
+
+/// A panic while decoding the payload (user code too) is caught like a panic in the job: recorded,
+/// retried or discarded, and the worker's slot is freed.
+pub async fn worker_survives_a_panic_while_decoding<B: Backend>(b: &B) {
+    let client = Client::new(b.store());
+    let w = worker(b, Probe::default()).register::<PanicsOnDecode>().concurrency(1).build().unwrap();
+    w.start().await;
+    let id = client.enqueue_with(PanicsOnDecode, EnqueueOptions::default().max_attempts(1)).await.unwrap();
+    let rec = wait_state(client.store(), id, TaskState::Discarded).await;
+    let msg = &rec.errors[0].message;
+    assert!(msg.contains("while decoding the payload") && msg.contains("planned panic"), "{msg}");
+    let next = client.enqueue(Echo { n: 1 }).await.unwrap();
+    wait_state(client.store(), next, TaskState::Completed).await;
+    w.stop().await;
+    assert_eq!(w.stats().panics, 1);
+}
+
+/// In one completion batch, the stale holder and the current one of the same task are told apart.
+pub async fn completion_batch_tells_holders_apart<B: Backend>(b: &B) {
     let s = b.store();
     let id = s.task_insert(task("k", 0)).await.unwrap();
-    let c = claim_one(&s).await;
-    b.complete_with_effect(c.lease).await.unwrap();
-    let st = s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)] }).await.unwrap();
-    assert_eq!(st, vec![CompletionStatus::AlreadyCompleted]);
-    assert_eq!(b.effect_count(id).await, 1);
+    let zombie = claim_one(&s).await;
+    b.expire_lease(id).await;
+    let fresh = claim_one(&s).await;
+    let st = s
+        .task_complete_many(TaskCompleteParams {
+            tasks: vec![(zombie.lease, None), (fresh.lease, Some(serde_json::json!(1)))],
+        })
+        .await
+        .unwrap();
+    assert_eq!(st, vec![CompletionStatus::LeaseLost, CompletionStatus::Completed]);
+    let st = s
+        .task_complete_many(TaskCompleteParams { tasks: vec![(fresh.lease, None), (zombie.lease, None)] })
+        .await
+        .unwrap();
+    assert_eq!(st, vec![CompletionStatus::AlreadyCompleted, CompletionStatus::LeaseLost]);
+}
+
+/// A task whose holder lost the lease on its last attempt is discarded by the next claim, not run again
+/// forever.
+pub async fn takeover_on_the_last_attempt_discards<B: Backend>(b: &B) {
+    let s = b.store();
+    let id = s.task_insert(NewTask { max_attempts: 2, ..task("k", 0) }).await.unwrap();
+    claim_one(&s).await;
+    b.expire_lease(id).await;
+    assert_eq!(claim_one(&s).await.attempt, 2);
+    b.expire_lease(id).await;
+    assert!(s.task_claim(claim(10)).await.unwrap().is_empty(), "an exhausted task was claimed again");
+    let rec = s.task_get(id).await.unwrap();
+    assert_eq!((rec.state, rec.attempt, rec.lease_losses), (TaskState::Discarded, 2, 2));
+    assert_eq!(rec.errors.last().map(|e| e.message.as_str()), Some(LEASE_LOST_ON_LAST_ATTEMPT));
 }
 
 /// One worker with many slots runs a thousand tasks, each exactly once.

@@ -1,11 +1,16 @@
 //! Jobs the conformance suite and the process tests run.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Deserializer, Serialize};
 
-use leasehold::{Job, JobContext, JobResult, Outcome, TaskId};
+use leasehold::{Job, JobContext, JobResult, Outcome, TaskId, TaskLease};
+
+/// Completes a task in the application's own transaction, with an effect row (a backend's
+/// [`crate::Backend::complete_with_effect`], made `'static`).
+pub type TxCompleter = Arc<dyn Fn(TaskLease) -> BoxFuture<'static, leasehold::Result<()>> + Send + Sync>;
 
 /// What the test jobs share with the test: which tasks saw their cancellation, and how often jobs
 /// started.
@@ -15,6 +20,8 @@ pub struct Probe {
     pub cancelled: Mutex<Vec<TaskId>>,
     /// Tasks whose job started, in order.
     pub started: Mutex<Vec<TaskId>>,
+    /// Transactional completion for [`CompletesInTx`].
+    pub completer: Option<TxCompleter>,
 }
 
 impl Probe {
@@ -121,5 +128,37 @@ impl Job for UntilCancelled {
             }
             _ = tokio::time::sleep(Duration::from_millis(self.max_ms)) => Ok(Outcome::Complete),
         }
+    }
+}
+
+/// Completes its task in the application's own transaction through [`Probe::completer`].
+#[derive(Serialize, Deserialize)]
+pub struct CompletesInTx;
+
+impl Job for CompletesInTx {
+    const KIND: &'static str = "completes_in_tx";
+    type State = Probe;
+    async fn run(self, ctx: JobContext<Probe>) -> JobResult {
+        let complete = ctx.state().completer.clone().ok_or("the probe has no transactional completer")?;
+        complete(ctx.lease()).await?;
+        Ok(Outcome::Complete)
+    }
+}
+
+/// Panics while its payload is decoded.
+#[derive(Serialize)]
+pub struct PanicsOnDecode;
+
+impl<'de> Deserialize<'de> for PanicsOnDecode {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("planned panic while decoding")
+    }
+}
+
+impl Job for PanicsOnDecode {
+    const KIND: &'static str = "panics_on_decode";
+    type State = Probe;
+    async fn run(self, _ctx: JobContext<Probe>) -> JobResult {
+        Ok(Outcome::Complete)
     }
 }

@@ -162,6 +162,14 @@ impl Backend for PgBackend {
         complete_with_effect(self.db.pool(), lease, "suite").await
     }
 
+    fn transactional_completer(&self) -> crate::jobs::TxCompleter {
+        let pool = self.db.pool().clone();
+        std::sync::Arc::new(move |lease| {
+            let pool = pool.clone();
+            Box::pin(async move { complete_with_effect(&pool, lease, "suite").await })
+        })
+    }
+
     async fn finish_long_ago(&self, id: TaskId) {
         sqlx::query("UPDATE leasehold.tasks SET finalized_at = now() - interval '1 hour' WHERE id = $1")
             .bind(id.0)

@@ -137,6 +137,14 @@ impl Backend for SqliteBackend {
         complete_with_effect(&self.file.store, lease, "suite").await
     }
 
+    fn transactional_completer(&self) -> crate::jobs::TxCompleter {
+        let store = self.file.store();
+        std::sync::Arc::new(move |lease| {
+            let store = store.clone();
+            Box::pin(async move { complete_with_effect(&store, lease, "suite").await })
+        })
+    }
+
     async fn finish_long_ago(&self, id: TaskId) {
         sqlx::query("UPDATE leasehold_tasks SET finalized_at = finalized_at - 3600000 WHERE id = ?1")
             .bind(id.0.to_string())

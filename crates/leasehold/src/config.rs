@@ -86,15 +86,28 @@ impl WorkerConfig {
         self.retry.validate()
     }
 
-    /// The margin and heartbeat for a lease of `ttl`: the configured ones, scaled down in proportion
-    /// for a task whose own lease is shorter than the worker's.
-    pub(crate) fn scaled(&self, ttl: Duration) -> (Duration, Duration) {
+    /// Margin, heartbeat and cancel grace for a lease of `ttl`: the configured ones, scaled down in
+    /// proportion for a task whose own lease is shorter than the worker's, so that `M < L`,
+    /// `H < L - M` and `G < M` hold for every lease the worker holds.
+    pub(crate) fn scaled(&self, ttl: Duration) -> Scaled {
         if ttl >= self.lease_ttl {
-            return (self.trust_margin, self.heartbeat_interval);
+            return Scaled { margin: self.trust_margin, heartbeat: self.heartbeat_interval, grace: self.cancel_grace };
         }
         let k = ttl.as_secs_f64() / self.lease_ttl.as_secs_f64();
-        (self.trust_margin.mul_f64(k), self.heartbeat_interval.mul_f64(k))
+        Scaled {
+            margin: self.trust_margin.mul_f64(k),
+            heartbeat: self.heartbeat_interval.mul_f64(k),
+            grace: self.cancel_grace.mul_f64(k),
+        }
     }
+}
+
+/// The protocol's durations for one lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Scaled {
+    pub(crate) margin: Duration,
+    pub(crate) heartbeat: Duration,
+    pub(crate) grace: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -146,9 +159,13 @@ mod tests {
     #[test]
     fn scales_margin_and_heartbeat_for_short_leases() {
         let c = WorkerConfig::default();
-        let (m, h) = c.scaled(Duration::from_secs(3));
-        assert_eq!(m, Duration::from_millis(500));
-        assert_eq!(h, Duration::from_secs(1));
-        assert_eq!(c.scaled(Duration::from_secs(60)), (c.trust_margin, c.heartbeat_interval));
+        let s = c.scaled(Duration::from_secs(3));
+        assert_eq!(
+            (s.margin, s.heartbeat, s.grace),
+            (Duration::from_millis(500), Duration::from_secs(1), Duration::from_millis(200))
+        );
+        assert!(s.grace < s.margin && s.heartbeat < Duration::from_secs(3) - s.margin);
+        let long = c.scaled(Duration::from_secs(60));
+        assert_eq!((long.margin, long.heartbeat, long.grace), (c.trust_margin, c.heartbeat_interval, c.cancel_grace));
     }
 }

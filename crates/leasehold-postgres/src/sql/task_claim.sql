@@ -1,34 +1,41 @@
 -- Claim up to $2 tasks from the queues $1: due available tasks, and running tasks whose lease expired on
 -- this server's clock (a crashed or paused holder). Every claimed task gets a new fencing token.
+-- An expired task with no attempt left is discarded instead (its holder kept crashing or stalling), with
+-- the error $5; it comes back with state 'discarded' and the caller drops it.
 -- $3 default lease ttl in ms, $4 worker id.
 WITH available AS (
-    SELECT id, priority, run_at, false AS taken_over
+    SELECT id, priority, run_at, false AS taken_over, false AS exhausted
       FROM leasehold.tasks
      WHERE state = 'available' AND queue = ANY($1) AND run_at <= now()
      ORDER BY priority, run_at, id
      LIMIT $2
        FOR UPDATE SKIP LOCKED
 ), expired AS (
-    SELECT id, priority, run_at, true AS taken_over
+    SELECT id, priority, run_at, true AS taken_over, attempt >= max_attempts AS exhausted
       FROM leasehold.tasks
      WHERE state = 'running' AND lease_expires_at < now() AND queue = ANY($1)
      ORDER BY lease_expires_at
      LIMIT $2
        FOR UPDATE SKIP LOCKED
 ), picked AS (
-    SELECT id, taken_over
+    SELECT id, taken_over, exhausted
       FROM (SELECT * FROM available UNION ALL SELECT * FROM expired) AS c
      ORDER BY priority, run_at, id
      LIMIT $2
 )
 UPDATE leasehold.tasks AS t
-   SET state = 'running',
-       attempt = t.attempt + 1,
-       fence = nextval('leasehold.fence_seq'),
-       lease_expires_at = now() + coalesce(t.lease_ttl_ms, $3) * interval '1 millisecond',
-       claimed_by = $4,
-       lease_losses = t.lease_losses + picked.taken_over::integer
+   SET state = CASE WHEN picked.exhausted THEN 'discarded' ELSE 'running' END,
+       attempt = CASE WHEN picked.exhausted THEN t.attempt ELSE t.attempt + 1 END,
+       fence = CASE WHEN picked.exhausted THEN t.fence ELSE nextval('leasehold.fence_seq') END,
+       lease_expires_at = CASE WHEN picked.exhausted THEN NULL
+                               ELSE now() + coalesce(t.lease_ttl_ms, $3) * interval '1 millisecond' END,
+       claimed_by = CASE WHEN picked.exhausted THEN t.claimed_by ELSE $4 END,
+       lease_losses = t.lease_losses + picked.taken_over::integer,
+       errors = CASE WHEN picked.exhausted
+                     THEN t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempt, 'at', now(), 'message', $5::text))
+                     ELSE t.errors END,
+       finalized_at = CASE WHEN picked.exhausted THEN now() END
   FROM picked
  WHERE t.id = picked.id
-RETURNING t.id, t.fence, t.kind, t.queue, t.payload, t.attempt, t.max_attempts,
+RETURNING t.id, t.state, t.fence, t.kind, t.queue, t.payload, t.attempt, t.max_attempts,
           coalesce(t.lease_ttl_ms, $3)::bigint AS lease_ttl_ms, t.run_at, picked.taken_over

@@ -8,7 +8,7 @@ WITH h AS (
        SET state = 'completed', result = h.result, lease_expires_at = NULL, finalized_at = now()
       FROM h
      WHERE t.id = h.id AND t.fence = h.fence AND t.state = 'running'
-    RETURNING t.id
+    RETURNING t.id, t.fence
 )
 SELECT CASE
          WHEN d.id IS NOT NULL THEN 'completed'
@@ -16,5 +16,5 @@ SELECT CASE
                        WHERE t.id = h.id AND t.fence = h.fence AND t.state = 'completed') THEN 'already_completed'
          ELSE 'lease_lost'
        END AS status
-  FROM h LEFT JOIN done AS d ON d.id = h.id
+  FROM h LEFT JOIN done AS d ON d.id = h.id AND d.fence = h.fence
  ORDER BY h.ord

@@ -47,6 +47,8 @@ pub(crate) async fn execute<S: TaskStore, St: Send + Sync + 'static>(
         outcome = tracing::field::Empty,
         error = tracing::field::Empty,
     );
+    // whatever happens below, even a panic, the lease leaves the active set and the slot frees
+    let _done = Done { shared: &shared, entry: &entry, permit: Some(permit) };
     async {
         let (attempt, max_attempts) = (task.attempt, task.max_attempts);
         let ran = run_handler(&shared, task, &entry).await;
@@ -57,9 +59,21 @@ pub(crate) async fn execute<S: TaskStore, St: Send + Sync + 'static>(
     }
     .instrument(span)
     .await;
-    shared.active.remove(entry.lease.task_id);
-    drop(permit);
-    shared.capacity_freed.notify_one();
+}
+
+/// Removes a settled (or abandoned) lease from the active set and frees its slot.
+struct Done<'a, S, St> {
+    shared: &'a Shared<S, St>,
+    entry: &'a LeaseEntry,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<S, St> Drop for Done<'_, S, St> {
+    fn drop(&mut self) {
+        self.shared.active.remove(self.entry.lease);
+        drop(self.permit.take());
+        self.shared.capacity_freed.notify_one();
+    }
 }
 
 async fn run_handler<S: TaskStore, St: Send + Sync + 'static>(
@@ -79,9 +93,16 @@ async fn run_handler<S: TaskStore, St: Send + Sync + 'static>(
         cancel: entry.cancel.child_token(),
         state: shared.state.clone(),
     };
-    let fut = match handler.prepare(task.payload, ctx) {
-        Prepared::Run(fut) => fut,
-        Prepared::Undecodable(msg) => return Ran::Undecodable(msg),
+    // decoding the payload and building the job's future run user code too: catch its panics
+    let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.prepare(task.payload, ctx))) {
+        Ok(Prepared::Run(fut)) => fut,
+        Ok(Prepared::Undecodable(msg)) => return Ran::Undecodable(msg),
+        Err(panic) => {
+            return Ran::Panicked(format!(
+                "while decoding the payload or starting the job: {}",
+                panic_message(&*panic)
+            ));
+        }
     };
     let mut fut = AssertUnwindSafe(fut).catch_unwind();
     let stop = async {
@@ -94,7 +115,7 @@ async fn run_handler<S: TaskStore, St: Send + Sync + 'static>(
         r = &mut fut => return caught(r),
         _ = stop => {}
     }
-    match tokio::time::timeout(shared.config.cancel_grace, &mut fut).await {
+    match tokio::time::timeout(entry.grace, &mut fut).await {
         Ok(r) => caught(r),
         Err(_) => Ran::Abandoned,
     }
@@ -103,14 +124,16 @@ async fn run_handler<S: TaskStore, St: Send + Sync + 'static>(
 fn caught(r: std::thread::Result<JobResult>) -> Ran {
     match r {
         Ok(res) => Ran::Returned(res),
-        Err(panic) => Ran::Panicked(
-            panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string panic payload".to_owned()),
-        ),
+        Err(panic) => Ran::Panicked(panic_message(&*panic)),
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".to_owned())
 }
 
 /// Writes the outcome; answers its name for the span and logs.

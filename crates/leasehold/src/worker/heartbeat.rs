@@ -20,9 +20,10 @@ pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(shared: Arc<Sha
         let pause = interval(&shared);
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep(pause) => renew_once(&shared).await,
+            // a new lease may be shorter than any held so far: recompute the pause
+            _ = shared.active.added.notified() => {}
         }
-        renew_once(&shared).await;
     }
 }
 
@@ -30,7 +31,7 @@ pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(shared: Arc<Sha
 fn interval<S, St>(shared: &Shared<S, St>) -> Duration {
     let shortest = shared.active.snapshot().iter().map(|e| e.ttl).min();
     let h = match shortest {
-        Some(ttl) => shared.config.scaled(ttl).1,
+        Some(ttl) => shared.config.scaled(ttl).heartbeat,
         None => shared.config.heartbeat_interval,
     };
     h.max(MIN_INTERVAL)
@@ -45,11 +46,14 @@ pub(crate) async fn renew_once<S: TaskStore, St>(shared: &Shared<S, St>) {
     let t0 = Instant::now();
     let leases = entries.iter().map(|e| (e.lease, e.ttl)).collect();
     match shared.store.lease_renew(LeaseRenewParams { leases }).await {
-        Ok(renewed) => {
-            let renewed: HashSet<TaskLease> = renewed.into_iter().collect();
+        Ok(answer) => {
+            let renewed: HashSet<TaskLease> = answer.renewed.into_iter().collect();
+            let busy: HashSet<TaskLease> = answer.busy.into_iter().collect();
             for e in entries {
                 if renewed.contains(&e.lease) {
                     e.renewed(t0);
+                } else if busy.contains(&e.lease) {
+                    // another transaction holds the row: the next round decides
                 } else if !e.is_finishing() {
                     tracing::warn!(task_id = %e.lease.task_id, fence = %e.lease.fence, "lease lost: cancelling the job");
                     e.lose(CancelReason::LeaseGone);

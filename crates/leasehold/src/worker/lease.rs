@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use leasehold_core::{TaskId, TaskLease};
+use leasehold_core::TaskLease;
 
 /// Why a held task's work was cancelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +31,8 @@ pub(crate) struct LeaseEntry {
     pub(crate) lease: TaskLease,
     pub(crate) ttl: Duration,
     margin: Duration,
+    /// How long the job may take to return once cancelled (`G`, scaled to this lease).
+    pub(crate) grace: Duration,
     trusted_until: Mutex<Instant>,
     pub(crate) cancel: CancellationToken,
     reason: OnceLock<CancelReason>,
@@ -39,11 +41,12 @@ pub(crate) struct LeaseEntry {
 }
 
 impl LeaseEntry {
-    pub(crate) fn new(lease: TaskLease, ttl: Duration, margin: Duration, t0: Instant) -> Self {
+    pub(crate) fn new(lease: TaskLease, ttl: Duration, margin: Duration, grace: Duration, t0: Instant) -> Self {
         Self {
             lease,
             ttl,
             margin,
+            grace,
             trusted_until: Mutex::new(t0 + ttl.saturating_sub(margin)),
             cancel: CancellationToken::new(),
             reason: OnceLock::new(),
@@ -88,19 +91,23 @@ impl LeaseEntry {
     }
 }
 
-/// The leases a worker holds right now.
+/// The leases a worker holds right now, keyed by lease (task and token): a task this worker claims
+/// again while its older attempt is still settling is a separate entry.
 #[derive(Default)]
 pub(crate) struct ActiveSet {
-    map: Mutex<HashMap<TaskId, Arc<LeaseEntry>>>,
+    map: Mutex<HashMap<TaskLease, Arc<LeaseEntry>>>,
+    /// Notified when a lease is added, so the heartbeat can renew sooner for a short one.
+    pub(crate) added: tokio::sync::Notify,
 }
 
 impl ActiveSet {
     pub(crate) fn insert(&self, entry: Arc<LeaseEntry>) {
-        self.map.lock().unwrap().insert(entry.lease.task_id, entry);
+        self.map.lock().unwrap().insert(entry.lease, entry);
+        self.added.notify_one();
     }
 
-    pub(crate) fn remove(&self, id: TaskId) {
-        self.map.lock().unwrap().remove(&id);
+    pub(crate) fn remove(&self, lease: TaskLease) {
+        self.map.lock().unwrap().remove(&lease);
     }
 
     pub(crate) fn snapshot(&self) -> Vec<Arc<LeaseEntry>> {
@@ -115,11 +122,11 @@ impl ActiveSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leasehold_core::FencingToken;
+    use leasehold_core::{FencingToken, TaskId};
 
     fn entry() -> LeaseEntry {
         let lease = TaskLease { task_id: TaskId::new(), fence: FencingToken(7) };
-        LeaseEntry::new(lease, Duration::from_secs(30), Duration::from_secs(5), Instant::now())
+        LeaseEntry::new(lease, Duration::from_secs(30), Duration::from_secs(5), Duration::from_secs(2), Instant::now())
     }
 
     #[tokio::test(start_paused = true)]

@@ -86,17 +86,43 @@ impl<S, St> Shared<S, St> {
     }
 }
 
+/// The background work of a started worker. It stays in the worker until a stop has finished, so a
+/// stop that is itself cancelled half-way can be called again; dropping it is an abrupt stop.
 struct Running<S, St> {
     shared: Arc<Shared<S, St>>,
     stop_claiming: CancellationToken,
     stop_services: CancellationToken,
     executors: TaskTracker,
-    producer: JoinHandle<()>,
-    heartbeat: JoinHandle<()>,
-    completer: JoinHandle<()>,
+    producer: Option<JoinHandle<()>>,
+    heartbeat: Option<JoinHandle<()>>,
+    completer: Option<JoinHandle<()>>,
 }
 
-/// A worker: runs registered jobs from its queues. Build it with [`Worker::builder`].
+impl<S, St> Running<S, St> {
+    /// Cancels the jobs still running that have not returned yet.
+    fn cancel_jobs(&self) -> usize {
+        let left: Vec<_> = self.shared.active.snapshot().into_iter().filter(|e| !e.is_finishing()).collect();
+        for e in &left {
+            e.lose(CancelReason::Shutdown);
+        }
+        left.len()
+    }
+}
+
+impl<S, St> Drop for Running<S, St> {
+    /// An abrupt stop (the worker dropped, or a stop future dropped before it finished): claiming ends,
+    /// running jobs are cancelled and release their tasks, and the rest winds down on its own.
+    fn drop(&mut self) {
+        self.stop_claiming.cancel();
+        self.cancel_jobs();
+        self.executors.close();
+        self.stop_services.cancel();
+    }
+}
+
+/// A worker: runs registered jobs from its queues. Build it with [`Worker::builder`]; stop it with
+/// [`Worker::stop`]. Dropping a started worker without stopping it is an abrupt stop: claiming ends,
+/// running jobs are cancelled and their tasks released, without waiting.
 pub struct Worker<S, St = ()> {
     store: S,
     config: WorkerConfig,
@@ -129,6 +155,11 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
     /// This worker's id, recorded on the tasks it claims.
     pub fn id(&self) -> &str {
         &self.worker_id
+    }
+
+    /// The state its jobs share.
+    pub fn state(&self) -> &St {
+        &self.state
     }
 
     /// Its configuration.
@@ -173,7 +204,15 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
         let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), stop_services.clone()));
         let completer = tokio::spawn(completer::run(self.store.clone(), rx, stop_services.clone()));
         tracing::info!(worker_id = %self.worker_id, queues = ?self.config.queues, "worker started");
-        *running = Some(Running { shared, stop_claiming, stop_services, executors, producer, heartbeat, completer });
+        *running = Some(Running {
+            shared,
+            stop_claiming,
+            stop_services,
+            executors,
+            producer: Some(producer),
+            heartbeat: Some(heartbeat),
+            completer: Some(completer),
+        });
     }
 
     /// Stops gracefully within [`WorkerConfig::shutdown_timeout`]. Safe to call before `start` and
@@ -184,23 +223,25 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
 
     /// Stops gracefully, letting running jobs finish for at most `timeout`.
     pub async fn stop_within(&self, timeout: Duration) {
-        let Some(r) = self.running.lock().await.take() else {
+        let mut guard = self.running.lock().await;
+        let Some(r) = guard.as_mut() else {
             return;
         };
         r.stop_claiming.cancel();
-        let _ = r.producer.await;
+        if let Some(producer) = r.producer.take() {
+            let _ = producer.await;
+        }
         r.executors.close();
         if tokio::time::timeout(timeout, r.executors.wait()).await.is_err() {
-            let left = r.shared.active.snapshot();
-            tracing::info!(jobs = left.len(), "shutdown deadline passed: cancelling running jobs");
-            for e in left {
-                e.lose(CancelReason::Shutdown);
-            }
+            let cancelled = r.cancel_jobs();
+            tracing::info!(jobs = cancelled, "shutdown deadline passed: cancelling running jobs");
             r.executors.wait().await;
         }
         r.stop_services.cancel();
-        let _ = r.heartbeat.await;
-        let _ = r.completer.await;
+        for service in [r.heartbeat.take(), r.completer.take()].into_iter().flatten() {
+            let _ = service.await;
+        }
+        *guard = None;
         tracing::info!(worker_id = %self.worker_id, "worker stopped");
     }
 
@@ -209,21 +250,6 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
         self.start().await;
         signal.await;
         self.stop().await;
-    }
-}
-
-impl<S, St> Drop for Worker<S, St> {
-    /// Dropping a started worker without [`Worker::stop`] is an abrupt stop: claiming ends, running jobs
-    /// are cancelled at once and their tasks released, and the background work winds down on its own.
-    fn drop(&mut self) {
-        if let Some(r) = self.running.get_mut().take() {
-            r.stop_claiming.cancel();
-            for e in r.shared.active.snapshot() {
-                e.lose(CancelReason::Shutdown);
-            }
-            r.executors.close();
-            r.stop_services.cancel();
-        }
     }
 }
 

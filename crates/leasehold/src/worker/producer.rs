@@ -82,8 +82,8 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
             unreachable!("only the claim loop takes permits, and it claimed no more than were free");
         };
         shared.stats.claimed.inc();
-        let (margin, _) = shared.config.scaled(task.lease_ttl);
-        let entry = Arc::new(LeaseEntry::new(task.lease, task.lease_ttl, margin, t0));
+        let scaled = shared.config.scaled(task.lease_ttl);
+        let entry = Arc::new(LeaseEntry::new(task.lease, task.lease_ttl, scaled.margin, scaled.grace, t0));
         shared.active.insert(entry.clone());
         tracker.spawn(execute(shared.clone(), task, entry, permit));
     }
