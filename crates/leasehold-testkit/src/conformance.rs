@@ -376,6 +376,7 @@ pub async fn worker_completes_with_result<B: Backend>(b: &B) {
     for (n, id) in ids.iter().enumerate() {
         let rec = wait_state(client.store(), *id, TaskState::Completed).await;
         assert_eq!(rec.result, Some(serde_json::json!(n)));
+        assert_eq!(client.result::<usize>(*id).await.unwrap(), Some(n), "the enqueuer reads the typed result");
     }
     w.stop().await;
     let st = w.stats();

@@ -112,7 +112,11 @@ async fn run<S: TaskStore>(store: S) -> Result<(), Box<dyn std::error::Error>> {
     for i in 1..=REPORTS {
         reports.push(client.enqueue(Report { upto: u64::from(i) * 1000 }).await?);
     }
-    let total = u64::from(GREETINGS + THUMBNAILS + REPORTS);
+    // run-once: the monthly report is submitted with an idempotency key; a second submission below
+    // returns this task and its result instead of running again
+    let monthly = EnqueueOptions::default().idempotency_key("report-2026-11");
+    let first = client.enqueue_idempotent(Report { upto: 1_000_000 }, monthly.clone()).await?;
+    let total = u64::from(GREETINGS + THUMBNAILS + REPORTS) + 1;
     println!("enqueued {total} tasks; a worker with 8 slots runs them");
 
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -134,6 +138,8 @@ async fn run<S: TaskStore>(store: S) -> Result<(), Box<dyn std::error::Error>> {
     worker.stop().await;
     let s = worker.stats();
     let last = client.task(*reports.last().expect("reports were enqueued")).await?;
+    let again = client.enqueue_idempotent(Report { upto: 1_000_000 }, monthly).await?;
+    assert!(again.existing && again.id == first.id, "the idempotency key holds");
     println!();
     println!("summary");
     println!("  tasks done      {}", s.completed);
@@ -141,6 +147,11 @@ async fn run<S: TaskStore>(store: S) -> Result<(), Box<dyn std::error::Error>> {
     println!("  discarded       {}", s.discarded);
     println!("  leases lost     {}", s.lease_lost);
     println!("  last report     {}", last.result.unwrap_or_default());
+    println!(
+        "  run once        the monthly report submitted twice ran once (second submission: existing {}, result {})",
+        again.existing,
+        again.result.unwrap_or_default()
+    );
     println!("  time taken      {:.2?}", started.elapsed());
     Ok(())
 }
