@@ -97,6 +97,38 @@ impl Idempotency {
     }
 }
 
+/// The task that holds an idempotency key, as a store read it after its insert was refused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyHolder {
+    /// Its id.
+    pub id: TaskId,
+    /// Its kind.
+    pub kind: String,
+    /// Its payload.
+    pub payload: serde_json::Value,
+    /// Its state.
+    pub state: crate::TaskState,
+    /// Its result, if any.
+    pub result: Option<serde_json::Value>,
+}
+
+impl KeyHolder {
+    /// What the refused enqueue of `task` answers: the holder when it is the same job (same kind and
+    /// payload), [`Error::IdempotencyConflict`] otherwise.
+    pub fn answer(self, task: &NewTask) -> Result<Enqueued> {
+        if self.kind != task.kind || self.payload != task.payload {
+            let key = task.idempotency.as_ref().map(|k| k.key.clone()).unwrap_or_default();
+            return Err(Error::IdempotencyConflict { key, existing: self.id });
+        }
+        Ok(Enqueued { id: self.id, existing: true, state: self.state, result: self.result })
+    }
+}
+
+/// Rounds of "free the key from a holder that no longer counts, then insert" a store tries before
+/// giving up; each round is one atomic statement, and another round is needed only when a key was
+/// freed or changed hands in between.
+pub const KEYED_INSERT_ROUNDS: usize = 4;
+
 /// What an idempotent enqueue found.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Enqueued {

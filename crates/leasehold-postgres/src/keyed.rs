@@ -10,15 +10,10 @@ use leasehold_core::*;
 use crate::db;
 use crate::rows::parse_state;
 
-/// Rounds of "free the key from a holder that no longer counts, then insert" before giving up; each
-/// round is one atomic statement, and a second round is needed only when a key was freed or changed
-/// hands in between.
-const ROUNDS: usize = 4;
-
 pub(crate) async fn insert_keyed(conn: &mut PgConnection, task: &NewTask) -> Result<Enqueued> {
     task.validate()?;
     let key = task.idempotency.as_ref().ok_or_else(|| Error::InvalidInput("the task has no idempotency key".into()))?;
-    for _ in 0..ROUNDS {
+    for _ in 0..KEYED_INSERT_ROUNDS {
         let got: Option<Uuid> = sqlx::query_scalar(include_str!("sql/task_insert_keyed.sql"))
             .bind(task.id.0)
             .bind(&task.kind)
@@ -49,17 +44,19 @@ pub(crate) async fn insert_keyed(conn: &mut PgConnection, task: &NewTask) -> Res
             .await
             .map_err(db)?;
         let Some((id, kind, payload, state, result)) = holder else { continue };
-        if kind != task.kind || payload.0 != task.payload {
-            return Err(Error::IdempotencyConflict { key: key.key.clone(), existing: TaskId(id) });
-        }
-        return Ok(Enqueued {
+        let holder = KeyHolder {
             id: TaskId(id),
-            existing: true,
+            kind,
+            payload: payload.0,
             state: parse_state(&state)?,
             result: result.map(|r| r.0),
-        });
+        };
+        return holder.answer(task);
     }
-    Err(Error::database(format!("the idempotency key {:?} changed hands {ROUNDS} times during one enqueue", key.key)))
+    Err(Error::database(format!(
+        "the idempotency key {:?} changed hands {KEYED_INSERT_ROUNDS} times during one enqueue",
+        key.key
+    )))
 }
 
 /// Claims `key` for an effect in the caller's transaction; answers the recorded outcome when the effect

@@ -8,16 +8,13 @@ use leasehold_core::*;
 use crate::db;
 use crate::rows::{parse_id, parse_state};
 
-/// Rounds of "free the key from a holder that no longer counts, then insert" before giving up.
-const ROUNDS: usize = 4;
-
 pub(crate) async fn insert_keyed(conn: &mut SqliteConnection, task: &NewTask) -> Result<Enqueued> {
     task.validate()?;
     let key = task.idempotency.as_ref().ok_or_else(|| Error::InvalidInput("the task has no idempotency key".into()))?;
     let id = task.id.0.to_string();
     let payload = serde_json::to_string(&task.payload)?;
     let reuse = serde_json::to_string(&key.reuse_after_names())?;
-    for _ in 0..ROUNDS {
+    for _ in 0..KEYED_INSERT_ROUNDS {
         let got: Option<String> = sqlx::query_scalar(include_str!("sql/task_insert_keyed.sql"))
             .bind(&id)
             .bind(&task.kind)
@@ -47,16 +44,20 @@ pub(crate) async fn insert_keyed(conn: &mut SqliteConnection, task: &NewTask) ->
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(db)?;
-        let Some((hid, kind, hpayload, state, result)) = holder else { continue };
-        let hid = parse_id(&hid)?;
-        let same_payload = serde_json::from_str::<serde_json::Value>(&hpayload).is_ok_and(|p| p == task.payload);
-        if kind != task.kind || !same_payload {
-            return Err(Error::IdempotencyConflict { key: key.key.clone(), existing: hid });
-        }
-        let result = result.map(|r| serde_json::from_str(&r)).transpose()?;
-        return Ok(Enqueued { id: hid, existing: true, state: parse_state(&state)?, result });
+        let Some((hid, kind, payload, state, result)) = holder else { continue };
+        let holder = KeyHolder {
+            id: parse_id(&hid)?,
+            kind,
+            payload: serde_json::from_str(&payload)?,
+            state: parse_state(&state)?,
+            result: result.map(|r| serde_json::from_str(&r)).transpose()?,
+        };
+        return holder.answer(task);
     }
-    Err(Error::database(format!("the idempotency key {:?} changed hands {ROUNDS} times during one enqueue", key.key)))
+    Err(Error::database(format!(
+        "the idempotency key {:?} changed hands {KEYED_INSERT_ROUNDS} times during one enqueue",
+        key.key
+    )))
 }
 
 /// Claims `key` for an effect in the caller's transaction; answers the recorded outcome when the effect
