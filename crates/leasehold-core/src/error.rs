@@ -30,6 +30,10 @@ pub enum Error {
         /// The task that holds it.
         existing: TaskId,
     },
+    /// An effect key was claimed in a committed transaction that recorded no outcome (or is claimed
+    /// already in this one): the effect may or may not have happened, so it is neither run nor skipped.
+    #[error("effect {0:?} was claimed but its outcome was never recorded")]
+    EffectUnrecorded(String),
     /// An optimistic update found another version than the one it read: someone else changed the row.
     #[error("version conflict on {entity}: expected version {expected}")]
     VersionConflict {
@@ -38,6 +42,17 @@ pub enum Error {
         /// The version the update expected.
         expected: i64,
     },
+    /// A leader's write carried a term that is no longer current: another instance leads now.
+    #[error("leadership of {name:?} lost: term {token} is over")]
+    LeadershipLost {
+        /// The leader lease.
+        name: String,
+        /// The stale term's token.
+        token: FencingToken,
+    },
+    /// No schedule has this name.
+    #[error("schedule {0:?} not found")]
+    ScheduleNotFound(String),
     /// No task has this id.
     #[error("task {0} not found")]
     NotFound(TaskId),

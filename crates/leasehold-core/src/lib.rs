@@ -6,6 +6,7 @@
 //! - [`params`]: one parameter struct per store operation.
 //! - [`store`]: [`TaskStore`], the trait every backend implements, and [`Wakeup`], its hint channel.
 //! - [`retry`]: exponential backoff with jitter.
+//! - [`schedule`]: singleton scheduled jobs: definitions, policies and the leader's pure planning.
 //! - [`error`]: [`Error`], one typed enum for everything a store can answer.
 //!
 //! The lease protocol these types carry (store clock, trust window, fencing tokens) is described in
@@ -14,11 +15,12 @@
 pub mod error;
 pub mod params;
 pub mod retry;
+pub mod schedule;
 pub mod store;
 pub mod task;
 
 pub use error::{Error, Result};
 pub use params::*;
 pub use retry::RetryPolicy;
-pub use store::{CrossProcessWakeups, TaskStore, Wakeup};
+pub use store::{CrossProcessWakeups, ScheduleStore, TaskStore, Wakeup};
 pub use task::*;

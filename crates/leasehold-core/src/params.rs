@@ -102,10 +102,9 @@ impl Idempotency {
 pub struct KeyHolder {
     /// Its id.
     pub id: TaskId,
-    /// Its kind.
-    pub kind: String,
-    /// Its payload.
-    pub payload: serde_json::Value,
+    /// Whether it is the same job: the same kind and an equal payload (compared by the store, as
+    /// JSON values).
+    pub same_job: bool,
     /// Its state.
     pub state: crate::TaskState,
     /// Its result, if any.
@@ -113,10 +112,10 @@ pub struct KeyHolder {
 }
 
 impl KeyHolder {
-    /// What the refused enqueue of `task` answers: the holder when it is the same job (same kind and
-    /// payload), [`Error::IdempotencyConflict`] otherwise.
+    /// What the refused enqueue of `task` answers: the holder when it is the same job,
+    /// [`Error::IdempotencyConflict`] otherwise.
     pub fn answer(self, task: &NewTask) -> Result<Enqueued> {
-        if self.kind != task.kind || self.payload != task.payload {
+        if !self.same_job {
             let key = task.idempotency.as_ref().map(|k| k.key.clone()).unwrap_or_default();
             return Err(Error::IdempotencyConflict { key, existing: self.id });
         }

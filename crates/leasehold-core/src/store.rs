@@ -5,6 +5,7 @@ use std::pin::Pin;
 
 use crate::error::Result;
 use crate::params::*;
+use crate::schedule::*;
 use crate::task::{ClaimedTask, TaskId, TaskLease, TaskRecord, TaskState};
 
 /// A task store. Methods are named noun + verb and take one params struct.
@@ -61,6 +62,43 @@ pub trait TaskStore: Clone + Send + Sync + 'static {
 
     /// Subscribes to wake-up hints for newly available tasks.
     fn wakeup_subscribe(&self) -> impl Future<Output = Result<Box<dyn Wakeup>>> + Send;
+}
+
+/// Singleton scheduled jobs: a leader lease, the schedules, and the per-tick ledger.
+pub trait ScheduleStore: TaskStore {
+    /// Takes or extends a leader lease; answers the term's token when `holder` leads.
+    fn leader_acquire(
+        &self,
+        params: LeaderAcquireParams,
+    ) -> impl Future<Output = Result<Option<crate::FencingToken>>> + Send;
+
+    /// Ends a term at once (graceful shutdown), if it is still current.
+    fn leader_release(&self, leader: LeaderToken) -> impl Future<Output = Result<()>> + Send;
+
+    /// Reads a leader lease.
+    fn leader_get(&self, name: &str) -> impl Future<Output = Result<Option<LeaderRecord>>> + Send;
+
+    /// Writes a definition (a new schedule starts from the store's `now`; a changed one keeps its
+    /// progress) and answers the stored schedule.
+    fn schedule_upsert(&self, def: ScheduleDef) -> impl Future<Output = Result<ScheduleRecord>> + Send;
+
+    /// Marks every schedule not in `keep` as removed (it stops firing) and the others as present.
+    fn schedule_retire(&self, keep: Vec<String>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Every schedule.
+    fn schedule_list(&self) -> impl Future<Output = Result<Vec<ScheduleRecord>>> + Send;
+
+    /// Pauses, resumes or triggers a schedule.
+    fn schedule_control(
+        &self,
+        name: &str,
+        action: ScheduleAction,
+    ) -> impl Future<Output = Result<ScheduleRecord>> + Send;
+
+    /// Records one tick (see [`ScheduleTickParams`]); answers whether this call wrote its ledger row
+    /// (false: the tick was recorded already, by this or an overlapping leader).
+    /// [`crate::Error::LeadershipLost`] when the term is over.
+    fn schedule_tick_record(&self, params: ScheduleTickParams) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// A capability: the store's wake-up hints reach workers in every process that uses it (PostgreSQL's

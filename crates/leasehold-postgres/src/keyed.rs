@@ -10,11 +10,14 @@ use leasehold_core::*;
 use crate::db;
 use crate::rows::parse_state;
 
+/// Inserts a keyed task: insert unless a task holds the key; else free the key from a holder that no
+/// longer counts and insert again; else answer the holder. Each step is one atomic statement that
+/// keeps no lock on the holder's row.
 pub(crate) async fn insert_keyed(conn: &mut PgConnection, task: &NewTask) -> Result<Enqueued> {
     task.validate()?;
     let key = task.idempotency.as_ref().ok_or_else(|| Error::InvalidInput("the task has no idempotency key".into()))?;
     for _ in 0..KEYED_INSERT_ROUNDS {
-        let got: Option<Uuid> = sqlx::query_scalar(include_str!("sql/task_insert_keyed.sql"))
+        let inserted: Option<Uuid> = sqlx::query_scalar(include_str!("sql/task_insert_keyed.sql"))
             .bind(task.id.0)
             .bind(&task.kind)
             .bind(&task.queue)
@@ -30,27 +33,28 @@ pub(crate) async fn insert_keyed(conn: &mut PgConnection, task: &NewTask) -> Res
             .fetch_optional(&mut *conn)
             .await
             .map_err(db)?;
-        match got {
-            Some(id) if id == task.id.0 => {
-                return Ok(Enqueued { id: task.id, existing: false, state: TaskState::Available, result: None });
-            }
-            Some(_) => continue, // the key was freed from a task that no longer counts: insert again
-            None => {}
+        if inserted.is_some() {
+            return Ok(Enqueued { id: task.id, existing: false, state: TaskState::Available, result: None });
         }
-        type Holder = (Uuid, String, Json<serde_json::Value>, String, Option<Json<serde_json::Value>>);
-        let holder: Option<Holder> = sqlx::query_as(include_str!("sql/task_by_key.sql"))
+        let freed: Option<Uuid> = sqlx::query_scalar(include_str!("sql/task_key_free.sql"))
             .bind(&key.key)
             .fetch_optional(&mut *conn)
             .await
             .map_err(db)?;
-        let Some((id, kind, payload, state, result)) = holder else { continue };
-        let holder = KeyHolder {
-            id: TaskId(id),
-            kind,
-            payload: payload.0,
-            state: parse_state(&state)?,
-            result: result.map(|r| r.0),
-        };
+        if freed.is_some() {
+            continue;
+        }
+        type Holder = (Uuid, bool, String, Option<Json<serde_json::Value>>);
+        let holder: Option<Holder> = sqlx::query_as(include_str!("sql/task_by_key.sql"))
+            .bind(&key.key)
+            .bind(&task.kind)
+            .bind(Json(&task.payload))
+            .bind(task.id.0)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+        let Some((id, same_job, state, result)) = holder else { continue };
+        let holder = KeyHolder { id: TaskId(id), same_job, state: parse_state(&state)?, result: result.map(|r| r.0) };
         return holder.answer(task);
     }
     Err(Error::database(format!(
@@ -65,7 +69,7 @@ pub(crate) async fn effect_begin(
     conn: &mut PgConnection,
     key: &str,
     lease: Option<TaskLease>,
-) -> Result<Option<Option<serde_json::Value>>> {
+) -> Result<Option<serde_json::Value>> {
     let claimed: Option<String> = sqlx::query_scalar(include_str!("sql/effect_begin.sql"))
         .bind(key)
         .bind(lease.map(|l| l.task_id.0))
@@ -78,7 +82,7 @@ pub(crate) async fn effect_begin(
     }
     let outcome: Option<Json<serde_json::Value>> =
         sqlx::query_scalar(include_str!("sql/effect_outcome.sql")).bind(key).fetch_one(&mut *conn).await.map_err(db)?;
-    Ok(Some(outcome.map(|o| o.0)))
+    outcome.map(|o| Some(o.0)).ok_or_else(|| Error::EffectUnrecorded(key.to_owned()))
 }
 
 /// Stores the outcome of an effect this transaction claimed.
@@ -90,7 +94,9 @@ pub(crate) async fn effect_record(conn: &mut PgConnection, key: &str, outcome: &
         .await
         .map_err(db)?;
     if done.rows_affected() == 0 {
-        return Err(Error::InvalidInput(format!("effect key {key:?} was not claimed in this transaction")));
+        return Err(Error::InvalidInput(format!(
+            "effect key {key:?} was not claimed in this transaction, or its outcome is recorded already"
+        )));
     }
     Ok(())
 }

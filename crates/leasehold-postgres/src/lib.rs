@@ -8,6 +8,7 @@
 //! - [`tx`]: enqueue and completion inside the caller's own transaction.
 //! - `wakeup.rs`: LISTEN/NOTIFY hints.
 //! - `keyed.rs`: idempotent enqueue and the record of effects.
+//! - `schedules.rs`: the leader lease, schedules and per-tick ledger of singleton scheduled jobs.
 //! - `rows.rs`: decoding rows into the core records.
 //!
 //! Lease expiry is measured by this server's `now()` only; every write of a lease holder carries its
@@ -16,6 +17,7 @@
 mod keyed;
 pub mod migrate;
 mod rows;
+mod schedules;
 mod store;
 pub mod tx;
 mod wakeup;

@@ -32,13 +32,14 @@ pub async fn task_insert_idempotent_in(conn: &mut PgConnection, task: NewTask) -
 
 /// Claims the effect `key` in the caller's transaction. `None`: the effect has not happened; do it, in
 /// this transaction, then [`effect_record_in`] its outcome. `Some(outcome)`: it happened already (an
-/// earlier attempt committed it); skip it. A concurrent claim of the same key waits for this
+/// earlier attempt committed it); skip it. A key claimed without an outcome is
+/// [`leasehold_core::Error::EffectUnrecorded`]. A concurrent claim of the same key waits for this
 /// transaction to end.
 pub async fn effect_begin_in(
     conn: &mut PgConnection,
     key: &str,
     lease: Option<TaskLease>,
-) -> Result<Option<Option<serde_json::Value>>> {
+) -> Result<Option<serde_json::Value>> {
     crate::keyed::effect_begin(conn, key, lease).await
 }
 

@@ -15,7 +15,7 @@ pub(crate) async fn insert_keyed(conn: &mut SqliteConnection, task: &NewTask) ->
     let payload = serde_json::to_string(&task.payload)?;
     let reuse = serde_json::to_string(&key.reuse_after_names())?;
     for _ in 0..KEYED_INSERT_ROUNDS {
-        let got: Option<String> = sqlx::query_scalar(include_str!("sql/task_insert_keyed.sql"))
+        let inserted: Option<String> = sqlx::query_scalar(include_str!("sql/task_insert_keyed.sql"))
             .bind(&id)
             .bind(&task.kind)
             .bind(&task.queue)
@@ -31,24 +31,29 @@ pub(crate) async fn insert_keyed(conn: &mut SqliteConnection, task: &NewTask) ->
             .fetch_optional(&mut *conn)
             .await
             .map_err(db)?;
-        match got {
-            Some(got) if got == id => {
-                return Ok(Enqueued { id: task.id, existing: false, state: TaskState::Available, result: None });
-            }
-            Some(_) => continue, // the key was freed from a task that no longer counts: insert again
-            None => {}
+        if inserted.is_some() {
+            return Ok(Enqueued { id: task.id, existing: false, state: TaskState::Available, result: None });
+        }
+        let freed: Option<String> = sqlx::query_scalar(include_str!("sql/task_key_free.sql"))
+            .bind(&key.key)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+        if freed.is_some() {
+            continue;
         }
         let holder: Option<(String, String, String, String, Option<String>)> =
             sqlx::query_as(include_str!("sql/task_by_key.sql"))
                 .bind(&key.key)
+                .bind(&id)
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(db)?;
-        let Some((hid, kind, payload, state, result)) = holder else { continue };
+        let Some((hid, kind, hpayload, state, result)) = holder else { continue };
+        let same_payload = serde_json::from_str::<serde_json::Value>(&hpayload)? == task.payload;
         let holder = KeyHolder {
             id: parse_id(&hid)?,
-            kind,
-            payload: serde_json::from_str(&payload)?,
+            same_job: kind == task.kind && same_payload,
             state: parse_state(&state)?,
             result: result.map(|r| serde_json::from_str(&r)).transpose()?,
         };
@@ -66,7 +71,7 @@ pub(crate) async fn effect_begin(
     conn: &mut SqliteConnection,
     key: &str,
     lease: Option<TaskLease>,
-) -> Result<Option<Option<serde_json::Value>>> {
+) -> Result<Option<serde_json::Value>> {
     let claimed: Option<String> = sqlx::query_scalar(include_str!("sql/effect_begin.sql"))
         .bind(key)
         .bind(lease.map(|l| l.task_id.0.to_string()))
@@ -79,7 +84,10 @@ pub(crate) async fn effect_begin(
     }
     let outcome: Option<String> =
         sqlx::query_scalar(include_str!("sql/effect_outcome.sql")).bind(key).fetch_one(&mut *conn).await.map_err(db)?;
-    Ok(Some(outcome.map(|o| serde_json::from_str(&o)).transpose()?))
+    match outcome {
+        Some(o) => Ok(Some(serde_json::from_str(&o)?)),
+        None => Err(Error::EffectUnrecorded(key.to_owned())),
+    }
 }
 
 /// Stores the outcome of an effect this transaction claimed.
@@ -91,7 +99,9 @@ pub(crate) async fn effect_record(conn: &mut SqliteConnection, key: &str, outcom
         .await
         .map_err(db)?;
     if done.rows_affected() == 0 {
-        return Err(Error::InvalidInput(format!("effect key {key:?} was not claimed in this transaction")));
+        return Err(Error::InvalidInput(format!(
+            "effect key {key:?} was not claimed in this transaction, or its outcome is recorded already"
+        )));
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! - [`tx`]: enqueue and completion inside the caller's own transaction.
 //! - `wakeup.rs`: in-process wake-ups (SQLite has no LISTEN/NOTIFY; other processes poll).
 //! - `keyed.rs`: idempotent enqueue and the record of effects.
+//! - `schedules.rs`: the leader lease, schedules and per-tick ledger of singleton scheduled jobs.
 //! - `rows.rs`: decoding rows into the core records.
 //!
 //! Claims run inside `BEGIN IMMEDIATE`, so two processes never pick the same task. Fencing tokens come
@@ -20,6 +21,7 @@ mod keyed;
 pub mod migrate;
 mod open;
 mod rows;
+mod schedules;
 mod store;
 pub mod tx;
 mod wakeup;

@@ -36,7 +36,7 @@ pub async fn effect_begin_in(
     conn: &mut SqliteConnection,
     key: &str,
     lease: Option<TaskLease>,
-) -> Result<Option<Option<serde_json::Value>>> {
+) -> Result<Option<serde_json::Value>> {
     crate::keyed::effect_begin(conn, key, lease).await
 }
 

@@ -2,13 +2,13 @@
 
 use std::future::Future;
 
-use leasehold_core::{NewTask, Result, TaskId, TaskLease, TaskStore};
+use leasehold_core::{NewTask, Result, ScheduleStore, TaskId, TaskLease};
 
 /// A store under test, with the few hooks that move time on the store's own clock and that open a
 /// transaction. Every method works on a database private to the test.
 pub trait Backend: Send + Sync + 'static {
     /// The store.
-    type Store: TaskStore;
+    type Store: ScheduleStore;
 
     /// A handle on the store.
     fn store(&self) -> Self::Store;
@@ -32,6 +32,9 @@ pub trait Backend: Send + Sync + 'static {
     /// How many effect rows the task has.
     fn effect_count(&self, id: TaskId) -> impl Future<Output = i64> + Send;
 
+    /// Ends the leader lease `name` on the store's clock, as the passage of its ttl would.
+    fn expire_leader(&self, name: &str) -> impl Future<Output = ()> + Send;
+
     /// Moves the task's `finalized_at` an hour into the past on the store's clock.
     fn finish_long_ago(&self, id: TaskId) -> impl Future<Output = ()> + Send;
 
@@ -47,7 +50,7 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(bool, serde_json::Value)>> + Send;
 
     /// Writes `body` to the application row `resource` guarded by the lease's token
-    /// (`... WHERE coalesce(last_fence, 0) < token`), through [`leasehold::guard::expect_fenced`].
+    /// (`... WHERE coalesce(last_fence, 0) <= token`), through [`leasehold::guard::expect_fenced`].
     fn fenced_write(&self, lease: TaskLease, resource: &str, body: &str) -> impl Future<Output = Result<()>> + Send;
 
     /// The body of the application row `resource`.

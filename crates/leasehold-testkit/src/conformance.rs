@@ -32,7 +32,9 @@ macro_rules! conformance_tests {
             idempotent_enqueues_race_to_one_task, idempotency_keys_are_refused_in_batches,
             effect_record_runs_an_effect_once, fenced_application_writes_refuse_older_tokens,
             worker_keeps_short_task_leases, worker_survives_a_panic_while_decoding,
-            completion_batch_tells_holders_apart, takeover_on_the_last_attempt_discards);
+            completion_batch_tells_holders_apart, takeover_on_the_last_attempt_discards,
+            the_same_keyed_task_sent_again_is_answered_as_itself, keyed_enqueue_in_a_transaction,
+            effect_claims_race_to_one_effect);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -40,6 +42,19 @@ macro_rules! conformance_tests {
             async fn $case() {
                 let backend = $make.await;
                 $crate::conformance::$case(&backend).await;
+            }
+        )*
+        $crate::conformance_tests!(@cron $make;
+            leader_terms_are_fenced, a_tick_is_recorded_once, schedules_are_defined_and_controlled,
+            scheduler_runs_each_tick_once_and_follows_the_missed_policy, scheduler_follows_the_overlap_policy,
+            scheduler_obeys_pause_trigger_and_removal);
+    };
+    (@cron $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let backend = $make.await;
+                $crate::cron_cases::$case(&backend).await;
             }
         )*
     };
@@ -784,7 +799,48 @@ pub async fn fenced_application_writes_refuse_older_tokens<B: Backend>(b: &B) {
     assert!(newer.lease.fence > older.lease.fence);
     b.fenced_write(older.lease, "report", "from the older holder").await.unwrap();
     b.fenced_write(newer.lease, "report", "from the newer holder").await.unwrap();
+    b.fenced_write(newer.lease, "report", "from the newer holder, again").await.unwrap();
     let stale = b.fenced_write(older.lease, "report", "late write").await;
     assert!(matches!(stale, Err(Error::LeaseLost { task_id, .. }) if task_id == older.lease.task_id), "{stale:?}");
-    assert_eq!(b.fenced_read("report").await.as_deref(), Some("from the newer holder"));
+    assert_eq!(b.fenced_read("report").await.as_deref(), Some("from the newer holder, again"));
+}
+
+/// A keyed task sent again as the very same value (same id) is answered as itself, even after its key
+/// was freed: never a fake "inserted", never a primary-key error.
+pub async fn the_same_keyed_task_sent_again_is_answered_as_itself<B: Backend>(b: &B) {
+    let s = b.store();
+    let t = keyed("k", 1, "resend");
+    let first = s.task_insert_idempotent(t.clone()).await.unwrap();
+    assert!(s.task_insert_idempotent(t.clone()).await.unwrap().existing);
+    let c = claim_one(&s).await;
+    s.task_retry(TaskRetryParams { lease: c.lease, error: "x".into(), retry_in: None }).await.unwrap();
+    // discarded frees the key, but this is the same task, not a new submission
+    let again = s.task_insert_idempotent(t).await.unwrap();
+    assert_eq!((again.id, again.existing, again.state), (first.id, true, TaskState::Discarded));
+    assert!(s.task_claim(claim(10)).await.unwrap().is_empty());
+}
+
+/// A keyed enqueue inside the caller's transaction: rolled back, the key stays free; committed, it holds.
+pub async fn keyed_enqueue_in_a_transaction<B: Backend>(b: &B) {
+    let s = b.store();
+    b.insert_in_tx(keyed("k", 1, "in-tx"), false).await.unwrap();
+    let kept = b.insert_in_tx(keyed("k", 1, "in-tx"), true).await.unwrap();
+    let dup = b.insert_in_tx(keyed("k", 1, "in-tx"), true).await.unwrap();
+    assert_eq!(dup, kept);
+    assert_eq!(s.task_insert_idempotent(keyed("k", 1, "in-tx")).await.unwrap().id, kept);
+    assert_eq!(s.task_claim(claim(10)).await.unwrap().len(), 1);
+}
+
+/// Concurrent attempts at one effect key: exactly one does the effect, every other gets its outcome.
+pub async fn effect_claims_race_to_one_effect<B: Backend>(b: &B) {
+    let s = b.store();
+    let id = s.task_insert(task("k", 0)).await.unwrap();
+    let lease = claim_one(&s).await.lease;
+    let attempts = (0..8).map(|i| b.effect_once(lease, "ship:7", serde_json::json!({ "by": i }), true));
+    let results: Vec<(bool, serde_json::Value)> =
+        futures::future::join_all(attempts).await.into_iter().map(|r| r.unwrap()).collect();
+    let fresh: Vec<_> = results.iter().filter(|(fresh, _)| *fresh).collect();
+    assert_eq!(fresh.len(), 1, "{results:?}");
+    assert!(results.iter().all(|(_, out)| *out == fresh[0].1), "{results:?}");
+    assert_eq!(b.effect_count(id).await, 1);
 }

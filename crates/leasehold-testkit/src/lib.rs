@@ -6,7 +6,8 @@
 //!   (moving a lease or a `run_at` into the past on the store's own clock, a transaction).
 //! - [`pg`]: a fresh PostgreSQL database per test, dropped afterwards; [`pg::PgBackend`].
 //! - [`sqlite`]: a fresh SQLite file per test, removed afterwards; [`sqlite::SqliteBackend`].
-//! - [`conformance`]: the suite, and [`conformance_tests!`] which expands it into one test per case.
+//! - [`conformance`]: the suite, and [`conformance_tests!`] which expands it into one test per case;
+//!   [`cron_cases`] holds its cases for scheduled jobs.
 //! - [`jobs`]: the jobs the suite and the process tests run.
 //! - [`process`]: worker processes for crash and pause tests.
 //! - [`history`]: what those processes recorded, read back for the checks.
@@ -15,6 +16,7 @@
 
 pub mod backend;
 pub mod conformance;
+pub mod cron_cases;
 pub mod history;
 pub mod jobs;
 pub mod pg;

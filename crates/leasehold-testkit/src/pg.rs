@@ -170,6 +170,14 @@ impl Backend for PgBackend {
         })
     }
 
+    async fn expire_leader(&self, name: &str) {
+        sqlx::query("UPDATE leasehold.leaders SET expires_at = now() - interval '1 second' WHERE name = $1")
+            .bind(name)
+            .execute(self.db.pool())
+            .await
+            .unwrap();
+    }
+
     async fn finish_long_ago(&self, id: TaskId) {
         sqlx::query("UPDATE leasehold.tasks SET finalized_at = now() - interval '1 hour' WHERE id = $1")
             .bind(id.0)
@@ -209,7 +217,7 @@ impl Backend for PgBackend {
         let done = sqlx::query(
             "INSERT INTO fenced (id, body, last_fence) VALUES ($1, $2, $3)
              ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, last_fence = EXCLUDED.last_fence
-              WHERE coalesce(fenced.last_fence, 0) < EXCLUDED.last_fence",
+              WHERE coalesce(fenced.last_fence, 0) <= EXCLUDED.last_fence",
         )
         .bind(resource)
         .bind(body)

@@ -145,6 +145,16 @@ impl Backend for SqliteBackend {
         })
     }
 
+    async fn expire_leader(&self, name: &str) {
+        sqlx::query(
+            "UPDATE leasehold_leaders SET expires_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) - 1000 WHERE name = ?1",
+        )
+        .bind(name)
+        .execute(self.file.pool())
+        .await
+        .unwrap();
+    }
+
     async fn finish_long_ago(&self, id: TaskId) {
         sqlx::query("UPDATE leasehold_tasks SET finalized_at = finalized_at - 3600000 WHERE id = ?1")
             .bind(id.0.to_string())
@@ -184,7 +194,7 @@ impl Backend for SqliteBackend {
         let done = sqlx::query(
             "INSERT INTO fenced (id, body, last_fence) VALUES (?1, ?2, ?3)
              ON CONFLICT (id) DO UPDATE SET body = excluded.body, last_fence = excluded.last_fence
-              WHERE coalesce(fenced.last_fence, 0) < excluded.last_fence",
+              WHERE coalesce(fenced.last_fence, 0) <= excluded.last_fence",
         )
         .bind(resource)
         .bind(body)

@@ -11,11 +11,11 @@
 //!
 //! **Fenced write** (a resource outside transactional completion, written by whoever holds a task):
 //! ```sql
-//! UPDATE reports SET body = $2, last_fence = $3 WHERE id = $1 AND coalesce(last_fence, 0) < $3
+//! UPDATE reports SET body = $2, last_fence = $3 WHERE id = $1 AND coalesce(last_fence, 0) <= $3
 //! ```
 //! with `$3 = ctx.fence()`, then [`expect_fenced`]`(rows, ctx.lease())`. Tokens increase across every
-//! claim of every task, so the row accepts each newer holder and refuses every older one, whichever task
-//! it came from.
+//! claim of every task, so the row accepts each newer holder (and the current one again) and refuses every older one,
+//! whichever task it came from.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,7 +111,7 @@ mod tests {
         assert!(expect_version(1, "t/1", 3).is_ok());
         let e = expect_version(0, "t/1", 3).unwrap_err();
         assert!(matches!(e, Error::VersionConflict { expected: 3, .. }));
-        assert_eq!(version_conflicts(), before + 1);
+        assert!(version_conflicts() > before, "the conflict was not counted");
     }
 
     #[test]

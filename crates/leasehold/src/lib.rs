@@ -36,6 +36,7 @@
 //! - [`client`]: [`Client`] and [`EnqueueOptions`].
 //! - [`worker`]: [`Worker`], its builder and its background work.
 //! - [`config`]: [`WorkerConfig`], validated when built.
+//! - [`cron`]: singleton scheduled jobs: [`cron::Schedule`] and [`cron::Scheduler`].
 //! - [`once`] and [`guard`]: run-once effects: the effect record, version checks, fenced writes
 //!   (`docs/exactly-once.md` says which to use when).
 //! - [`sqlite`] (feature `sqlite`, the default): the embedded SQLite store.
@@ -46,6 +47,7 @@
 
 pub mod client;
 pub mod config;
+pub mod cron;
 pub mod guard;
 pub mod job;
 pub mod once;

@@ -39,14 +39,14 @@ impl EffectKey {
     }
 }
 
-/// Decodes a recorded outcome; an effect claimed but committed without an outcome reads as `null`.
+/// Decodes what claiming a key found: nothing (fresh) or the recorded outcome.
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     key: &str,
-    found: Option<Option<serde_json::Value>>,
+    found: Option<serde_json::Value>,
 ) -> leasehold_core::Result<Once<T>> {
     match found {
         None => Ok(Once::Fresh(EffectKey(key.to_owned()))),
-        Some(outcome) => Ok(Once::Done(serde_json::from_value(outcome.unwrap_or(serde_json::Value::Null))?)),
+        Some(outcome) => Ok(Once::Done(serde_json::from_value(outcome)?)),
     }
 }

@@ -39,14 +39,18 @@ pub async fn complete_in(
 /// it in this transaction, then [`effect_record`]), [`Once::Done`] with the recorded outcome when an
 /// earlier attempt committed it. See [`crate::once`].
 pub async fn effect_begin<T: DeserializeOwned>(
-    conn: &mut SqliteConnection,
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     key: &str,
     lease: Option<TaskLease>,
 ) -> Result<Once<T>> {
-    once::decode(key, tx::effect_begin_in(conn, key, lease).await?)
+    once::decode(key, tx::effect_begin_in(tx, key, lease).await?)
 }
 
 /// Records the outcome of an effect claimed by [`effect_begin`] in this transaction.
-pub async fn effect_record<T: Serialize>(conn: &mut SqliteConnection, key: &EffectKey, outcome: &T) -> Result<()> {
-    tx::effect_record_in(conn, key.as_str(), &serde_json::to_value(outcome)?).await
+pub async fn effect_record<T: Serialize>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    key: &EffectKey,
+    outcome: &T,
+) -> Result<()> {
+    tx::effect_record_in(tx, key.as_str(), &serde_json::to_value(outcome)?).await
 }

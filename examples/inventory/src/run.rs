@@ -83,12 +83,38 @@ impl Reader<'_> {
         })
     }
 
+    /// Order tasks that have not reached a final state.
     async fn unfinished(&self) -> Result<i64, BoxError> {
-        self.scalar(format!("SELECT count(*) FROM {} WHERE kind = 'order' AND state <> 'completed'", self.tasks)).await
+        self.scalar(format!(
+            "SELECT count(*) FROM {} WHERE kind = 'order' AND state NOT IN ('completed', 'discarded', 'cancelled')",
+            self.tasks
+        ))
+        .await
+    }
+
+    /// Order tasks that ended without completing: an invariant broke somewhere.
+    async fn failed(&self) -> Result<i64, BoxError> {
+        self.scalar(format!(
+            "SELECT count(*) FROM {} WHERE kind = 'order' AND state IN ('discarded', 'cancelled')",
+            self.tasks
+        ))
+        .await
     }
 
     async fn settled(&self) -> Result<i64, BoxError> {
         self.scalar(format!("SELECT count(*) FROM {} WHERE kind = 'order' AND state = 'completed'", self.tasks)).await
+    }
+
+    /// Workers holding running order tasks now.
+    async fn busy_workers(&self) -> Result<Vec<String>, BoxError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT claimed_by FROM {} WHERE kind = 'order' AND state = 'running' AND claimed_by IS NOT NULL",
+            self.tasks
+        ));
+        Ok(match self.db {
+            Db::Pg(p) => sqlx::query_scalar(sql).fetch_all(p).await?,
+            Db::Sqlite(s) => sqlx::query_scalar(sql).fetch_all(s.pool()).await?,
+        })
     }
 
     async fn stock(&self) -> Result<BTreeMap<String, i64>, BoxError> {
@@ -160,8 +186,6 @@ async fn orchestrate<S: TaskStore>(
     let run_id = &uuid::Uuid::now_v7().simple().to_string()[20..];
     let mut submitted: HashSet<String> = HashSet::new();
     let (mut duplicates, mut replays, mut kills, mut pauses) = (0usize, 0usize, 0usize, 0usize);
-    let faults = cfg.kills + cfg.pauses;
-    let every = cfg.orders / (faults + 1).max(1);
     for i in 0..cfg.orders {
         let order = Order {
             order_id: format!("{run_id}-{i:05}"),
@@ -175,7 +199,7 @@ async fn orchestrate<S: TaskStore>(
             return Err(format!("order {} was new but its key was taken", order.order_id).into());
         }
         submitted.insert(order.order_id.clone());
-        if rng.random_bool(0.15) {
+        if i % 7 == 3 {
             // the client retried the request: the key suppresses the duplicate
             let again = client.enqueue_idempotent(order.clone(), key).await?;
             if !again.existing || again.id != first.id {
@@ -183,31 +207,44 @@ async fn orchestrate<S: TaskStore>(
             }
             duplicates += 1;
         }
-        if rng.random_bool(0.05) {
+        if i % 20 == 11 {
             // an upstream system replays the order under a new key: the effect record stops it
             let other_key = EnqueueOptions::default().idempotency_key(format!("{}/replay", order.order_id));
             client.enqueue_idempotent(order, other_key).await?;
             replays += 1;
         }
-        if every > 0 && i > 0 && i % every == 0 && kills + pauses < faults {
-            let victim = rng.random_range(0..workers.len());
-            if kills < cfg.kills && (pauses >= cfg.pauses || rng.random_bool(0.5)) {
-                let mut w = workers.swap_remove(victim);
-                w.kill();
-                kills += 1;
-                workers.push(WorkerProcess::spawn(bin, &url, &format!("shop-{next_worker}"), &opts));
-                next_worker += 1;
-            } else {
-                // frozen for 1.5 to 3 leases: its tasks are taken over; when it wakes, fencing refuses it
-                let w = &workers[victim];
-                w.pause();
-                tokio::time::sleep(opts.lease.mul_f64(rng.random_range(1.5..3.0))).await;
-                w.resume();
-                pauses += 1;
-            }
-        }
     }
     let total_tasks = (submitted.len() + replays) as i64;
+
+    // faults, paced by progress and aimed at a worker that holds tasks right now
+    let faults = cfg.kills + cfg.pauses;
+    for f in 0..faults {
+        let target = total_tasks * (f as i64 + 1) / (faults as i64 + 2);
+        while reader.settled().await? < target {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let busy = reader.busy_workers().await?;
+        let candidates: Vec<usize> = (0..workers.len()).filter(|i| busy.contains(&workers[*i].name)).collect();
+        let victim = if candidates.is_empty() {
+            rng.random_range(0..workers.len())
+        } else {
+            candidates[rng.random_range(0..candidates.len())]
+        };
+        if kills < cfg.kills && (pauses >= cfg.pauses || rng.random_bool(0.5)) {
+            let mut w = workers.swap_remove(victim);
+            w.kill();
+            kills += 1;
+            workers.push(WorkerProcess::spawn(bin, &url, &format!("shop-{next_worker}"), &opts));
+            next_worker += 1;
+        } else {
+            // frozen for 1.5 to 3 leases: its tasks are taken over; when it wakes, fencing refuses it
+            let w = &workers[victim];
+            w.pause();
+            tokio::time::sleep(opts.lease.mul_f64(rng.random_range(1.5..3.0))).await;
+            w.resume();
+            pauses += 1;
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let settled = reader.settled().await?;
@@ -275,6 +312,10 @@ async fn check_and_report(
         if *left < 0 {
             violations.push(format!("{sku}: negative stock {left}"));
         }
+    }
+    let failed = reader.failed().await?;
+    if failed > 0 {
+        violations.push(format!("{failed} order tasks ended discarded or cancelled instead of completing"));
     }
     let stopped = reader.replays_stopped().await?;
     if stopped != replays as i64 {

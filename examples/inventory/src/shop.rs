@@ -9,7 +9,8 @@
 //! 3. record the order and the decision, and complete the task fenced by its token
 //!    (transactional completion): a holder whose lease was taken over rolls everything back.
 //!
-//! The `CHECK (stock >= 0)` constraint makes "never negative" hold at every instant, not only at the end.
+//! The `CHECK (stock >= 0)` constraint makes "never negative" hold at every instant, not only at the end;
+//! a write that would break it fails, and the end check would see the order stuck.
 
 use std::time::Duration;
 
@@ -38,15 +39,18 @@ CREATE TABLE inventory_products (
     stock   BIGINT NOT NULL CHECK (stock >= 0),
     version BIGINT NOT NULL
 );
+-- no unique key on order_id, on purpose: an order applied twice would show as two rows, and the check
+-- at the end would see it rather than a constraint hiding it
 CREATE TABLE inventory_orders (
-    order_id  TEXT PRIMARY KEY,
+    order_id  TEXT NOT NULL,
     sku       TEXT NOT NULL,
     qty       BIGINT NOT NULL,
     status    TEXT NOT NULL CHECK (status IN ('applied', 'rejected')),
     reason    TEXT,
     fence     BIGINT NOT NULL,
     conflicts BIGINT NOT NULL
-);";
+);
+CREATE INDEX inventory_orders_id_idx ON inventory_orders (order_id);";
 
 /// What became of an order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,15 +113,13 @@ macro_rules! apply_in {
         let (tx, order, ctx) = ($tx, $order, $ctx);
         let lease = ctx.lease();
         let key = format!("order:{}", order.order_id);
-        let (decision, replay) = match leasehold::$backend::effect_begin::<Decision>(&mut *tx, &key, Some(lease))
-            .await?
-        {
+        let (decision, replay) = match leasehold::$backend::effect_begin::<Decision>(tx, &key, Some(lease)).await? {
             Once::Done(decision) => (decision, true),
             Once::Fresh(effect) => {
                 let (stock, version): (i64, i64) =
                     sqlx::query_as("SELECT stock, version FROM inventory_products WHERE sku = $1")
                         .bind(&order.sku)
-                        .fetch_one(&mut *tx)
+                        .fetch_one(&mut **tx)
                         .await?;
                 let decision = if stock < order.qty {
                     Decision::Rejected { reason: format!("insufficient stock: {} left, {} ordered", stock, order.qty) }
@@ -131,7 +133,7 @@ macro_rules! apply_in {
                     .bind(&order.sku)
                     .bind(stock - order.qty)
                     .bind(version)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                     expect_version(done.rows_affected(), format!("inventory_products/{}", order.sku), version)?;
                     Decision::Applied { stock_left: stock - order.qty }
@@ -151,14 +153,14 @@ macro_rules! apply_in {
                 .bind(reason)
                 .bind(lease.fence.0)
                 .bind(i64::from($attempt) - 1)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
-                leasehold::$backend::effect_record(&mut *tx, &effect, &decision).await?;
+                leasehold::$backend::effect_record(tx, &effect, &decision).await?;
                 (decision, false)
             }
         };
         let result = serde_json::to_value(Applied { decision, replay })?;
-        leasehold::$backend::complete_in(&mut *tx, lease, Some(result)).await?;
+        leasehold::$backend::complete_in(&mut **tx, lease, Some(result)).await?;
         Ok::<(), BoxError>(())
     }};
 }
@@ -167,12 +169,12 @@ async fn apply(order: &Order, ctx: &JobContext<Db>, attempt: u32) -> Result<(), 
     match ctx.state() {
         Db::Pg(pool) => {
             let mut tx = pool.begin().await?;
-            apply_in!(postgres, &mut *tx, order, ctx, attempt)?;
+            apply_in!(postgres, &mut tx, order, ctx, attempt)?;
             tx.commit().await?;
         }
         Db::Sqlite(store) => {
             let mut tx = store.begin().await?;
-            apply_in!(sqlite, &mut *tx, order, ctx, attempt)?;
+            apply_in!(sqlite, &mut tx, order, ctx, attempt)?;
             tx.commit().await?;
         }
     }

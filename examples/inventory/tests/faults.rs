@@ -25,6 +25,14 @@ fn run(database_url: &str, scratch: &std::path::Path) {
     assert!(out.status.success(), "the inventory example failed: {}", out.status);
     assert!(stdout.contains("all checks passed"), "no verdict in the output");
     assert!(stdout.contains("3 kills, 2 pauses"), "the faults were not all injected");
+    // the faults must have hit work in progress, or the run proved nothing
+    let figure = |label: &str| -> i64 {
+        let line = stdout.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("no {label}"));
+        line.trim_start()[label.len()..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert!(figure("leases lost") > 0, "no fault hit a task in progress");
+    assert!(figure("replays stopped") > 0, "no replay was exercised");
+    assert!(figure("duplicates suppressed") > 0, "no duplicate was exercised");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

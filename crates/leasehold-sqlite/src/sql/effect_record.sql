@@ -1,2 +1,3 @@
--- Store the outcome of an effect whose key this transaction claimed.
-UPDATE leasehold_effects SET outcome = ?2, recorded_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) WHERE key = ?1
+-- Store the outcome of an effect this transaction claimed (and that has none yet).
+UPDATE leasehold_effects SET outcome = ?2, recorded_at = CAST(unixepoch('subsec') * 1000 AS INTEGER)
+ WHERE key = ?1 AND outcome IS NULL

@@ -1,17 +1,12 @@
--- Insert one task holding the idempotency key ?10, unless a task that still counts holds it.
--- ?1 id, ?2 kind, ?3 queue, ?4 payload (JSON text), ?5 priority, ?6 run_at ms (NULL = now), ?7 delay ms,
--- ?8 max attempts, ?9 lease ttl ms; ?10 the key; ?11 the final states (a JSON array) after which the key
--- may be reused; ?12 how long (ms) it is remembered after its task finished (NULL: forever).
--- Answers the new row's id (?1); or the old holder's id when this statement freed the key from it (the
--- caller then inserts again); or no row when a task that counts holds the key.
-INSERT INTO leasehold_tasks AS t (id, kind, queue, payload, priority, run_at, max_attempts, lease_ttl_ms,
-                                  created_at, idempotency_key, key_reuse_states, key_retain_ms)
+-- Insert one task holding the idempotency key ?10, if no task holds it. ?1 id, ?2 kind, ?3 queue, ?4 payload
+-- (JSON text), ?5 priority, ?6 run_at ms (NULL = now), ?7 delay ms, ?8 max attempts, ?9 lease ttl ms; ?10
+-- the key; ?11 the final states (a JSON array) after which the key may be reused; ?12 how long (ms) it is
+-- remembered after its task finished (NULL: forever). No row: a task holds the key, or this very task
+-- exists already (the same task sent again).
+INSERT INTO leasehold_tasks (id, kind, queue, payload, priority, run_at, max_attempts, lease_ttl_ms,
+                             created_at, idempotency_key, key_reuse_states, key_retain_ms)
 SELECT ?1, ?2, ?3, json(?4), ?5, coalesce(?6, n.ms) + ?7, ?8, ?9, n.ms, ?10, ?11, ?12
   FROM (SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER) AS ms) AS n
  WHERE true
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL
-DO UPDATE SET idempotency_key = NULL
- WHERE t.state IN (SELECT value FROM json_each(t.key_reuse_states))
-    OR (t.key_retain_ms IS NOT NULL
-        AND t.finalized_at < CAST(unixepoch('subsec') * 1000 AS INTEGER) - t.key_retain_ms)
+ON CONFLICT DO NOTHING
 RETURNING id

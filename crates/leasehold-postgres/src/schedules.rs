@@ -1,0 +1,180 @@
+//! [`ScheduleStore`] on PostgreSQL: the leader lease, the schedules and the per-tick ledger.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{FromRow, Row};
+use uuid::Uuid;
+
+use leasehold_core::params::duration_ms;
+use leasehold_core::schedule::*;
+use leasehold_core::*;
+
+use crate::db;
+use crate::store::{PgStore, insert_tasks};
+
+#[derive(FromRow)]
+struct ScheduleRow {
+    name: String,
+    definition: Json<ScheduleDef>,
+    paused: bool,
+    last_tick: Option<DateTime<Utc>>,
+    last_task: Option<Uuid>,
+    buffered_tick: Option<DateTime<Utc>>,
+    trigger_at: Option<DateTime<Utc>>,
+    removed: bool,
+}
+
+impl From<ScheduleRow> for ScheduleRecord {
+    fn from(r: ScheduleRow) -> Self {
+        let mut def = r.definition.0;
+        def.name = r.name;
+        ScheduleRecord {
+            def,
+            paused: r.paused,
+            last_tick: r.last_tick,
+            last_task: r.last_task.map(TaskId),
+            buffered_tick: r.buffered_tick,
+            trigger_at: r.trigger_at,
+            removed: r.removed,
+        }
+    }
+}
+
+impl PgStore {
+    async fn schedules(&self, name: Option<&str>) -> Result<Vec<ScheduleRecord>> {
+        let rows: Vec<ScheduleRow> =
+            sqlx::query_as(include_str!("sql/schedule_get.sql")).bind(name).fetch_all(self.pool()).await.map_err(db)?;
+        Ok(rows.into_iter().map(ScheduleRecord::from).collect())
+    }
+
+    async fn schedule_one(&self, name: &str) -> Result<ScheduleRecord> {
+        self.schedules(Some(name)).await?.pop().ok_or_else(|| Error::ScheduleNotFound(name.to_owned()))
+    }
+}
+
+impl ScheduleStore for PgStore {
+    async fn leader_acquire(&self, p: LeaderAcquireParams) -> Result<Option<FencingToken>> {
+        let token: Option<i64> = sqlx::query_scalar(include_str!("sql/leader_acquire.sql"))
+            .bind(&p.name)
+            .bind(&p.holder)
+            .bind(duration_ms(p.ttl))
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db)?;
+        Ok(token.map(FencingToken))
+    }
+
+    async fn leader_release(&self, leader: LeaderToken) -> Result<()> {
+        sqlx::query("DELETE FROM leasehold.leaders WHERE name = $1 AND token = $2")
+            .bind(&leader.name)
+            .bind(leader.token.0)
+            .execute(self.pool())
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn leader_get(&self, name: &str) -> Result<Option<LeaderRecord>> {
+        let row = sqlx::query("SELECT holder, token, expires_at FROM leasehold.leaders WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db)?;
+        Ok(row.map(|r| LeaderRecord {
+            holder: r.get("holder"),
+            token: FencingToken(r.get("token")),
+            expires_at: r.get("expires_at"),
+        }))
+    }
+
+    async fn schedule_upsert(&self, def: ScheduleDef) -> Result<ScheduleRecord> {
+        def.compile()?;
+        sqlx::query(include_str!("sql/schedule_upsert.sql"))
+            .bind(&def.name)
+            .bind(Json(&def))
+            .bind(def.fingerprint())
+            .execute(self.pool())
+            .await
+            .map_err(db)?;
+        self.schedule_one(&def.name).await
+    }
+
+    async fn schedule_retire(&self, keep: Vec<String>) -> Result<()> {
+        sqlx::query(
+            "UPDATE leasehold.schedules SET removed = NOT (name = ANY($1)), updated_at = now()
+              WHERE removed = (name = ANY($1))",
+        )
+        .bind(&keep)
+        .execute(self.pool())
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn schedule_list(&self) -> Result<Vec<ScheduleRecord>> {
+        self.schedules(None).await
+    }
+
+    async fn schedule_control(&self, name: &str, action: ScheduleAction) -> Result<ScheduleRecord> {
+        let sql = match action {
+            ScheduleAction::Pause => "UPDATE leasehold.schedules SET paused = true WHERE name = $1",
+            // ticks that passed while paused are not run later
+            ScheduleAction::Resume => {
+                "UPDATE leasehold.schedules SET paused = false, last_tick = greatest(last_tick, now()) WHERE name = $1"
+            }
+            ScheduleAction::Trigger => "UPDATE leasehold.schedules SET trigger_at = now() WHERE name = $1",
+        };
+        let done = sqlx::query(sql).bind(name).execute(self.pool()).await.map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::ScheduleNotFound(name.to_owned()));
+        }
+        self.schedule_one(name).await
+    }
+
+    async fn schedule_tick_record(&self, p: ScheduleTickParams) -> Result<bool> {
+        let mut tx = self.pool().begin().await.map_err(db)?;
+        // the term must still be current; FOR SHARE holds off a takeover until this transaction ends
+        let current: Option<i64> = sqlx::query_scalar("SELECT token FROM leasehold.leaders WHERE name = $1 FOR SHARE")
+            .bind(&p.leader.name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if current != Some(p.leader.token.0) {
+            return Err(Error::LeadershipLost { name: p.leader.name, token: p.leader.token });
+        }
+        let task = p.task.filter(|_| p.outcome.runs());
+        let wrote: Option<bool> = sqlx::query_scalar(include_str!("sql/schedule_tick_insert.sql"))
+            .bind(&p.schedule)
+            .bind(p.tick)
+            .bind(p.manual)
+            .bind(p.outcome.as_str())
+            .bind(task.as_ref().map(|t| t.id.0))
+            .bind(p.leader.token.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let wrote = wrote.is_some();
+        let mut new_task = None;
+        if let (true, Some(task)) = (wrote, task) {
+            insert_tasks(&mut *tx, std::slice::from_ref(&task)).await?;
+            new_task = Some(task.id.0);
+        }
+        let (buffer, buffered) = match p.buffer {
+            BufferChange::Keep => ("keep", None),
+            BufferChange::Set(t) => ("set", Some(t)),
+            BufferChange::Clear => ("clear", None),
+        };
+        sqlx::query(include_str!("sql/schedule_advance.sql"))
+            .bind(&p.schedule)
+            .bind(p.advance_to)
+            .bind(new_task)
+            .bind(buffer)
+            .bind(buffered)
+            .bind(p.clear_trigger.then_some(p.tick))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(wrote)
+    }
+}

@@ -1,0 +1,194 @@
+//! [`ScheduleStore`] on SQLite: the leader lease, the schedules and the per-tick ledger.
+
+use sqlx::{FromRow, Row};
+
+use leasehold_core::params::duration_ms;
+use leasehold_core::schedule::*;
+use leasehold_core::*;
+
+use crate::db;
+use crate::rows::{ms_to_time, parse_id};
+use crate::store::{SqliteStore, insert_tasks};
+
+#[derive(FromRow)]
+struct ScheduleRow {
+    name: String,
+    definition: String,
+    paused: bool,
+    last_tick: Option<i64>,
+    last_task: Option<String>,
+    buffered_tick: Option<i64>,
+    trigger_at: Option<i64>,
+    removed: bool,
+}
+
+impl TryFrom<ScheduleRow> for ScheduleRecord {
+    type Error = Error;
+
+    fn try_from(r: ScheduleRow) -> Result<Self> {
+        let mut def: ScheduleDef = serde_json::from_str(&r.definition)
+            .map_err(|e| Error::Schema(format!("the definition of schedule {:?} is not readable: {e}", r.name)))?;
+        def.name = r.name;
+        Ok(ScheduleRecord {
+            def,
+            paused: r.paused,
+            last_tick: r.last_tick.map(ms_to_time),
+            last_task: r.last_task.as_deref().map(parse_id).transpose()?,
+            buffered_tick: r.buffered_tick.map(ms_to_time),
+            trigger_at: r.trigger_at.map(ms_to_time),
+            removed: r.removed,
+        })
+    }
+}
+
+impl SqliteStore {
+    async fn schedules(&self, name: Option<&str>) -> Result<Vec<ScheduleRecord>> {
+        let rows: Vec<ScheduleRow> =
+            sqlx::query_as(include_str!("sql/schedule_get.sql")).bind(name).fetch_all(self.pool()).await.map_err(db)?;
+        rows.into_iter().map(ScheduleRecord::try_from).collect()
+    }
+
+    async fn schedule_one(&self, name: &str) -> Result<ScheduleRecord> {
+        self.schedules(Some(name)).await?.pop().ok_or_else(|| Error::ScheduleNotFound(name.to_owned()))
+    }
+}
+
+impl ScheduleStore for SqliteStore {
+    async fn leader_acquire(&self, p: LeaderAcquireParams) -> Result<Option<FencingToken>> {
+        let mut tx = self.begin().await?;
+        // a new term's token comes from the same counter as the claims' tokens
+        let next: i64 = sqlx::query_scalar("UPDATE leasehold_fence SET value = value + 1 WHERE id = 1 RETURNING value")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let token: Option<i64> = sqlx::query_scalar(include_str!("sql/leader_acquire.sql"))
+            .bind(&p.name)
+            .bind(&p.holder)
+            .bind(duration_ms(p.ttl))
+            .bind(next)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(token.map(FencingToken))
+    }
+
+    async fn leader_release(&self, leader: LeaderToken) -> Result<()> {
+        sqlx::query("DELETE FROM leasehold_leaders WHERE name = ?1 AND token = ?2")
+            .bind(&leader.name)
+            .bind(leader.token.0)
+            .execute(self.pool())
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn leader_get(&self, name: &str) -> Result<Option<LeaderRecord>> {
+        let row = sqlx::query("SELECT holder, token, expires_at FROM leasehold_leaders WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db)?;
+        Ok(row.map(|r| LeaderRecord {
+            holder: r.get("holder"),
+            token: FencingToken(r.get("token")),
+            expires_at: ms_to_time(r.get("expires_at")),
+        }))
+    }
+
+    async fn schedule_upsert(&self, def: ScheduleDef) -> Result<ScheduleRecord> {
+        def.compile()?;
+        sqlx::query(include_str!("sql/schedule_upsert.sql"))
+            .bind(&def.name)
+            .bind(serde_json::to_string(&def)?)
+            .bind(def.fingerprint())
+            .execute(self.pool())
+            .await
+            .map_err(db)?;
+        self.schedule_one(&def.name).await
+    }
+
+    async fn schedule_retire(&self, keep: Vec<String>) -> Result<()> {
+        sqlx::query(
+            "UPDATE leasehold_schedules SET removed = NOT (name IN (SELECT value FROM json_each(?1)))
+              WHERE removed = (name IN (SELECT value FROM json_each(?1)))",
+        )
+        .bind(serde_json::to_string(&keep)?)
+        .execute(self.pool())
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn schedule_list(&self) -> Result<Vec<ScheduleRecord>> {
+        self.schedules(None).await
+    }
+
+    async fn schedule_control(&self, name: &str, action: ScheduleAction) -> Result<ScheduleRecord> {
+        let sql = match action {
+            ScheduleAction::Pause => "UPDATE leasehold_schedules SET paused = 1 WHERE name = ?1",
+            ScheduleAction::Resume => {
+                "UPDATE leasehold_schedules SET paused = 0,
+                        last_tick = max(coalesce(last_tick, 0), CAST(unixepoch('subsec') * 1000 AS INTEGER))
+                  WHERE name = ?1"
+            }
+            ScheduleAction::Trigger => {
+                "UPDATE leasehold_schedules SET trigger_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) WHERE name = ?1"
+            }
+        };
+        let done = sqlx::query(sql).bind(name).execute(self.pool()).await.map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::ScheduleNotFound(name.to_owned()));
+        }
+        self.schedule_one(name).await
+    }
+
+    async fn schedule_tick_record(&self, p: ScheduleTickParams) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let current: Option<i64> = sqlx::query_scalar("SELECT token FROM leasehold_leaders WHERE name = ?1")
+            .bind(&p.leader.name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if current != Some(p.leader.token.0) {
+            return Err(Error::LeadershipLost { name: p.leader.name, token: p.leader.token });
+        }
+        let task = p.task.filter(|_| p.outcome.runs());
+        let wrote: Option<i64> = sqlx::query_scalar(include_str!("sql/schedule_tick_insert.sql"))
+            .bind(&p.schedule)
+            .bind(p.tick.timestamp_millis())
+            .bind(p.manual)
+            .bind(p.outcome.as_str())
+            .bind(task.as_ref().map(|t| t.id.0.to_string()))
+            .bind(p.leader.token.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let wrote = wrote.is_some();
+        let mut new_task = None;
+        if let (true, Some(task)) = (wrote, task.as_ref()) {
+            insert_tasks(&mut *tx, std::slice::from_ref(task)).await?;
+            new_task = Some(task.id.0.to_string());
+        }
+        let (buffer, buffered) = match p.buffer {
+            BufferChange::Keep => ("keep", None),
+            BufferChange::Set(t) => ("set", Some(t.timestamp_millis())),
+            BufferChange::Clear => ("clear", None),
+        };
+        sqlx::query(include_str!("sql/schedule_advance.sql"))
+            .bind(&p.schedule)
+            .bind(p.advance_to.timestamp_millis())
+            .bind(new_task)
+            .bind(buffer)
+            .bind(buffered)
+            .bind(p.clear_trigger.then_some(p.tick.timestamp_millis()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        if let (true, Some(task)) = (wrote, task) {
+            self.hint([task.queue]);
+        }
+        Ok(wrote)
+    }
+}

@@ -1,0 +1,243 @@
+//! Conformance cases for singleton scheduled jobs: the leader lease, the per-tick ledger, and whole
+//! scheduler passes at injected times. Expanded by [`crate::conformance_tests!`] with the rest.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use leasehold::Client;
+use leasehold::cron::{MissedPolicy, OverlapPolicy, Schedule, Scheduler, TickOutcome};
+use leasehold_core::schedule::*;
+use leasehold_core::*;
+
+use crate::backend::Backend;
+use crate::jobs::Echo;
+
+fn acquire(holder: &str) -> LeaderAcquireParams {
+    LeaderAcquireParams { name: "suite-lease".into(), holder: holder.into(), ttl: Duration::from_secs(30) }
+}
+
+/// The leader lease: one holder at a time, the same term while it renews, a new greater token after
+/// it expires, and a stale term's ledger write refused.
+pub async fn leader_terms_are_fenced<B: Backend>(b: &B) {
+    let s = b.store();
+    let t1 = s.leader_acquire(acquire("a")).await.unwrap().expect("a leads");
+    assert_eq!(s.leader_acquire(acquire("b")).await.unwrap(), None, "two leaders at once");
+    assert_eq!(s.leader_acquire(acquire("a")).await.unwrap(), Some(t1), "a renewal began a new term");
+    b.expire_leader("suite-lease").await;
+    let t2 = s.leader_acquire(acquire("b")).await.unwrap().expect("b takes over after expiry");
+    assert!(t2 > t1);
+    assert_eq!(s.leader_get("suite-lease").await.unwrap().map(|r| (r.holder, r.token)), Some(("b".into(), t2)));
+    let def = every_second("fenced", MissedPolicy::Skip, OverlapPolicy::Allow);
+    s.schedule_upsert(def.clone()).await.unwrap();
+    let stale = LeaderToken { name: "suite-lease".into(), holder: "a".into(), token: t1 };
+    let r = s.schedule_tick_record(tick(stale, &def, Utc::now(), TickOutcome::Enqueued)).await;
+    assert!(matches!(r, Err(Error::LeadershipLost { .. })), "{r:?}");
+    s.leader_release(LeaderToken { name: "suite-lease".into(), holder: "b".into(), token: t2 }).await.unwrap();
+    assert!(s.leader_acquire(acquire("a")).await.unwrap().is_some(), "a released lease is free at once");
+}
+
+/// A tick is written to the ledger once, with one task, however often it is recorded.
+pub async fn a_tick_is_recorded_once<B: Backend>(b: &B) {
+    let s = b.store();
+    let token = s.leader_acquire(acquire("a")).await.unwrap().unwrap();
+    let leader = LeaderToken { name: "suite-lease".into(), holder: "a".into(), token };
+    let def = every_second("once", MissedPolicy::Skip, OverlapPolicy::Allow);
+    s.schedule_upsert(def.clone()).await.unwrap();
+    let at = Utc::now();
+    assert!(s.schedule_tick_record(tick(leader.clone(), &def, at, TickOutcome::Enqueued)).await.unwrap());
+    assert!(!s.schedule_tick_record(tick(leader, &def, at, TickOutcome::Enqueued)).await.unwrap());
+    let claimed = s.task_claim(claim_all()).await.unwrap();
+    assert_eq!(claimed.len(), 1, "a tick enqueued twice");
+    let rec = &s.schedule_list().await.unwrap()[0];
+    assert_eq!(rec.last_task, Some(claimed[0].lease.task_id));
+    assert!(rec.last_tick.unwrap() >= at - chrono::Duration::milliseconds(1));
+}
+
+/// Definitions: a new one starts now, a changed one keeps its progress, a removed one is marked;
+/// pause, resume and trigger are recorded; an unknown name is `ScheduleNotFound`.
+pub async fn schedules_are_defined_and_controlled<B: Backend>(b: &B) {
+    let s = b.store();
+    let before = Utc::now() - chrono::Duration::seconds(1);
+    let a = s.schedule_upsert(every_second("a", MissedPolicy::Skip, OverlapPolicy::Skip)).await.unwrap();
+    assert!(a.last_tick.unwrap() >= before && !a.paused && !a.removed);
+    let changed = ScheduleDef { expression: "*/5 * * * * *".into(), ..a.def.clone() };
+    let a2 = s.schedule_upsert(changed).await.unwrap();
+    assert_eq!((a2.def.expression.as_str(), a2.last_tick), ("*/5 * * * * *", a.last_tick));
+    s.schedule_upsert(every_second("b", MissedPolicy::Skip, OverlapPolicy::Skip)).await.unwrap();
+    s.schedule_retire(vec!["a".into()]).await.unwrap();
+    let all = s.schedule_list().await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| (r.def.name.as_str(), r.removed)).collect::<Vec<_>>(),
+        vec![("a", false), ("b", true)]
+    );
+    assert!(s.schedule_control("a", ScheduleAction::Pause).await.unwrap().paused);
+    assert!(!s.schedule_control("a", ScheduleAction::Resume).await.unwrap().paused);
+    assert!(s.schedule_control("a", ScheduleAction::Trigger).await.unwrap().trigger_at.is_some());
+    assert!(matches!(s.schedule_control("nope", ScheduleAction::Pause).await, Err(Error::ScheduleNotFound(_))));
+}
+
+/// Whole passes at injected times: on-time ticks run once; a second scheduler on the same store does
+/// not lead and enqueues nothing; missed ticks follow the policy.
+pub async fn scheduler_runs_each_tick_once_and_follows_the_missed_policy<B: Backend>(b: &B) {
+    let client = Client::new(b.store());
+    let coalesce =
+        Schedule::builder("coalesce", "* * * * * *").missed(MissedPolicy::Coalesce).overlap(OverlapPolicy::Allow);
+    let catch_up = Schedule::builder("catch-up", "* * * * * *")
+        .missed(MissedPolicy::catch_up(Duration::from_secs(60), 100))
+        .overlap(OverlapPolicy::Allow);
+    let make = |holder: &str| {
+        Scheduler::builder(b.store())
+            .schedule(coalesce.clone().job(&Echo { n: 1 }).unwrap())
+            .schedule(catch_up.clone().job(&Echo { n: 2 }).unwrap())
+            .holder(holder)
+            .build()
+            .unwrap()
+    };
+    let (one, two) = (make("one"), make("two"));
+    let first = one.run_once(Utc::now()).await.unwrap();
+    assert!(first.leading);
+    let start = last_tick(&client, "coalesce").await;
+    let now = start + chrono::Duration::milliseconds(2_500);
+    let report = one.run_once(now).await.unwrap();
+    // two or three whole seconds fall in the 2.5 s, by the sub-second phase of the start
+    let on_time = report.ticks.len();
+    assert!((4..=6).contains(&on_time), "{:?}", report.ticks);
+    assert!(report.ticks.iter().all(|t| t.2 == TickOutcome::Enqueued), "{:?}", report.ticks);
+    assert!(!two.run_once(now).await.unwrap().leading, "two leaders");
+    assert!(one.run_once(now).await.unwrap().ticks.is_empty(), "a tick ran twice");
+    // no leader for 20 s: coalesce runs the missed ticks once, catch-up runs each of them
+    let later = now + chrono::Duration::seconds(20);
+    let report = one.run_once(later).await.unwrap();
+    let c = outcomes(&report.ticks, "coalesce");
+    assert_eq!(c.iter().filter(|o| **o == TickOutcome::CaughtUp).count(), 1, "{c:?}");
+    assert!(c.iter().filter(|o| **o == TickOutcome::Missed).count() >= 10, "{c:?}");
+    let u = outcomes(&report.ticks, "catch-up");
+    assert!(u.len() >= 18 && u.iter().all(|o| o.runs()), "{u:?}");
+    let runs = report.ticks.iter().filter(|t| t.2.runs()).count();
+    let queued = b.store().task_claim(claim_all()).await.unwrap().len();
+    assert_eq!(queued, runs + on_time, "every run is one task");
+}
+
+/// Overlap policies at injected times: skip while the previous run is unfinished, buffer one and run
+/// it when the previous finishes, cancel the previous.
+pub async fn scheduler_follows_the_overlap_policy<B: Backend>(b: &B) {
+    let s = b.store();
+    let client = Client::new(s.clone());
+    let sched =
+        |name: &str, overlap| Schedule::builder(name, "* * * * * *").overlap(overlap).job(&Echo { n: 0 }).unwrap();
+    let scheduler = Scheduler::builder(s.clone())
+        .schedule(sched("skip", OverlapPolicy::Skip))
+        .schedule(sched("buffer", OverlapPolicy::BufferOne))
+        .schedule(sched("cancel", OverlapPolicy::CancelPrevious))
+        .holder("solo")
+        .build()
+        .unwrap();
+    scheduler.run_once(Utc::now()).await.unwrap();
+    let start = last_tick(&client, "skip").await;
+    // three or four ticks in one pass (by the sub-second phase), no worker running: the first runs, the
+    // others meet an unfinished run
+    let report = scheduler.run_once(start + chrono::Duration::milliseconds(3_200)).await.unwrap();
+    use TickOutcome::*;
+    let n = outcomes(&report.ticks, "skip").len();
+    assert!(n == 3 || n == 4, "{:?}", report.ticks);
+    let rest = |o: TickOutcome, from: usize| std::iter::repeat_n(o, n - from);
+    let expect = |first: &[TickOutcome], then: TickOutcome| {
+        first.iter().copied().chain(rest(then, first.len())).collect::<Vec<_>>()
+    };
+    assert_eq!(outcomes(&report.ticks, "skip"), expect(&[Enqueued], Skipped));
+    assert_eq!(outcomes(&report.ticks, "buffer"), expect(&[Enqueued, Buffered], Skipped));
+    assert_eq!(outcomes(&report.ticks, "cancel"), expect(&[], Enqueued));
+    let record = |name: &str| {
+        let (name, client) = (name.to_owned(), client.clone());
+        async move { client.schedules().await.unwrap().into_iter().find(|i| i.record.def.name == name).unwrap().record }
+    };
+    let buffer = record("buffer").await;
+    assert!(buffer.buffered_tick.is_some());
+    // claimable runs: one per schedule; "cancel" cancelled its first two, "skip" and "buffer" made no more
+    let claimed = s.task_claim(claim_all()).await.unwrap();
+    assert_eq!(claimed.len(), 3, "{claimed:?}");
+    let cancel_last = record("cancel").await.last_task.unwrap();
+    assert!(claimed.iter().any(|c| c.lease.task_id == cancel_last), "the latest run was cancelled");
+    // finish the buffer schedule's run: the held tick runs at the next pass
+    let prev = claimed.iter().find(|c| Some(c.lease.task_id) == buffer.last_task).unwrap().lease;
+    s.task_complete_many(TaskCompleteParams { tasks: vec![(prev, None)] }).await.unwrap();
+    let report = scheduler.run_once(start + chrono::Duration::milliseconds(3_200)).await.unwrap();
+    assert_eq!(outcomes(&report.ticks, "buffer"), vec![CaughtUp]);
+    assert!(record("buffer").await.buffered_tick.is_none());
+}
+
+/// Pause stops firing, trigger runs once now, and a schedule missing from the leader's code stops.
+pub async fn scheduler_obeys_pause_trigger_and_removal<B: Backend>(b: &B) {
+    let s = b.store();
+    let client = Client::new(s.clone());
+    let def =
+        |name: &str| Schedule::builder(name, "* * * * * *").overlap(OverlapPolicy::Allow).job(&Echo { n: 0 }).unwrap();
+    let full =
+        Scheduler::builder(s.clone()).schedule(def("kept")).schedule(def("dropped")).holder("old").build().unwrap();
+    full.run_once(Utc::now()).await.unwrap();
+    client.pause_schedule("kept").await.unwrap();
+    let report = full.run_once(Utc::now() + chrono::Duration::seconds(2)).await.unwrap();
+    assert!(outcomes(&report.ticks, "kept").is_empty(), "a paused schedule fired");
+    client.resume_schedule("kept").await.unwrap();
+    client.trigger_schedule("kept").await.unwrap();
+    full.stop().await; // hands leadership over
+    // a new deploy without "dropped"
+    let next = Scheduler::builder(s.clone()).schedule(def("kept")).holder("new").build().unwrap();
+    let report = next.run_once(Utc::now()).await.unwrap();
+    assert!(report.leading);
+    assert_eq!(outcomes(&report.ticks, "kept").first(), Some(&TickOutcome::Triggered));
+    let later = next.run_once(Utc::now() + chrono::Duration::seconds(3)).await.unwrap();
+    assert!(outcomes(&later.ticks, "dropped").is_empty(), "a removed schedule fired");
+    let infos = client.schedules().await.unwrap();
+    let dropped = infos.iter().find(|i| i.record.def.name == "dropped").unwrap();
+    assert!(dropped.record.removed && dropped.next_tick.is_none());
+    let kept = infos.iter().find(|i| i.record.def.name == "kept").unwrap();
+    assert!(kept.next_tick.is_some() && kept.record.trigger_at.is_none());
+}
+
+fn every_second(name: &str, missed: MissedPolicy, overlap: OverlapPolicy) -> ScheduleDef {
+    ScheduleDef {
+        name: name.into(),
+        expression: "* * * * * *".into(),
+        time_zone: "UTC".into(),
+        kind: "echo".into(),
+        payload: serde_json::json!({ "n": 1 }),
+        queue: DEFAULT_QUEUE.into(),
+        max_attempts: 3,
+        missed,
+        overlap,
+    }
+}
+
+fn tick(leader: LeaderToken, def: &ScheduleDef, at: DateTime<Utc>, outcome: TickOutcome) -> ScheduleTickParams {
+    ScheduleTickParams {
+        leader,
+        schedule: def.name.clone(),
+        tick: at,
+        manual: false,
+        outcome,
+        task: Some(NewTask::new(def.kind.clone(), def.payload.clone())),
+        advance_to: at,
+        buffer: BufferChange::Keep,
+        clear_trigger: false,
+    }
+}
+
+fn claim_all() -> TaskClaimParams {
+    TaskClaimParams {
+        queues: vec![DEFAULT_QUEUE.into()],
+        limit: 1_000,
+        default_lease_ttl: Duration::from_secs(30),
+        worker_id: "suite".into(),
+    }
+}
+
+async fn last_tick<S: ScheduleStore>(client: &Client<S>, name: &str) -> DateTime<Utc> {
+    let infos = client.schedules().await.unwrap();
+    infos.into_iter().find(|i| i.record.def.name == name).and_then(|i| i.record.last_tick).expect("a last tick")
+}
+
+fn outcomes(ticks: &[(String, DateTime<Utc>, TickOutcome)], name: &str) -> Vec<TickOutcome> {
+    ticks.iter().filter(|t| t.0 == name).map(|t| t.2).collect()
+}

@@ -1,0 +1,523 @@
+//! [`Scheduler`]: the service every instance runs; the one that leads enqueues the ticks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use leasehold_core::schedule::*;
+use leasehold_core::{Error, NewTask, Result, ScheduleStore, TaskCancelParams, TaskId, TaskState};
+
+use super::schedule::Schedule;
+use crate::client::Client;
+
+/// How a scheduler leads.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// The leader lease's name: schedulers sharing it elect one leader.
+    pub lease_name: String,
+    /// Leader lease `L`, on the store's clock.
+    pub lease_ttl: Duration,
+    /// Renewal interval `H`.
+    pub renew_interval: Duration,
+    /// Margin `M`: the leader stops acting at `t0 + L - M`.
+    pub trust_margin: Duration,
+    /// The longest pause between two passes (a pass also runs at every tick).
+    pub max_idle: Duration,
+    /// This instance's id; generated when unset.
+    pub holder: Option<String>,
+}
+
+impl SchedulerConfig {
+    /// Default lease name.
+    pub const DEFAULT_LEASE_NAME: &str = "leasehold-scheduler";
+    /// Default `L`.
+    pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+    /// Default `H`.
+    pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_secs(5);
+    /// Default `M`.
+    pub const DEFAULT_TRUST_MARGIN: Duration = Duration::from_secs(3);
+    /// Default longest pause between passes.
+    pub const DEFAULT_MAX_IDLE: Duration = Duration::from_secs(1);
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidConfig(m));
+        if self.lease_name.is_empty() {
+            return bad("the scheduler's lease name must not be empty".into());
+        }
+        if self.trust_margin.is_zero() || self.trust_margin >= self.lease_ttl {
+            return bad(format!("scheduler trust_margin must be in (0, lease_ttl), got {:?}", self.trust_margin));
+        }
+        if self.renew_interval.is_zero() || self.renew_interval >= self.lease_ttl - self.trust_margin {
+            return bad(format!(
+                "scheduler renew_interval must be in (0, lease_ttl - trust_margin), got {:?}",
+                self.renew_interval
+            ));
+        }
+        if self.max_idle.is_zero() {
+            return bad("scheduler max_idle must be above zero".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            lease_name: Self::DEFAULT_LEASE_NAME.into(),
+            lease_ttl: Self::DEFAULT_LEASE_TTL,
+            renew_interval: Self::DEFAULT_RENEW_INTERVAL,
+            trust_margin: Self::DEFAULT_TRUST_MARGIN,
+            max_idle: Self::DEFAULT_MAX_IDLE,
+            holder: None,
+        }
+    }
+}
+
+/// What a scheduler did since it was built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SchedulerStats {
+    /// Terms this instance began as leader.
+    pub terms: u64,
+    /// Ticks run on time.
+    pub enqueued: u64,
+    /// Missed ticks run late (catch-up, coalesce).
+    pub caught_up: u64,
+    /// Missed ticks not run.
+    pub missed: u64,
+    /// Ticks skipped (overlap) or held (buffer one).
+    pub skipped: u64,
+    /// Operator-triggered runs.
+    pub triggered: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    terms: AtomicU64,
+    enqueued: AtomicU64,
+    caught_up: AtomicU64,
+    missed: AtomicU64,
+    skipped: AtomicU64,
+    triggered: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, outcome: TickOutcome) {
+        let c = match outcome {
+            TickOutcome::Enqueued => &self.enqueued,
+            TickOutcome::CaughtUp => &self.caught_up,
+            TickOutcome::Missed => &self.missed,
+            TickOutcome::Skipped | TickOutcome::Buffered => &self.skipped,
+            TickOutcome::Triggered => &self.triggered,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PassReport {
+    /// Whether this instance led during the pass.
+    pub leading: bool,
+    /// The ticks it recorded, with their outcome.
+    pub ticks: Vec<(String, DateTime<Utc>, TickOutcome)>,
+    /// The earliest next tick of the schedules it leads.
+    pub next_tick: Option<DateTime<Utc>>,
+}
+
+/// A schedule as an operator sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleInfo {
+    /// The stored schedule.
+    pub record: ScheduleRecord,
+    /// Its next tick, if it fires.
+    pub next_tick: Option<DateTime<Utc>>,
+}
+
+struct Term {
+    leader: LeaderToken,
+    trusted_until: Instant,
+}
+
+struct Inner<S> {
+    store: S,
+    config: SchedulerConfig,
+    holder: String,
+    schedules: Vec<Schedule>,
+    term: Mutex<Option<Term>>,
+    counters: Counters,
+}
+
+/// Runs on every instance; the leader enqueues each schedule's ticks. Build it with
+/// [`Scheduler::builder`].
+pub struct Scheduler<S> {
+    inner: Arc<Inner<S>>,
+    running: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+}
+
+/// Builds a [`Scheduler`].
+pub struct SchedulerBuilder<S> {
+    store: S,
+    config: SchedulerConfig,
+    schedules: Vec<Schedule>,
+}
+
+impl<S: ScheduleStore> SchedulerBuilder<S> {
+    /// Adds a schedule.
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedules.push(schedule);
+        self
+    }
+    /// Replaces the configuration.
+    pub fn config(mut self, config: SchedulerConfig) -> Self {
+        self.config = config;
+        self
+    }
+    /// Leader lease `L`, renewal `H` and margin `M` at once.
+    pub fn lease(mut self, ttl: Duration, renew: Duration, margin: Duration) -> Self {
+        self.config.lease_ttl = ttl;
+        self.config.renew_interval = renew;
+        self.config.trust_margin = margin;
+        self
+    }
+    /// This instance's id.
+    pub fn holder(mut self, holder: impl Into<String>) -> Self {
+        self.config.holder = Some(holder.into());
+        self
+    }
+
+    /// Validates and builds.
+    pub fn build(self) -> Result<Scheduler<S>> {
+        self.config.validate()?;
+        let mut names = std::collections::HashSet::new();
+        if let Some(dup) = self.schedules.iter().find(|s| !names.insert(s.name().to_owned())) {
+            return Err(Error::InvalidConfig(format!("schedule {:?} is defined twice", dup.name())));
+        }
+        let holder = self.config.holder.clone().unwrap_or_else(|| {
+            let id = uuid::Uuid::now_v7().simple().to_string();
+            format!("scheduler-{}-{}", std::process::id(), &id[24..])
+        });
+        Ok(Scheduler {
+            inner: Arc::new(Inner {
+                store: self.store,
+                config: self.config,
+                holder,
+                schedules: self.schedules,
+                term: Mutex::new(None),
+                counters: Counters::default(),
+            }),
+            running: Mutex::new(None),
+        })
+    }
+}
+
+impl<S: ScheduleStore> Scheduler<S> {
+    /// A builder on `store`.
+    pub fn builder(store: S) -> SchedulerBuilder<S> {
+        SchedulerBuilder { store, config: SchedulerConfig::default(), schedules: Vec::new() }
+    }
+
+    /// This instance's id in the leader lease.
+    pub fn holder(&self) -> &str {
+        &self.inner.holder
+    }
+
+    /// Counters since it was built.
+    pub fn stats(&self) -> SchedulerStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SchedulerStats {
+            terms: get(&c.terms),
+            enqueued: get(&c.enqueued),
+            caught_up: get(&c.caught_up),
+            missed: get(&c.missed),
+            skipped: get(&c.skipped),
+            triggered: get(&c.triggered),
+        }
+    }
+
+    /// Starts leading when it can. Calling it on a started scheduler does nothing.
+    pub async fn start(&self) {
+        let mut running = self.running.lock().await;
+        if running.is_some() {
+            return;
+        }
+        let stop = CancellationToken::new();
+        let inner = self.inner.clone();
+        let handle = tokio::spawn(run(inner, stop.clone()));
+        *running = Some((stop, handle));
+    }
+
+    /// Stops, and hands leadership over at once. Safe before `start` and more than once.
+    pub async fn stop(&self) {
+        if let Some((stop, handle)) = self.running.lock().await.take() {
+            stop.cancel();
+            let _ = handle.await;
+        }
+        // leadership may have been taken by the loop or by `run_once`: hand it over either way
+        let term = self.inner.term.lock().await.take();
+        if let Some(Err(e)) = match term {
+            Some(t) => Some(self.inner.store.leader_release(t.leader).await),
+            None => None,
+        } {
+            tracing::warn!(error = %e, "releasing the scheduler's leadership failed; it expires by itself");
+        }
+    }
+
+    /// One pass as if the time were `now`: renew or take leadership, then, if leading, deal with every
+    /// due tick. The background loop calls it with the real time; tests call it with their own.
+    pub async fn run_once(&self, now: DateTime<Utc>) -> Result<PassReport> {
+        pass(&self.inner, now).await
+    }
+}
+
+async fn run<S: ScheduleStore>(inner: Arc<Inner<S>>, stop: CancellationToken) {
+    loop {
+        let wait = match pass(&inner, Utc::now()).await {
+            Ok(report) => {
+                let until_tick =
+                    report.next_tick.and_then(|t| (t - Utc::now()).to_std().ok()).unwrap_or(inner.config.max_idle);
+                until_tick.min(inner.config.max_idle).min(inner.config.renew_interval)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduler pass failed");
+                inner.config.max_idle
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            // a few ms past the tick, so that it is due when the pass looks
+            _ = tokio::time::sleep(wait + Duration::from_millis(5)) => {}
+        }
+    }
+}
+
+/// Renews or takes the lease; answers the term if this instance leads and still trusts it.
+async fn lead<S: ScheduleStore>(inner: &Inner<S>) -> Result<Option<(LeaderToken, bool)>> {
+    let mut term = inner.term.lock().await;
+    let renew_due = term.as_ref().is_none_or(|t| {
+        Instant::now() + inner.config.lease_ttl - inner.config.trust_margin - inner.config.renew_interval
+            >= t.trusted_until
+    });
+    if renew_due {
+        let t0 = Instant::now();
+        let params = LeaderAcquireParams {
+            name: inner.config.lease_name.clone(),
+            holder: inner.holder.clone(),
+            ttl: inner.config.lease_ttl,
+        };
+        match inner.store.leader_acquire(params).await {
+            Ok(Some(token)) => {
+                let new_term = term.as_ref().is_none_or(|t| t.leader.token != token);
+                if new_term {
+                    inner.counters.terms.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(holder = %inner.holder, token = %token, "scheduler leadership taken");
+                }
+                let leader = LeaderToken { name: inner.config.lease_name.clone(), holder: inner.holder.clone(), token };
+                *term = Some(Term {
+                    leader: leader.clone(),
+                    trusted_until: t0 + inner.config.lease_ttl - inner.config.trust_margin,
+                });
+                return Ok(Some((leader, new_term)));
+            }
+            Ok(None) => {
+                *term = None;
+                return Ok(None);
+            }
+            // keep the term while it is trusted: the store may be back before it ends
+            Err(e) => tracing::warn!(error = %e, "renewing the scheduler's leadership failed"),
+        }
+    }
+    match term.as_ref() {
+        Some(t) if Instant::now() < t.trusted_until => Ok(Some((t.leader.clone(), false))),
+        _ => {
+            *term = None;
+            Ok(None)
+        }
+    }
+}
+
+async fn pass<S: ScheduleStore>(inner: &Inner<S>, now: DateTime<Utc>) -> Result<PassReport> {
+    let Some((leader, new_term)) = lead(inner).await? else {
+        return Ok(PassReport::default());
+    };
+    let store = &inner.store;
+    if new_term {
+        for s in &inner.schedules {
+            store.schedule_upsert(s.def.clone()).await?;
+        }
+        store.schedule_retire(inner.schedules.iter().map(|s| s.name().to_owned()).collect()).await?;
+    }
+    let mut report = PassReport { leading: true, ..PassReport::default() };
+    let records: HashMap<String, ScheduleRecord> =
+        store.schedule_list().await?.into_iter().map(|r| (r.def.name.clone(), r)).collect();
+    for s in &inner.schedules {
+        let Some(rec) = records.get(s.name()) else {
+            // defined by another leader's code only: this one writes it at its next term
+            continue;
+        };
+        match schedule_pass(inner, &leader, s, rec, now, &mut report).await {
+            Err(e @ Error::LeadershipLost { .. }) => {
+                *inner.term.lock().await = None;
+                return Err(e);
+            }
+            Err(e) => tracing::warn!(schedule = s.name(), error = %e, "schedule pass failed"),
+            Ok(()) => {}
+        }
+        if !rec.paused {
+            let next = s.compiled.next_after(now);
+            report.next_tick = match (report.next_tick, next) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    Ok(report)
+}
+
+async fn schedule_pass<S: ScheduleStore>(
+    inner: &Inner<S>,
+    leader: &LeaderToken,
+    s: &Schedule,
+    rec: &ScheduleRecord,
+    now: DateTime<Utc>,
+    report: &mut PassReport,
+) -> Result<()> {
+    if rec.paused {
+        return Ok(());
+    }
+    let store = &inner.store;
+    let mut previous = previous_state(store, rec.last_task).await?;
+    let mut last_task = rec.last_task;
+    let mut buffered = rec.buffered_tick;
+    let record = |tick: DateTime<Utc>, outcome: TickOutcome, manual: bool, buffer: BufferChange| ScheduleTickParams {
+        leader: leader.clone(),
+        schedule: s.name().to_owned(),
+        tick,
+        manual,
+        outcome,
+        task: outcome.runs().then(|| run_task(&s.def)),
+        advance_to: if manual { rec.last_tick.unwrap_or(now) } else { tick },
+        buffer,
+        clear_trigger: manual,
+    };
+
+    // an operator's "trigger now" runs regardless of the overlap policy
+    if let Some(at) = rec.trigger_at {
+        store.schedule_tick_record(record(at, TickOutcome::Triggered, true, BufferChange::Keep)).await?;
+        inner.counters.count(TickOutcome::Triggered);
+        report.ticks.push((s.name().to_owned(), at, TickOutcome::Triggered));
+        previous = Some(TaskState::Available);
+    }
+    // a held tick runs once the previous run finished
+    if let Some(b) = buffered.filter(|_| previous.is_none_or(TaskState::is_final)) {
+        store.schedule_tick_record(record(b, TickOutcome::CaughtUp, false, BufferChange::Clear)).await?;
+        inner.counters.count(TickOutcome::CaughtUp);
+        report.ticks.push((s.name().to_owned(), b, TickOutcome::CaughtUp));
+        buffered = None;
+        previous = Some(TaskState::Available);
+    }
+
+    let after = rec.last_tick.unwrap_or(now);
+    let (mut ticks, more) = s.compiled.ticks_between(after, now, MAX_TICKS_PER_PASS);
+    if more {
+        // far behind: look only at the ticks the policy could still run; older ones are passed over
+        let reach = match s.def.missed {
+            MissedPolicy::CatchUp { window_ms, .. } => Duration::from_millis(window_ms).max(ON_TIME),
+            _ => ON_TIME,
+        };
+        let from = now - chrono::Duration::from_std(reach * 2).unwrap_or_default();
+        ticks = s.compiled.ticks_between(from.max(after), now, MAX_TICKS_PER_PASS).0;
+    }
+    for (tick, planned) in plan_ticks(&ticks, now, s.def.missed) {
+        let (outcome, buffer) = if planned.runs() {
+            match overlap_action(s.def.overlap, previous, buffered.is_some()) {
+                OverlapAction::Run => (planned, BufferChange::Keep),
+                OverlapAction::Skip => (TickOutcome::Skipped, BufferChange::Keep),
+                OverlapAction::Buffer => (TickOutcome::Buffered, BufferChange::Set(tick)),
+                OverlapAction::CancelPreviousAndRun => {
+                    if let Some(prev) = last_task {
+                        store.task_cancel(TaskCancelParams { id: prev }).await?;
+                    }
+                    (planned, BufferChange::Keep)
+                }
+            }
+        } else {
+            (planned, BufferChange::Keep)
+        };
+        let params = record(tick, outcome, false, buffer);
+        let run = params.task.as_ref().map(|t| t.id);
+        if store.schedule_tick_record(params).await? && run.is_some() {
+            last_task = run;
+        }
+        inner.counters.count(outcome);
+        report.ticks.push((s.name().to_owned(), tick, outcome));
+        if outcome.runs() {
+            previous = Some(TaskState::Available);
+        }
+        if outcome == TickOutcome::Buffered {
+            buffered = Some(tick);
+        }
+    }
+    Ok(())
+}
+
+async fn previous_state<S: ScheduleStore>(store: &S, last: Option<TaskId>) -> Result<Option<TaskState>> {
+    let Some(id) = last else { return Ok(None) };
+    match store.task_get(id).await {
+        Ok(rec) => Ok(Some(rec.state)),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn run_task(def: &ScheduleDef) -> NewTask {
+    NewTask {
+        queue: def.queue.clone(),
+        max_attempts: def.max_attempts,
+        ..NewTask::new(def.kind.clone(), def.payload.clone())
+    }
+}
+
+impl<S: ScheduleStore> Client<S> {
+    /// Every schedule with its last and next tick.
+    pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        let now = Utc::now();
+        Ok(self
+            .store()
+            .schedule_list()
+            .await?
+            .into_iter()
+            .map(|record| {
+                let next_tick = if record.paused || record.removed {
+                    None
+                } else {
+                    record.def.compile().ok().and_then(|c| c.next_after(record.last_tick.unwrap_or(now).max(now)))
+                };
+                ScheduleInfo { record, next_tick }
+            })
+            .collect())
+    }
+
+    /// Pauses a schedule: it stops firing, and ticks while paused are not run later.
+    pub async fn pause_schedule(&self, name: &str) -> Result<ScheduleRecord> {
+        self.store().schedule_control(name, ScheduleAction::Pause).await
+    }
+
+    /// Resumes a paused schedule from its next tick.
+    pub async fn resume_schedule(&self, name: &str) -> Result<ScheduleRecord> {
+        self.store().schedule_control(name, ScheduleAction::Resume).await
+    }
+
+    /// Asks the leader to run the schedule once now (its next pass does).
+    pub async fn trigger_schedule(&self, name: &str) -> Result<ScheduleRecord> {
+        self.store().schedule_control(name, ScheduleAction::Trigger).await
+    }
+}
