@@ -5,7 +5,7 @@ use std::future::Future;
 
 use uuid::Uuid;
 
-use leasehold_core::TaskStore;
+use leasehold_core::ScheduleStore;
 
 use crate::pg::TestDb;
 use crate::sqlite::TestFile;
@@ -30,7 +30,7 @@ pub struct AttemptRow {
 /// A database that worker processes share, with the queries the scenarios check.
 pub trait ProcessDb: Send + Sync {
     /// The store.
-    type Store: TaskStore;
+    type Store: ScheduleStore;
     /// A handle on the store.
     fn store(&self) -> Self::Store;
     /// The URL worker processes open.
@@ -49,6 +49,18 @@ pub trait ProcessDb: Send + Sync {
     fn now_ms(&self) -> impl Future<Output = i64> + Send;
     /// Every attempt, oldest first.
     fn attempts(&self) -> impl Future<Output = Vec<AttemptRow>> + Send;
+
+    /// How many effect rows each task has.
+    fn effect_counts(&self) -> impl Future<Output = std::collections::HashMap<Uuid, i64>> + Send;
+
+    /// The ledger of a schedule: (tick in ms, outcome, task), oldest first.
+    fn ticks(&self, schedule: &str) -> impl Future<Output = Vec<(i64, String, Option<Uuid>)>> + Send;
+}
+
+type RawTick = (i64, String, Option<String>);
+
+fn tick_row(r: RawTick) -> (i64, String, Option<Uuid>) {
+    (r.0, r.1, r.2.map(|t| Uuid::parse_str(&t).unwrap()))
 }
 
 type RawAttempt = (String, String, i64, i64, Option<bool>, Option<String>);
@@ -131,6 +143,32 @@ impl ProcessDb for TestDb {
         .unwrap();
         rows.into_iter().map(attempt).collect()
     }
+
+    async fn ticks(&self, schedule: &str) -> Vec<(i64, String, Option<Uuid>)> {
+        self.ticks_of(schedule).await
+    }
+
+    async fn effect_counts(&self) -> std::collections::HashMap<Uuid, i64> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT task_id::text, count(*) FROM effects GROUP BY task_id")
+            .fetch_all(self.pool())
+            .await
+            .unwrap();
+        rows.into_iter().map(|(t, n)| (Uuid::parse_str(&t).unwrap(), n)).collect()
+    }
+}
+
+impl TestDb {
+    async fn ticks_of(&self, schedule: &str) -> Vec<(i64, String, Option<Uuid>)> {
+        let rows: Vec<RawTick> = sqlx::query_as(
+            "SELECT (extract(epoch FROM tick) * 1000)::bigint, outcome, task_id::text
+               FROM leasehold.schedule_ticks WHERE schedule = $1 AND NOT manual ORDER BY tick",
+        )
+        .bind(schedule)
+        .fetch_all(self.pool())
+        .await
+        .unwrap();
+        rows.into_iter().map(tick_row).collect()
+    }
 }
 
 impl ProcessDb for TestFile {
@@ -195,5 +233,24 @@ impl ProcessDb for TestFile {
         .await
         .unwrap();
         rows.into_iter().map(attempt).collect()
+    }
+
+    async fn ticks(&self, schedule: &str) -> Vec<(i64, String, Option<Uuid>)> {
+        let rows: Vec<RawTick> = sqlx::query_as(
+            "SELECT tick, outcome, task_id FROM leasehold_schedule_ticks WHERE schedule = ?1 AND NOT manual ORDER BY tick",
+        )
+        .bind(schedule)
+        .fetch_all(self.pool())
+        .await
+        .unwrap();
+        rows.into_iter().map(tick_row).collect()
+    }
+
+    async fn effect_counts(&self) -> std::collections::HashMap<Uuid, i64> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT task_id, count(*) FROM effects GROUP BY task_id")
+            .fetch_all(self.pool())
+            .await
+            .unwrap();
+        rows.into_iter().map(|(t, n)| (Uuid::parse_str(&t).unwrap(), n)).collect()
     }
 }

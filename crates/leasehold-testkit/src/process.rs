@@ -19,6 +19,8 @@ pub struct ProcessOptions {
     pub grace: Duration,
     /// Poll interval.
     pub poll: Duration,
+    /// Also run a scheduler with an every-second schedule.
+    pub schedule_every_second: bool,
 }
 
 impl Default for ProcessOptions {
@@ -30,6 +32,7 @@ impl Default for ProcessOptions {
             margin: Duration::from_millis(700),
             grace: Duration::from_millis(300),
             poll: Duration::from_millis(200),
+            schedule_every_second: false,
         }
     }
 }
@@ -47,7 +50,11 @@ impl WorkerProcess {
     pub fn spawn(bin: &str, db_url: &str, name: &str, opts: &ProcessOptions) -> Self {
         let ms = |d: Duration| d.as_millis().to_string();
         let verbose = std::env::var_os("LEASEHOLD_TEST_VERBOSE").is_some();
-        let mut child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if opts.schedule_every_second {
+            cmd.env("SCHEDULE_EVERY_SECOND", "1");
+        }
+        let mut child = cmd
             .env("LEASEHOLD_DATABASE_URL", db_url)
             .env("WORKER_NAME", name)
             .env("CONCURRENCY", opts.concurrency.to_string())

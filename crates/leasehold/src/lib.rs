@@ -59,8 +59,8 @@ pub mod worker;
 
 pub use leasehold_core as core;
 pub use leasehold_core::{
-    ClaimedTask, CrossProcessWakeups, Enqueued, Error, FencingToken, Idempotency, NewTask, Result, RetryPolicy, TaskId,
-    TaskLease, TaskRecord, TaskState, TaskStore,
+    ClaimedTask, CrossProcessWakeups, Enqueued, Error, FencingToken, Idempotency, NewTask, Result, RetryPolicy,
+    ScheduleStore, TaskId, TaskLease, TaskRecord, TaskState, TaskStore,
 };
 
 pub use client::{Client, EnqueueOptions};

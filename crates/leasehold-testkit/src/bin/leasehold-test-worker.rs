@@ -2,6 +2,10 @@
 //! Configured by environment variables (see `leasehold_testkit::process`); prints `ready` once it runs,
 //! and its stats when stopped by SIGTERM.
 //!
+//! With `SCHEDULE_EVERY_SECOND=1` it also runs a scheduler (its leader lease timed like the worker's
+//! leases) with one schedule, `every-second`, that runs `effect` every second and catches up on every
+//! tick a leader change made it miss.
+//!
 //! Its one job, `effect`, records an attempt, works for `work_ms` (or until cancelled), then, like a
 //! zombie that ignores cancellation, still tries to record its effect and complete the task in one
 //! fenced transaction, and records whether that was accepted.
@@ -11,9 +15,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
 
+use leasehold::cron::{MissedPolicy, OverlapPolicy, Schedule, Scheduler};
 use leasehold::postgres::PgStore;
 use leasehold::sqlite::SqliteStore;
-use leasehold::{Job, JobContext, JobResult, Outcome, TaskLease, TaskStore, Worker};
+use leasehold::{Job, JobContext, JobResult, Outcome, ScheduleStore, TaskLease, Worker};
 use leasehold_core::Result;
 
 enum Db {
@@ -117,8 +122,21 @@ fn env_ms(name: &str) -> Duration {
     Duration::from_millis(v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number of ms")))
 }
 
-async fn run<S: TaskStore>(store: S, state: State, concurrency: u32) {
+async fn run<S: ScheduleStore>(store: S, state: State, concurrency: u32) {
     let name = state.name.clone();
+    let scheduler = std::env::var_os("SCHEDULE_EVERY_SECOND").map(|_| {
+        let every_second = Schedule::builder("every-second", "* * * * * *")
+            .missed(MissedPolicy::catch_up(Duration::from_secs(300), 1_000))
+            .overlap(OverlapPolicy::Allow)
+            .job(&Effect { work_ms: 20 })
+            .expect("the schedule");
+        Scheduler::builder(store.clone())
+            .schedule(every_second)
+            .holder(name.clone())
+            .lease(env_ms("LEASE_MS"), env_ms("HEARTBEAT_MS"), env_ms("MARGIN_MS"))
+            .build()
+            .expect("scheduler configuration")
+    });
     let worker = Worker::builder_with_state(store, state)
         .register::<Effect>()
         .worker_id(name)
@@ -133,8 +151,14 @@ async fn run<S: TaskStore>(store: S, state: State, concurrency: u32) {
         .expect("worker configuration");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     worker.start().await;
+    if let Some(s) = &scheduler {
+        s.start().await;
+    }
     println!("ready");
     term.recv().await;
+    if let Some(s) = &scheduler {
+        s.stop().await;
+    }
     worker.stop().await;
     println!("{:?}", worker.stats());
 }
