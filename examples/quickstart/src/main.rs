@@ -1,7 +1,8 @@
 //! Run with: cargo run -p example-quickstart
 //!
-//! The quickstart: starts a worker with a few job kinds, enqueues work (some of which fails once and is
-//! retried), shows live progress, and ends with a summary. With no configuration it runs on a new SQLite
+//! The quickstart: starts a worker with a few job kinds and a scheduler with a singleton job, enqueues
+//! work (some of which fails once and is retried, and one report submitted twice that runs once), shows
+//! live progress, and ends with a summary. With no configuration it runs on a new SQLite
 //! file, `quickstart.sqlite` in the current folder; with `DATABASE_URL=postgres://...` it runs the same
 //! on PostgreSQL (or `DATABASE_URL=sqlite://path` on another file).
 
@@ -10,14 +11,17 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use leasehold::cron::{OverlapPolicy, Schedule, Scheduler};
 use leasehold::postgres::PgStore;
 use leasehold::sqlite::SqliteStore;
-use leasehold::{Client, EnqueueOptions, Job, JobContext, JobResult, Outcome, RetryPolicy, TaskStore, Worker};
+use leasehold::{Client, EnqueueOptions, Job, JobContext, JobResult, Outcome, RetryPolicy, ScheduleStore, Worker};
 
 const DEFAULT_FILE: &str = "quickstart.sqlite";
 const GREETINGS: u32 = 120;
 const THUMBNAILS: u32 = 60;
 const REPORTS: u32 = 20;
+/// How many runs of the scheduled job the quickstart waits for.
+const SCHEDULED_RUNS: u64 = 2;
 
 /// Says hello.
 #[derive(Serialize, Deserialize)]
@@ -68,6 +72,18 @@ impl Job for Report {
     }
 }
 
+/// A singleton scheduled job: every instance defines it, the leader enqueues each tick once.
+#[derive(Serialize, Deserialize)]
+struct Heartbeat;
+
+impl Job for Heartbeat {
+    const KIND: &'static str = "heartbeat";
+    type State = ();
+    async fn run(self, _ctx: JobContext<()>) -> JobResult {
+        Ok(Outcome::Complete)
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -93,15 +109,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-async fn run<S: TaskStore>(store: S) -> Result<(), Box<dyn std::error::Error>> {
+async fn run<S: ScheduleStore>(store: S) -> Result<(), Box<dyn std::error::Error>> {
+    let heartbeat = Schedule::builder("heartbeat", "* * * * * *").overlap(OverlapPolicy::Skip).job(&Heartbeat)?;
+    let scheduler = Scheduler::builder(store.clone()).schedule(heartbeat).build()?;
     let worker = Worker::builder(store.clone())
         .register::<Greet>()
         .register::<Thumbnail>()
         .register::<Report>()
+        .register::<Heartbeat>()
         .concurrency(8)
         .retry_policy(RetryPolicy { base: Duration::from_millis(300), ..RetryPolicy::default() })
         .build()?;
     worker.start().await;
+    scheduler.start().await;
 
     let started = Instant::now();
     let client = Client::new(store);
@@ -131,11 +151,14 @@ async fn run<S: TaskStore>(store: S) -> Result<(), Box<dyn std::error::Error>> {
             s.lease_lost
         );
         std::io::stdout().flush()?;
-        if s.completed + s.discarded >= total {
+        // the batch is done, and the scheduled job has run a couple of times
+        if s.completed + s.discarded >= total + SCHEDULED_RUNS {
             break;
         }
     }
+    scheduler.stop().await;
     worker.stop().await;
+    let ticks = scheduler.stats();
     let s = worker.stats();
     let last = client.task(*reports.last().expect("reports were enqueued")).await?;
     let again = client.enqueue_idempotent(Report { upto: 1_000_000 }, monthly).await?;
@@ -151,6 +174,10 @@ async fn run<S: TaskStore>(store: S) -> Result<(), Box<dyn std::error::Error>> {
         "  run once        the monthly report submitted twice ran once (second submission: existing {}, result {})",
         again.existing,
         again.result.unwrap_or_default()
+    );
+    println!(
+        "  scheduled       {} on-time runs of \"heartbeat\" (every second; the one leader enqueued each tick once)",
+        ticks.enqueued
     );
     println!("  time taken      {:.2?}", started.elapsed());
     Ok(())
