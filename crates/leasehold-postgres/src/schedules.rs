@@ -133,8 +133,9 @@ impl ScheduleStore for PgStore {
 
     async fn schedule_tick_record(&self, p: ScheduleTickParams) -> Result<bool> {
         let mut tx = self.pool().begin().await.map_err(db)?;
-        // the term must still be current; FOR SHARE holds off a takeover until this transaction ends
-        let current: Option<i64> = sqlx::query_scalar("SELECT token FROM leasehold.leaders WHERE name = $1 FOR SHARE")
+        // the term must still be current. No lock is taken: a leader frozen mid-transaction must not hold
+        // off a takeover; the ledger's unique key keeps an overlap safe.
+        let current: Option<i64> = sqlx::query_scalar("SELECT token FROM leasehold.leaders WHERE name = $1")
             .bind(&p.leader.name)
             .fetch_optional(&mut *tx)
             .await
@@ -159,7 +160,12 @@ impl ScheduleStore for PgStore {
             insert_tasks(&mut *tx, std::slice::from_ref(&task)).await?;
             new_task = Some(task.id.0);
         }
-        let (buffer, buffered) = match p.buffer {
+        if let (true, Some(prev)) = (wrote, p.cancel) {
+            sqlx::query(include_str!("sql/task_cancel.sql")).bind(prev.0).execute(&mut *tx).await.map_err(db)?;
+        }
+        // a tick recorded already (by an overlapping leader) changes nothing held
+        let buffer_change = if wrote { p.buffer } else { BufferChange::Keep };
+        let (buffer, buffered) = match buffer_change {
             BufferChange::Keep => ("keep", None),
             BufferChange::Set(t) => ("set", Some(t)),
             BufferChange::Clear => ("clear", None),

@@ -170,7 +170,16 @@ impl ScheduleStore for SqliteStore {
             insert_tasks(&mut *tx, std::slice::from_ref(task)).await?;
             new_task = Some(task.id.0.to_string());
         }
-        let (buffer, buffered) = match p.buffer {
+        if let (true, Some(prev)) = (wrote, p.cancel) {
+            sqlx::query(include_str!("sql/task_cancel.sql"))
+                .bind(prev.0.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        // a tick recorded already (by an overlapping leader) changes nothing held
+        let buffer_change = if wrote { p.buffer } else { BufferChange::Keep };
+        let (buffer, buffered) = match buffer_change {
             BufferChange::Keep => ("keep", None),
             BufferChange::Set(t) => ("set", Some(t.timestamp_millis())),
             BufferChange::Clear => ("clear", None),

@@ -106,14 +106,16 @@ pub async fn scheduler_runs_each_tick_once_and_follows_the_missed_policy<B: Back
     assert!(report.ticks.iter().all(|t| t.2 == TickOutcome::Enqueued), "{:?}", report.ticks);
     assert!(!two.run_once(now).await.unwrap().leading, "two leaders");
     assert!(one.run_once(now).await.unwrap().ticks.is_empty(), "a tick ran twice");
-    // no leader for 20 s: coalesce runs the missed ticks once, catch-up runs each of them
-    let later = now + chrono::Duration::seconds(20);
+    // no leader for 60 s: ticks within the on-time window (lease + pause + 2 s = 18 s) still run on
+    // time; older ones are missed, and coalesce runs them once while catch-up runs each of them
+    let later = now + chrono::Duration::seconds(60);
     let report = one.run_once(later).await.unwrap();
     let c = outcomes(&report.ticks, "coalesce");
     assert_eq!(c.iter().filter(|o| **o == TickOutcome::CaughtUp).count(), 1, "{c:?}");
-    assert!(c.iter().filter(|o| **o == TickOutcome::Missed).count() >= 10, "{c:?}");
+    assert!(c.iter().filter(|o| **o == TickOutcome::Missed).count() >= 35, "{c:?}");
+    assert!(c.iter().filter(|o| **o == TickOutcome::Enqueued).count() >= 17, "{c:?}");
     let u = outcomes(&report.ticks, "catch-up");
-    assert!(u.len() >= 18 && u.iter().all(|o| o.runs()), "{u:?}");
+    assert!(u.len() >= 58 && u.iter().all(|o| o.runs()), "{u:?}");
     let runs = report.ticks.iter().filter(|t| t.2.runs()).count();
     let queued = b.store().task_claim(claim_all()).await.unwrap().len();
     assert_eq!(queued, runs + on_time, "every run is one task");
@@ -187,8 +189,8 @@ pub async fn scheduler_obeys_pause_trigger_and_removal<B: Backend>(b: &B) {
     let report = next.run_once(Utc::now()).await.unwrap();
     assert!(report.leading);
     assert_eq!(outcomes(&report.ticks, "kept").first(), Some(&TickOutcome::Triggered));
-    let later = next.run_once(Utc::now() + chrono::Duration::seconds(3)).await.unwrap();
-    assert!(outcomes(&later.ticks, "dropped").is_empty(), "a removed schedule fired");
+    // the old deploy, which still defines "dropped", no longer leads
+    assert!(!full.run_once(Utc::now() + chrono::Duration::seconds(3)).await.unwrap().leading);
     let infos = client.schedules().await.unwrap();
     let dropped = infos.iter().find(|i| i.record.def.name == "dropped").unwrap();
     assert!(dropped.record.removed && dropped.next_tick.is_none());
@@ -221,6 +223,7 @@ fn tick(leader: LeaderToken, def: &ScheduleDef, at: DateTime<Utc>, outcome: Tick
         advance_to: at,
         buffer: BufferChange::Keep,
         clear_trigger: false,
+        cancel: None,
     }
 }
 

@@ -224,7 +224,10 @@ pub async fn cron_chaos<D: ProcessDb>(db: &D, bin: &str, faults: usize) -> CronR
         let seen = db.ticks(SCHEDULE).await.len();
         ticks_at_least(seen + 2).await;
         let Some(leader) = store.leader_get(LEASE_NAME).await.unwrap() else { continue };
-        let Some(i) = procs.iter().position(|p| p.name == leader.holder) else { continue };
+        // the holder is the process's name, '#', and a per-process nonce
+        let Some(i) = procs.iter().position(|p| leader.holder.split('#').next() == Some(p.name.as_str())) else {
+            continue;
+        };
         if rng.below(2) == 0 {
             let mut p = procs.swap_remove(i);
             p.kill();
@@ -279,5 +282,8 @@ pub async fn cron_chaos<D: ProcessDb>(db: &D, bin: &str, faults: usize) -> CronR
         report.ticks, report.caught_up, report.max_start_delay, opts.lease
     );
     assert!(kills + pauses > 0, "no fault was injected");
+    // a tick waits at most for the lease to expire, the next pass and a worker's claim
+    let budget = opts.lease * 2 + Duration::from_secs(3);
+    assert!(report.max_start_delay <= budget, "start delay {:?} over the budget {budget:?}", report.max_start_delay);
     report
 }

@@ -139,6 +139,30 @@ impl CompiledSchedule {
         self.cron.find_next_occurrence(&local, false).ok().map(|t| t.with_timezone(&Utc))
     }
 
+    /// The latest tick at or before `at`.
+    pub fn previous_at(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = at.with_timezone(&self.tz);
+        self.cron.find_previous_occurrence(&local, true).ok().map(|t| t.with_timezone(&Utc))
+    }
+
+    /// The latest `cap` ticks in `(after, until]`, oldest first: what a scheduler far behind still
+    /// considers (the older ones are passed over).
+    pub fn latest_ticks(&self, after: DateTime<Utc>, until: DateTime<Utc>, cap: usize) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::new();
+        let mut cursor = until;
+        while out.len() < cap {
+            match self.previous_at(cursor) {
+                Some(t) if t > after => {
+                    out.push(t);
+                    cursor = t - chrono::Duration::milliseconds(1);
+                }
+                _ => break,
+            }
+        }
+        out.reverse();
+        out
+    }
+
     /// Ticks in `(after, until]`, oldest first, at most `cap` of them (the oldest); the flag says
     /// whether more were left out.
     pub fn ticks_between(&self, after: DateTime<Utc>, until: DateTime<Utc>, cap: usize) -> (Vec<DateTime<Utc>>, bool) {
@@ -195,20 +219,23 @@ impl TickOutcome {
     }
 }
 
-/// How late a tick may be seen and still count as on time rather than missed.
+/// How late a tick may be seen and still count as on time rather than missed, at the least. A
+/// scheduler widens it to cover a leader change: its lease plus its longest pause between passes.
 pub const ON_TIME: Duration = Duration::from_secs(5);
 
 /// The most ticks one pass looks at for one schedule; the rest are passed over as missed.
 pub const MAX_TICKS_PER_PASS: usize = 1_000;
 
-/// Applies the missed-tick policy to the ticks due in `(last_tick, now]`: each gets `Enqueued` (on
-/// time), `CaughtUp` or `Missed`.
+/// Applies the missed-tick policy to the ticks due in `(last_tick, now]`: each gets `Enqueued` (seen
+/// within `on_time` of its time), `CaughtUp` or `Missed`.
 pub fn plan_ticks(
     ticks: &[DateTime<Utc>],
     now: DateTime<Utc>,
+    on_time: Duration,
     policy: MissedPolicy,
 ) -> Vec<(DateTime<Utc>, TickOutcome)> {
-    let on_time = |t: &DateTime<Utc>| (now - *t).to_std().unwrap_or_default() <= ON_TIME;
+    let grace = on_time;
+    let on_time = |t: &DateTime<Utc>| (now - *t).to_std().unwrap_or_default() <= grace;
     let late: Vec<&DateTime<Utc>> = ticks.iter().filter(|t| !on_time(t)).collect();
     let mut out: Vec<(DateTime<Utc>, TickOutcome)> = Vec::with_capacity(ticks.len());
     let last_late = late.last().copied().copied();
@@ -370,6 +397,8 @@ pub struct ScheduleTickParams {
     pub buffer: BufferChange,
     /// Clear an operator's pending trigger.
     pub clear_trigger: bool,
+    /// The previous run to cancel (overlap: cancel previous), only if this call writes the tick.
+    pub cancel: Option<TaskId>,
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ fn bad_expressions_and_zones_name_the_schedule_and_the_problem() {
 fn on_time_ticks_run_and_the_skip_policy_drops_the_missed_ones() {
     let now = utc(2026, 1, 1, 12, 0, 0);
     let ticks = [utc(2026, 1, 1, 11, 58, 0), utc(2026, 1, 1, 11, 59, 0), utc(2026, 1, 1, 11, 59, 58)];
-    let plan = plan_ticks(&ticks, now, MissedPolicy::Skip);
+    let plan = plan_ticks(&ticks, now, ON_TIME, MissedPolicy::Skip);
     let outcomes: Vec<_> = plan.iter().map(|p| p.1).collect();
     assert_eq!(outcomes, vec![TickOutcome::Missed, TickOutcome::Missed, TickOutcome::Enqueued]);
 }
@@ -71,7 +71,7 @@ fn on_time_ticks_run_and_the_skip_policy_drops_the_missed_ones() {
 fn coalesce_runs_the_latest_missed_tick_once() {
     let now = utc(2026, 1, 1, 12, 0, 0);
     let ticks = [utc(2026, 1, 1, 11, 57, 0), utc(2026, 1, 1, 11, 58, 0), utc(2026, 1, 1, 11, 59, 0)];
-    let outcomes: Vec<_> = plan_ticks(&ticks, now, MissedPolicy::Coalesce).iter().map(|p| p.1).collect();
+    let outcomes: Vec<_> = plan_ticks(&ticks, now, ON_TIME, MissedPolicy::Coalesce).iter().map(|p| p.1).collect();
     assert_eq!(outcomes, vec![TickOutcome::Missed, TickOutcome::Missed, TickOutcome::CaughtUp]);
 }
 
@@ -80,7 +80,7 @@ fn catch_up_runs_missed_ticks_within_its_window_up_to_its_cap() {
     let now = utc(2026, 1, 1, 12, 0, 0);
     let ticks: Vec<_> = (1..=6).rev().map(|m| now - chrono::Duration::minutes(m)).collect(); // 11:54 .. 11:59
     let policy = MissedPolicy::catch_up(Duration::from_secs(4 * 60 + 30), 3);
-    let outcomes: Vec<_> = plan_ticks(&ticks, now, policy).iter().map(|p| p.1).collect();
+    let outcomes: Vec<_> = plan_ticks(&ticks, now, ON_TIME, policy).iter().map(|p| p.1).collect();
     use TickOutcome::{CaughtUp, Missed};
     // 11:54 and 11:55 are outside the window; of 11:56..11:59 only the latest three run
     assert_eq!(outcomes, vec![Missed, Missed, Missed, CaughtUp, CaughtUp, CaughtUp]);
@@ -105,4 +105,22 @@ fn a_changed_definition_changes_the_fingerprint() {
     let b = ScheduleDef { overlap: OverlapPolicy::Allow, ..a.clone() };
     assert_ne!(a.fingerprint(), b.fingerprint());
     assert_eq!(a.fingerprint(), a.clone().fingerprint());
+}
+
+#[test]
+fn far_behind_the_latest_ticks_are_found_backwards() {
+    let s = def("* * * * *", "UTC").compile().unwrap();
+    let now = utc(2026, 1, 2, 12, 0, 30);
+    let latest = s.latest_ticks(utc(2026, 1, 1, 0, 0, 0), now, 3);
+    assert_eq!(latest, vec![utc(2026, 1, 2, 11, 58, 0), utc(2026, 1, 2, 11, 59, 0), utc(2026, 1, 2, 12, 0, 0)]);
+    assert!(s.latest_ticks(now, now, 3).is_empty());
+}
+
+#[test]
+fn a_wider_on_time_window_covers_a_leader_change() {
+    let now = utc(2026, 1, 1, 12, 0, 0);
+    let ticks = [utc(2026, 1, 1, 11, 59, 45)];
+    let narrow = plan_ticks(&ticks, now, ON_TIME, MissedPolicy::Skip);
+    let wide = plan_ticks(&ticks, now, Duration::from_secs(20), MissedPolicy::Skip);
+    assert_eq!((narrow[0].1, wide[0].1), (TickOutcome::Missed, TickOutcome::Enqueued));
 }

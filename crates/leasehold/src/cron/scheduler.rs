@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use leasehold_core::schedule::*;
-use leasehold_core::{Error, NewTask, Result, ScheduleStore, TaskCancelParams, TaskId, TaskState};
+use leasehold_core::{Error, NewTask, Result, ScheduleStore, TaskId, TaskState};
 
 use super::schedule::Schedule;
 use crate::client::Client;
@@ -30,7 +30,7 @@ pub struct SchedulerConfig {
     pub trust_margin: Duration,
     /// The longest pause between two passes (a pass also runs at every tick).
     pub max_idle: Duration,
-    /// This instance's id; generated when unset.
+    /// This instance's name in the leader lease (a per-process nonce is appended); generated when unset.
     pub holder: Option<String>,
 }
 
@@ -144,6 +144,8 @@ pub struct ScheduleInfo {
 struct Term {
     leader: LeaderToken,
     trusted_until: Instant,
+    /// Whether this term wrote its code's definitions (retried at every pass until it did).
+    synced: bool,
 }
 
 struct Inner<S> {
@@ -200,10 +202,10 @@ impl<S: ScheduleStore> SchedulerBuilder<S> {
         if let Some(dup) = self.schedules.iter().find(|s| !names.insert(s.name().to_owned())) {
             return Err(Error::InvalidConfig(format!("schedule {:?} is defined twice", dup.name())));
         }
-        let holder = self.config.holder.clone().unwrap_or_else(|| {
-            let id = uuid::Uuid::now_v7().simple().to_string();
-            format!("scheduler-{}-{}", std::process::id(), &id[24..])
-        });
+        // a per-process nonce, so that two processes given the same name never share a term
+        let nonce = uuid::Uuid::now_v7().simple().to_string();
+        let base = self.config.holder.clone().unwrap_or_else(|| format!("scheduler-{}", std::process::id()));
+        let holder = format!("{base}#{}", &nonce[20..]);
         Ok(Scheduler {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -224,7 +226,7 @@ impl<S: ScheduleStore> Scheduler<S> {
         SchedulerBuilder { store, config: SchedulerConfig::default(), schedules: Vec::new() }
     }
 
-    /// This instance's id in the leader lease.
+    /// This instance's id in the leader lease: the configured name, `#`, and a per-process nonce.
     pub fn holder(&self) -> &str {
         &self.inner.holder
     }
@@ -278,6 +280,14 @@ impl<S: ScheduleStore> Scheduler<S> {
     }
 }
 
+impl<S> Inner<S> {
+    /// How late a tick may be seen and still run on time: long enough to cover a leader change (the
+    /// lease expiring, then the next pass), never less than [`ON_TIME`].
+    fn on_time(&self) -> Duration {
+        (self.config.lease_ttl + self.config.max_idle + Duration::from_secs(2)).max(ON_TIME)
+    }
+}
+
 async fn run<S: ScheduleStore>(inner: Arc<Inner<S>>, stop: CancellationToken) {
     loop {
         let wait = match pass(&inner, Utc::now()).await {
@@ -299,8 +309,9 @@ async fn run<S: ScheduleStore>(inner: Arc<Inner<S>>, stop: CancellationToken) {
     }
 }
 
-/// Renews or takes the lease; answers the term if this instance leads and still trusts it.
-async fn lead<S: ScheduleStore>(inner: &Inner<S>) -> Result<Option<(LeaderToken, bool)>> {
+/// Renews or takes the lease; answers the term (its token, whether its definitions are still to be
+/// written, and until when it is trusted) if this instance leads and still trusts it.
+async fn lead<S: ScheduleStore>(inner: &Inner<S>) -> Result<Option<(LeaderToken, bool, Instant)>> {
     let mut term = inner.term.lock().await;
     let renew_due = term.as_ref().is_none_or(|t| {
         Instant::now() + inner.config.lease_ttl - inner.config.trust_margin - inner.config.renew_interval
@@ -321,11 +332,11 @@ async fn lead<S: ScheduleStore>(inner: &Inner<S>) -> Result<Option<(LeaderToken,
                     tracing::info!(holder = %inner.holder, token = %token, "scheduler leadership taken");
                 }
                 let leader = LeaderToken { name: inner.config.lease_name.clone(), holder: inner.holder.clone(), token };
-                *term = Some(Term {
-                    leader: leader.clone(),
-                    trusted_until: t0 + inner.config.lease_ttl - inner.config.trust_margin,
-                });
-                return Ok(Some((leader, new_term)));
+                let synced = !new_term && term.as_ref().is_some_and(|t| t.synced);
+                let trusted_until = t0 + inner.config.lease_ttl - inner.config.trust_margin;
+                *term = Some(Term { leader: leader.clone(), trusted_until, synced });
+                // a slow answer may already be past the trust window
+                return Ok((Instant::now() < trusted_until).then_some((leader, !synced, trusted_until)));
             }
             Ok(None) => {
                 *term = None;
@@ -336,7 +347,7 @@ async fn lead<S: ScheduleStore>(inner: &Inner<S>) -> Result<Option<(LeaderToken,
         }
     }
     match term.as_ref() {
-        Some(t) if Instant::now() < t.trusted_until => Ok(Some((t.leader.clone(), false))),
+        Some(t) if Instant::now() < t.trusted_until => Ok(Some((t.leader.clone(), !t.synced, t.trusted_until))),
         _ => {
             *term = None;
             Ok(None)
@@ -345,15 +356,18 @@ async fn lead<S: ScheduleStore>(inner: &Inner<S>) -> Result<Option<(LeaderToken,
 }
 
 async fn pass<S: ScheduleStore>(inner: &Inner<S>, now: DateTime<Utc>) -> Result<PassReport> {
-    let Some((leader, new_term)) = lead(inner).await? else {
+    let Some((leader, unsynced, trusted_until)) = lead(inner).await? else {
         return Ok(PassReport::default());
     };
     let store = &inner.store;
-    if new_term {
+    if unsynced {
         for s in &inner.schedules {
             store.schedule_upsert(s.def.clone()).await?;
         }
         store.schedule_retire(inner.schedules.iter().map(|s| s.name().to_owned()).collect()).await?;
+        if let Some(t) = inner.term.lock().await.as_mut().filter(|t| t.leader.token == leader.token) {
+            t.synced = true;
+        }
     }
     let mut report = PassReport { leading: true, ..PassReport::default() };
     let records: HashMap<String, ScheduleRecord> =
@@ -363,7 +377,7 @@ async fn pass<S: ScheduleStore>(inner: &Inner<S>, now: DateTime<Utc>) -> Result<
             // defined by another leader's code only: this one writes it at its next term
             continue;
         };
-        match schedule_pass(inner, &leader, s, rec, now, &mut report).await {
+        match schedule_pass(inner, &leader, trusted_until, s, rec, now, &mut report).await {
             Err(e @ Error::LeadershipLost { .. }) => {
                 *inner.term.lock().await = None;
                 return Err(e);
@@ -382,17 +396,16 @@ async fn pass<S: ScheduleStore>(inner: &Inner<S>, now: DateTime<Utc>) -> Result<
     Ok(report)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn schedule_pass<S: ScheduleStore>(
     inner: &Inner<S>,
     leader: &LeaderToken,
+    trusted_until: Instant,
     s: &Schedule,
     rec: &ScheduleRecord,
     now: DateTime<Utc>,
     report: &mut PassReport,
 ) -> Result<()> {
-    if rec.paused {
-        return Ok(());
-    }
     let store = &inner.store;
     let mut previous = previous_state(store, rec.last_task).await?;
     let mut last_task = rec.last_task;
@@ -407,18 +420,40 @@ async fn schedule_pass<S: ScheduleStore>(
         advance_to: if manual { rec.last_tick.unwrap_or(now) } else { tick },
         buffer,
         clear_trigger: manual,
+        cancel: None,
+    };
+    // the leader acts only while it trusts its term
+    let trusted = || {
+        if Instant::now() < trusted_until {
+            Ok(())
+        } else {
+            Err(Error::LeadershipLost { name: leader.name.clone(), token: leader.token })
+        }
     };
 
-    // an operator's "trigger now" runs regardless of the overlap policy
+    // an operator's "trigger now" runs regardless of pause and overlap: someone asked for it
     if let Some(at) = rec.trigger_at {
-        store.schedule_tick_record(record(at, TickOutcome::Triggered, true, BufferChange::Keep)).await?;
+        trusted()?;
+        let params = record(at, TickOutcome::Triggered, true, BufferChange::Keep);
+        let run = params.task.as_ref().map(|t| t.id);
+        if store.schedule_tick_record(params).await? {
+            last_task = run;
+        }
         inner.counters.count(TickOutcome::Triggered);
         report.ticks.push((s.name().to_owned(), at, TickOutcome::Triggered));
         previous = Some(TaskState::Available);
     }
+    if rec.paused {
+        return Ok(());
+    }
     // a held tick runs once the previous run finished
     if let Some(b) = buffered.filter(|_| previous.is_none_or(TaskState::is_final)) {
-        store.schedule_tick_record(record(b, TickOutcome::CaughtUp, false, BufferChange::Clear)).await?;
+        trusted()?;
+        let params = record(b, TickOutcome::CaughtUp, false, BufferChange::Clear);
+        let run = params.task.as_ref().map(|t| t.id);
+        if store.schedule_tick_record(params).await? {
+            last_task = run;
+        }
         inner.counters.count(TickOutcome::CaughtUp);
         report.ticks.push((s.name().to_owned(), b, TickOutcome::CaughtUp));
         buffered = None;
@@ -428,33 +463,29 @@ async fn schedule_pass<S: ScheduleStore>(
     let after = rec.last_tick.unwrap_or(now);
     let (mut ticks, more) = s.compiled.ticks_between(after, now, MAX_TICKS_PER_PASS);
     if more {
-        // far behind: look only at the ticks the policy could still run; older ones are passed over
-        let reach = match s.def.missed {
-            MissedPolicy::CatchUp { window_ms, .. } => Duration::from_millis(window_ms).max(ON_TIME),
-            _ => ON_TIME,
-        };
-        let from = now - chrono::Duration::from_std(reach * 2).unwrap_or_default();
-        ticks = s.compiled.ticks_between(from.max(after), now, MAX_TICKS_PER_PASS).0;
+        // far behind: only the latest ticks can still run under any policy; older ones are passed over
+        ticks = s.compiled.latest_ticks(after, now, MAX_TICKS_PER_PASS);
     }
-    for (tick, planned) in plan_ticks(&ticks, now, s.def.missed) {
+    for (tick, planned) in plan_ticks(&ticks, now, inner.on_time(), s.def.missed) {
+        let mut cancel = None;
         let (outcome, buffer) = if planned.runs() {
             match overlap_action(s.def.overlap, previous, buffered.is_some()) {
                 OverlapAction::Run => (planned, BufferChange::Keep),
                 OverlapAction::Skip => (TickOutcome::Skipped, BufferChange::Keep),
                 OverlapAction::Buffer => (TickOutcome::Buffered, BufferChange::Set(tick)),
                 OverlapAction::CancelPreviousAndRun => {
-                    if let Some(prev) = last_task {
-                        store.task_cancel(TaskCancelParams { id: prev }).await?;
-                    }
+                    cancel = last_task;
                     (planned, BufferChange::Keep)
                 }
             }
         } else {
             (planned, BufferChange::Keep)
         };
-        let params = record(tick, outcome, false, buffer);
+        trusted()?;
+        let params = ScheduleTickParams { cancel, ..record(tick, outcome, false, buffer) };
         let run = params.task.as_ref().map(|t| t.id);
-        if store.schedule_tick_record(params).await? && run.is_some() {
+        let wrote = store.schedule_tick_record(params).await?;
+        if wrote && run.is_some() {
             last_task = run;
         }
         inner.counters.count(outcome);
@@ -462,7 +493,7 @@ async fn schedule_pass<S: ScheduleStore>(
         if outcome.runs() {
             previous = Some(TaskState::Available);
         }
-        if outcome == TickOutcome::Buffered {
+        if wrote && outcome == TickOutcome::Buffered {
             buffered = Some(tick);
         }
     }
