@@ -165,11 +165,7 @@ impl ScheduleStore for PgStore {
         }
         // a tick recorded already (by an overlapping leader) changes nothing held
         let buffer_change = if wrote { p.buffer } else { BufferChange::Keep };
-        let (buffer, buffered) = match buffer_change {
-            BufferChange::Keep => ("keep", None),
-            BufferChange::Set(t) => ("set", Some(t)),
-            BufferChange::Clear => ("clear", None),
-        };
+        let (buffer, buffered) = buffer_change.parts();
         sqlx::query(include_str!("sql/schedule_advance.sql"))
             .bind(&p.schedule)
             .bind(p.advance_to)

@@ -179,11 +179,8 @@ impl ScheduleStore for SqliteStore {
         }
         // a tick recorded already (by an overlapping leader) changes nothing held
         let buffer_change = if wrote { p.buffer } else { BufferChange::Keep };
-        let (buffer, buffered) = match buffer_change {
-            BufferChange::Keep => ("keep", None),
-            BufferChange::Set(t) => ("set", Some(t.timestamp_millis())),
-            BufferChange::Clear => ("clear", None),
-        };
+        let (buffer, buffered) = buffer_change.parts();
+        let buffered = buffered.map(|t| t.timestamp_millis());
         sqlx::query(include_str!("sql/schedule_advance.sql"))
             .bind(&p.schedule)
             .bind(p.advance_to.timestamp_millis())

@@ -375,6 +375,17 @@ pub enum BufferChange {
     Clear,
 }
 
+impl BufferChange {
+    /// As stored: `"keep"`, `"set"` or `"clear"`, with the tick when set.
+    pub fn parts(self) -> (&'static str, Option<DateTime<Utc>>) {
+        match self {
+            Self::Keep => ("keep", None),
+            Self::Set(t) => ("set", Some(t)),
+            Self::Clear => ("clear", None),
+        }
+    }
+}
+
 /// Record how the leader dealt with one tick: one ledger row per (schedule, tick, manual), the task
 /// of a run, and the schedule's progress, in one transaction fenced by the leader's token.
 #[derive(Clone, Debug)]

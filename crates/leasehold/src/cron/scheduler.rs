@@ -435,12 +435,7 @@ async fn schedule_pass<S: ScheduleStore>(
     if let Some(at) = rec.trigger_at {
         trusted()?;
         let params = record(at, TickOutcome::Triggered, true, BufferChange::Keep);
-        let run = params.task.as_ref().map(|t| t.id);
-        if store.schedule_tick_record(params).await? {
-            last_task = run;
-        }
-        inner.counters.count(TickOutcome::Triggered);
-        report.ticks.push((s.name().to_owned(), at, TickOutcome::Triggered));
+        write_tick(inner, params, &mut last_task, report).await?;
         previous = Some(TaskState::Available);
     }
     if rec.paused {
@@ -450,12 +445,7 @@ async fn schedule_pass<S: ScheduleStore>(
     if let Some(b) = buffered.filter(|_| previous.is_none_or(TaskState::is_final)) {
         trusted()?;
         let params = record(b, TickOutcome::CaughtUp, false, BufferChange::Clear);
-        let run = params.task.as_ref().map(|t| t.id);
-        if store.schedule_tick_record(params).await? {
-            last_task = run;
-        }
-        inner.counters.count(TickOutcome::CaughtUp);
-        report.ticks.push((s.name().to_owned(), b, TickOutcome::CaughtUp));
+        write_tick(inner, params, &mut last_task, report).await?;
         buffered = None;
         previous = Some(TaskState::Available);
     }
@@ -483,13 +473,7 @@ async fn schedule_pass<S: ScheduleStore>(
         };
         trusted()?;
         let params = ScheduleTickParams { cancel, ..record(tick, outcome, false, buffer) };
-        let run = params.task.as_ref().map(|t| t.id);
-        let wrote = store.schedule_tick_record(params).await?;
-        if wrote && run.is_some() {
-            last_task = run;
-        }
-        inner.counters.count(outcome);
-        report.ticks.push((s.name().to_owned(), tick, outcome));
+        let wrote = write_tick(inner, params, &mut last_task, report).await?;
         if outcome.runs() {
             previous = Some(TaskState::Available);
         }
@@ -498,6 +482,25 @@ async fn schedule_pass<S: ScheduleStore>(
         }
     }
     Ok(())
+}
+
+/// Records one tick, and keeps the pass's bookkeeping: the latest run, the counters, the report.
+/// Answers whether this call wrote the tick.
+async fn write_tick<S: ScheduleStore>(
+    inner: &Inner<S>,
+    params: ScheduleTickParams,
+    last_task: &mut Option<TaskId>,
+    report: &mut PassReport,
+) -> Result<bool> {
+    let (name, tick, outcome) = (params.schedule.clone(), params.tick, params.outcome);
+    let run = params.task.as_ref().map(|t| t.id);
+    let wrote = inner.store.schedule_tick_record(params).await?;
+    if wrote && run.is_some() {
+        *last_task = run;
+    }
+    inner.counters.count(outcome);
+    report.ticks.push((name, tick, outcome));
+    Ok(wrote)
 }
 
 async fn previous_state<S: ScheduleStore>(store: &S, last: Option<TaskId>) -> Result<Option<TaskState>> {
