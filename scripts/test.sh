@@ -59,6 +59,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 1
 fi
 
+# Prometheus and promtool check the dashboards and the metrics exposition (Debian's prometheus package)
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing prometheus (with promtool) from the Debian packages"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null \
+      || die "apt-get install prometheus failed"
+  else
+    die "the dashboard tests need prometheus and promtool on PATH (Debian: apt-get install prometheus)"
+  fi
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   say "installing cargo-nextest"
   cargo install cargo-nextest --locked

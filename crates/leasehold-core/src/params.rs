@@ -194,6 +194,17 @@ pub fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// How many tasks one queue holds in one state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// The queue.
+    pub queue: String,
+    /// Available or running.
+    pub state: crate::TaskState,
+    /// Tasks in that state.
+    pub count: u64,
+}
+
 /// Claim up to `limit` due tasks, or tasks whose lease expired on the store's clock.
 #[derive(Clone, Debug)]
 pub struct TaskClaimParams {

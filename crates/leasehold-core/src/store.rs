@@ -60,6 +60,14 @@ pub trait TaskStore: Clone + Send + Sync + 'static {
     /// Reads one task.
     fn task_get(&self, id: TaskId) -> impl Future<Output = Result<TaskRecord>> + Send;
 
+    /// Whether any task of `queues` is claimable now: due and available, or running with an expired
+    /// lease. A read that takes no lock; the worker asks it after an empty claim, to tell an idle queue
+    /// from one whose due tasks other claimers hold locked (contention).
+    fn task_due_exists(&self, queues: Vec<String>) -> impl Future<Output = Result<bool>> + Send;
+
+    /// How many tasks each queue has in the states available and running (sampled for metrics).
+    fn task_depth(&self) -> impl Future<Output = Result<Vec<QueueDepth>>> + Send;
+
     /// Subscribes to wake-up hints for newly available tasks.
     fn wakeup_subscribe(&self) -> impl Future<Output = Result<Box<dyn Wakeup>>> + Send;
 }

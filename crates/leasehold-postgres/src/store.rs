@@ -286,6 +286,22 @@ impl TaskStore for PgStore {
         row.ok_or(Error::NotFound(id))?.try_into()
     }
 
+    async fn task_due_exists(&self, queues: Vec<String>) -> Result<bool> {
+        sqlx::query_scalar(include_str!("sql/task_due.sql")).bind(&queues).fetch_one(&self.pool).await.map_err(db)
+    }
+
+    async fn task_depth(&self) -> Result<Vec<QueueDepth>> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as(include_str!("sql/task_depth.sql")).fetch_all(&self.pool).await.map_err(db)?;
+        rows.into_iter()
+            .map(|(queue, state, n)| {
+                let state =
+                    TaskState::parse(&state).ok_or_else(|| Error::Schema(format!("unknown task state {state:?}")))?;
+                Ok(QueueDepth { queue, state, count: u64::try_from(n).unwrap_or(0) })
+            })
+            .collect()
+    }
+
     async fn wakeup_subscribe(&self) -> Result<Box<dyn Wakeup>> {
         Ok(Box::new(PgWakeup::listen(&self.pool).await?))
     }

@@ -34,7 +34,7 @@ macro_rules! conformance_tests {
             worker_keeps_short_task_leases, worker_survives_a_panic_while_decoding,
             completion_batch_tells_holders_apart, takeover_on_the_last_attempt_discards,
             the_same_keyed_task_sent_again_is_answered_as_itself, keyed_enqueue_in_a_transaction,
-            effect_claims_race_to_one_effect);
+            effect_claims_race_to_one_effect, due_and_depth_are_read_without_claiming);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -843,4 +843,36 @@ pub async fn effect_claims_race_to_one_effect<B: Backend>(b: &B) {
     assert_eq!(fresh.len(), 1, "{results:?}");
     assert!(results.iter().all(|(_, out)| *out == fresh[0].1), "{results:?}");
     assert_eq!(b.effect_count(id).await, 1);
+}
+
+/// The reads behind the contention and depth metrics: whether anything is claimable (due, or an
+/// expired lease), and how many tasks each queue holds per live state.
+pub async fn due_and_depth_are_read_without_claiming<B: Backend>(b: &B) {
+    let s = b.store();
+    let default = || vec![DEFAULT_QUEUE.to_owned()];
+    assert!(!s.task_due_exists(default()).await.unwrap(), "an empty store has nothing due");
+    assert!(s.task_depth().await.unwrap().is_empty());
+    s.task_insert_many((0..3).map(|n| task("k", n)).collect()).await.unwrap();
+    s.task_insert(NewTask { delay: Some(Duration::from_secs(3600)), ..task("k", 9) }).await.unwrap();
+    s.task_insert(NewTask { queue: "other".into(), ..task("k", 10) }).await.unwrap();
+    assert!(s.task_due_exists(default()).await.unwrap());
+    let claimed = s.task_claim(claim(10)).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(!s.task_due_exists(default()).await.unwrap(), "only a future task is left in the default queue");
+    assert!(s.task_due_exists(vec!["other".into()]).await.unwrap());
+    assert!(!s.task_due_exists(Vec::new()).await.unwrap());
+    let mut depth: Vec<(String, TaskState, u64)> =
+        s.task_depth().await.unwrap().into_iter().map(|d| (d.queue, d.state, d.count)).collect();
+    depth.sort_by_key(|d| (d.0.clone(), d.1.as_str()));
+    assert_eq!(
+        depth,
+        vec![
+            (DEFAULT_QUEUE.to_owned(), TaskState::Available, 1),
+            (DEFAULT_QUEUE.to_owned(), TaskState::Running, 3),
+            ("other".to_owned(), TaskState::Available, 1),
+        ]
+    );
+    // an expired lease is claimable again
+    b.expire_lease(claimed[0].lease.task_id).await;
+    assert!(s.task_due_exists(default()).await.unwrap());
 }

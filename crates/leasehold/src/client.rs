@@ -12,6 +12,7 @@ use leasehold_core::{
 };
 
 use crate::job::Job;
+use crate::telemetry::record;
 
 /// Options of one enqueue; unset fields take the job's [`Job::options`], then the defaults.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -118,7 +119,11 @@ impl<S: TaskStore> Client<S> {
 
     /// Enqueues one job with options.
     pub async fn enqueue_with<J: Job>(&self, job: J, opts: EnqueueOptions) -> Result<TaskId> {
-        self.store.task_insert(new_task(&job, &opts)?).await
+        let task = new_task(&job, &opts)?;
+        let queue = task.queue.clone();
+        let id = self.store.task_insert(task).await?;
+        record::enqueued(self.store.backend_name(), &queue, J::KIND, 1);
+        Ok(id)
     }
 
     /// Enqueues a job at most once per idempotency key (set in `opts`): answers the new task, or the
@@ -128,7 +133,25 @@ impl<S: TaskStore> Client<S> {
         if opts.idempotency.is_none() {
             return Err(Error::InvalidInput("enqueue_idempotent needs an idempotency key in its options".into()));
         }
-        self.store.task_insert_idempotent(new_task(&job, &opts)?).await
+        let task = new_task(&job, &opts)?;
+        let (backend, queue) = (self.store.backend_name(), task.queue.clone());
+        match self.store.task_insert_idempotent(task).await {
+            Ok(found) => {
+                if found.existing {
+                    record::idempotency(backend, "task", "hit");
+                } else {
+                    record::idempotency(backend, "task", "new");
+                    record::enqueued(backend, &queue, J::KIND, 1);
+                }
+                Ok(found)
+            }
+            Err(e) => {
+                if matches!(e, Error::IdempotencyConflict { .. }) {
+                    record::idempotency(backend, "task", "conflict");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The result a completed task stored, decoded; `None` while it has not completed (or completed
@@ -148,12 +171,25 @@ impl<S: TaskStore> Client<S> {
         opts: EnqueueOptions,
     ) -> Result<Vec<TaskId>> {
         let tasks = jobs.into_iter().map(|j| new_task(&j, &opts)).collect::<Result<Vec<_>>>()?;
-        self.store.task_insert_many(tasks).await
+        let Some(queue) = tasks.first().map(|t| t.queue.clone()) else {
+            return Ok(Vec::new());
+        };
+        let ids = self.store.task_insert_many(tasks).await?;
+        record::enqueued(self.store.backend_name(), &queue, J::KIND, ids.len() as u64);
+        Ok(ids)
     }
 
     /// Enqueues prepared tasks of any kinds in one statement.
     pub async fn enqueue_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
-        self.store.task_insert_many(tasks).await
+        let mut counts: std::collections::HashMap<(String, String), u64> = std::collections::HashMap::new();
+        for t in &tasks {
+            *counts.entry((t.queue.clone(), t.kind.clone())).or_default() += 1;
+        }
+        let ids = self.store.task_insert_many(tasks).await?;
+        for ((queue, kind), n) in counts {
+            record::enqueued(self.store.backend_name(), &queue, &kind, n);
+        }
+        Ok(ids)
     }
 
     /// Reads a task.

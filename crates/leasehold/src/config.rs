@@ -29,6 +29,9 @@ pub struct WorkerConfig {
     pub retry: RetryPolicy,
     /// Recorded on claimed tasks; a unique id is generated when unset.
     pub worker_id: Option<String>,
+    /// How often the worker samples queue depth for the `leasehold_queue_depth` gauge; `None` turns
+    /// the sampling off (one `GROUP BY` over the live tasks per sample).
+    pub depth_sample_interval: Option<Duration>,
 }
 
 impl WorkerConfig {
@@ -44,6 +47,8 @@ impl WorkerConfig {
     pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(2);
     /// Default poll interval.
     pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+    /// Default queue-depth sampling interval.
+    pub const DEFAULT_DEPTH_SAMPLE_INTERVAL: Duration = Duration::from_secs(15);
     /// Default shutdown timeout.
     pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
     /// The most tasks one worker runs at once.
@@ -82,6 +87,9 @@ impl WorkerConfig {
         }
         if self.poll_interval.is_zero() {
             return bad("poll_interval must be above zero".into());
+        }
+        if self.depth_sample_interval.is_some_and(|d| d < Duration::from_millis(100)) {
+            return bad(format!("depth_sample_interval must be at least 100ms, got {:?}", self.depth_sample_interval));
         }
         self.retry.validate()
     }
@@ -123,6 +131,7 @@ impl Default for WorkerConfig {
             shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
             retry: RetryPolicy::default(),
             worker_id: None,
+            depth_sample_interval: Some(Self::DEFAULT_DEPTH_SAMPLE_INTERVAL),
         }
     }
 }

@@ -40,13 +40,18 @@ pub fn expect_version(rows_affected: u64, entity: impl std::fmt::Display, expect
         return Ok(());
     }
     VERSION_CONFLICTS.fetch_add(1, Ordering::Relaxed);
+    crate::telemetry::record::version_conflict();
     Err(Error::VersionConflict { entity: entity.to_string(), expected })
 }
 
 /// `Ok` when the fenced write changed a row, [`Error::LeaseLost`] when the row already carries a newer
 /// token (a later holder wrote it).
 pub fn expect_fenced(rows_affected: u64, lease: TaskLease) -> Result<()> {
-    if rows_affected > 0 { Ok(()) } else { Err(Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }) }
+    if rows_affected > 0 {
+        return Ok(());
+    }
+    crate::telemetry::record::stale_write("application");
+    Err(Error::LeaseLost { task_id: lease.task_id, fence: lease.fence })
 }
 
 /// How [`retry_on_conflict`] retries.

@@ -42,9 +42,14 @@
 //! - [`sqlite`] (feature `sqlite`, the default): the embedded SQLite store.
 //! - [`postgres`] (feature `postgres`): the PostgreSQL store, the production choice.
 //!
+//! - [`telemetry`]: the metrics catalog and how to export it; [`admin`] (feature `admin`): the
+//!   `/metrics`, `/healthz` and `/readyz` endpoints.
+//!
 //! Each backend module also has the operations that join the application's own transaction.
 //! - [`core`]: the backend-neutral model, re-exported from `leasehold-core`.
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod client;
 pub mod config;
 pub mod cron;
@@ -55,6 +60,7 @@ pub mod once;
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod telemetry;
 pub mod worker;
 
 pub use leasehold_core as core;

@@ -42,11 +42,18 @@ impl EffectKey {
 /// Decodes what claiming a key found: nothing (fresh) or the recorded outcome.
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    backend: &'static str,
     key: &str,
     found: Option<serde_json::Value>,
 ) -> leasehold_core::Result<Once<T>> {
     match found {
-        None => Ok(Once::Fresh(EffectKey(key.to_owned()))),
-        Some(outcome) => Ok(Once::Done(serde_json::from_value(outcome)?)),
+        None => {
+            crate::telemetry::record::idempotency(backend, "effect", "new");
+            Ok(Once::Fresh(EffectKey(key.to_owned())))
+        }
+        Some(outcome) => {
+            crate::telemetry::record::idempotency(backend, "effect", "hit");
+            Ok(Once::Done(serde_json::from_value(outcome)?))
+        }
     }
 }

@@ -43,7 +43,7 @@ pub async fn effect_begin<T: DeserializeOwned>(
     key: &str,
     lease: Option<TaskLease>,
 ) -> Result<Once<T>> {
-    once::decode(key, tx::effect_begin_in(tx, key, lease).await?)
+    once::decode("sqlite", key, tx::effect_begin_in(tx, key, lease).await?)
 }
 
 /// Records the outcome of an effect claimed by [`effect_begin`] in this transaction.

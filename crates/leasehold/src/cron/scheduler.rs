@@ -16,6 +16,7 @@ use leasehold_core::{Error, NewTask, Result, ScheduleStore, TaskId, TaskState};
 
 use super::schedule::Schedule;
 use crate::client::Client;
+use crate::telemetry::record;
 
 /// How a scheduler leads.
 #[derive(Clone, Debug)]
@@ -155,6 +156,8 @@ struct Inner<S> {
     schedules: Vec<Schedule>,
     term: Mutex<Option<Term>>,
     counters: Counters,
+    /// When this instance began trying to lead, while it does not: the start of its lock wait.
+    wanting_since: std::sync::Mutex<Option<Instant>>,
 }
 
 /// Runs on every instance; the leader enqueues each schedule's ticks. Build it with
@@ -214,6 +217,7 @@ impl<S: ScheduleStore> SchedulerBuilder<S> {
                 schedules: self.schedules,
                 term: Mutex::new(None),
                 counters: Counters::default(),
+                wanting_since: std::sync::Mutex::new(None),
             }),
             running: Mutex::new(None),
         })
@@ -251,6 +255,7 @@ impl<S: ScheduleStore> Scheduler<S> {
         if running.is_some() {
             return;
         }
+        crate::telemetry::describe();
         let stop = CancellationToken::new();
         let inner = self.inner.clone();
         let handle = tokio::spawn(run(inner, stop.clone()));
@@ -324,10 +329,15 @@ async fn lead<S: ScheduleStore>(inner: &Inner<S>) -> Result<Option<(LeaderToken,
             holder: inner.holder.clone(),
             ttl: inner.config.lease_ttl,
         };
+        let (backend, lock) = (inner.store.backend_name(), inner.config.lease_name.as_str());
+        let wanting_since = *inner.wanting_since.lock().unwrap().get_or_insert(t0);
         match inner.store.leader_acquire(params).await {
             Ok(Some(token)) => {
                 let new_term = term.as_ref().is_none_or(|t| t.leader.token != token);
+                record::lock_attempt(backend, lock, if new_term { "acquired" } else { "renewed" });
+                *inner.wanting_since.lock().unwrap() = None;
                 if new_term {
+                    record::lock_acquired(backend, lock, wanting_since.elapsed());
                     inner.counters.terms.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(holder = %inner.holder, token = %token, "scheduler leadership taken");
                 }
@@ -339,11 +349,15 @@ async fn lead<S: ScheduleStore>(inner: &Inner<S>) -> Result<Option<(LeaderToken,
                 return Ok((Instant::now() < trusted_until).then_some((leader, !synced, trusted_until)));
             }
             Ok(None) => {
+                record::lock_attempt(backend, lock, "busy");
                 *term = None;
                 return Ok(None);
             }
             // keep the term while it is trusted: the store may be back before it ends
-            Err(e) => tracing::warn!(error = %e, "renewing the scheduler's leadership failed"),
+            Err(e) => {
+                record::lock_attempt(backend, lock, "error");
+                tracing::warn!(error = %e, "renewing the scheduler's leadership failed");
+            }
         }
     }
     match term.as_ref() {
@@ -499,6 +513,7 @@ async fn write_tick<S: ScheduleStore>(
         *last_task = run;
     }
     inner.counters.count(outcome);
+    record::cron_tick(inner.store.backend_name(), &name, outcome.as_str());
     report.ticks.push((name, tick, outcome));
     Ok(wrote)
 }

@@ -1,11 +1,13 @@
 //! Batched completion: successful tasks are completed many per statement, each still fenced by its
 //! own token. A request waits for its answer, so a job counts as done only once the store said so.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::telemetry::record::WorkerMetrics;
 use leasehold_core::{CompletionStatus, Error, Result, TaskCompleteParams, TaskLease, TaskStore};
 
 /// The most completions flushed in one statement.
@@ -19,7 +21,12 @@ pub(crate) struct CompleteRequest {
 }
 
 /// Flushes whatever is queued, as one batch, until stopped with an empty queue.
-pub(crate) async fn run<S: TaskStore>(store: S, mut rx: mpsc::Receiver<CompleteRequest>, stop: CancellationToken) {
+pub(crate) async fn run<S: TaskStore>(
+    store: S,
+    mut rx: mpsc::Receiver<CompleteRequest>,
+    metrics: Arc<WorkerMetrics>,
+    stop: CancellationToken,
+) {
     loop {
         let first = tokio::select! {
             biased;
@@ -33,6 +40,7 @@ pub(crate) async fn run<S: TaskStore>(store: S, mut rx: mpsc::Receiver<CompleteR
                 Err(_) => break,
             }
         }
+        metrics.completion_batch(batch.len());
         flush(&store, batch).await;
     }
 }

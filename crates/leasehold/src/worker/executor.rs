@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use chrono::Utc;
 use futures::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use leasehold_core::*;
@@ -16,6 +18,7 @@ use super::completer::CompleteRequest;
 use super::lease::{CancelReason, LeaseEntry};
 use super::registry::Prepared;
 use crate::job::{JobContext, JobResult, Outcome};
+use crate::telemetry::record::{self, KindMetrics};
 
 /// Added to a retry's or snooze's delay before claiming again: the store measured the delay from its own
 /// `now` when it received the write, a little after this worker sent it.
@@ -47,13 +50,18 @@ pub(crate) async fn execute<S: TaskStore, St: Send + Sync + 'static>(
         outcome = tracing::field::Empty,
         error = tracing::field::Empty,
     );
+    let km = shared.metrics.kind(&task.queue, &task.kind);
+    km.started((Utc::now() - task.run_at).to_std().unwrap_or_default());
+    shared.metrics.in_flight(1.0);
     // whatever happens below, even a panic, the lease leaves the active set and the slot frees
     let _done = Done { shared: &shared, entry: &entry, permit: Some(permit) };
     async {
+        let started = Instant::now();
         let (attempt, max_attempts) = (task.attempt, task.max_attempts);
         let ran = run_handler(&shared, task, &entry).await;
         entry.finishing.store(true, Ordering::Release);
-        let outcome = settle(&shared, &entry, attempt, max_attempts, ran).await;
+        let outcome = settle(&shared, &km, &entry, attempt, max_attempts, ran).await;
+        km.settled(outcome, started.elapsed());
         tracing::Span::current().record("outcome", outcome);
         tracing::debug!(outcome, "task settled");
     }
@@ -71,6 +79,7 @@ struct Done<'a, S, St> {
 impl<S, St> Drop for Done<'_, S, St> {
     fn drop(&mut self) {
         self.shared.active.remove(self.entry.lease);
+        self.shared.metrics.in_flight(-1.0);
         drop(self.permit.take());
         self.shared.capacity_freed.notify_one();
     }
@@ -139,6 +148,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// Writes the outcome; answers its name for the span and logs.
 async fn settle<S: TaskStore, St>(
     shared: &Shared<S, St>,
+    km: &KindMetrics,
     entry: &LeaseEntry,
     attempt: i32,
     max_attempts: i32,
@@ -152,17 +162,20 @@ async fn settle<S: TaskStore, St>(
             Ran::Returned(Ok(Outcome::CompleteWith(v))) => Some(v),
             _ => None,
         };
-        return complete(shared, lease, result).await;
+        return complete(shared, km, lease, result).await;
     }
     match entry.reason() {
         Some(CancelReason::LeaseGone) => {
             stats.lease_lost.inc();
+            km.lease_lost("gone");
             return "lease_lost";
         }
         Some(CancelReason::TrustExpired) => {
             stats.lease_lost.inc();
+            km.lease_lost("trust_expired");
             write(
                 shared,
+                km,
                 "release",
                 shared.store.task_release(TaskReleaseParams { leases: vec![lease], lease_lost: true }),
             )
@@ -173,6 +186,7 @@ async fn settle<S: TaskStore, St>(
             stats.released.inc();
             write(
                 shared,
+                km,
                 "release",
                 shared.store.task_release(TaskReleaseParams { leases: vec![lease], lease_lost: false }),
             )
@@ -200,39 +214,40 @@ async fn settle<S: TaskStore, St>(
     match ran {
         Ran::Returned(Ok(Outcome::Complete | Outcome::CompleteWith(_))) => unreachable!("handled above"),
         Ran::Returned(Ok(Outcome::RetryAfter(d))) => {
-            retried(shared, retry("retry requested by the job".into(), Some(d)).await)
+            retried(shared, km, retry("retry requested by the job".into(), Some(d)).await)
         }
         Ran::Returned(Ok(Outcome::Snooze(delay))) => {
             stats.snoozed.inc();
             match shared.store.task_snooze(TaskSnoozeParams { lease, delay }).await {
                 Ok(()) => shared.due_in(delay + DUE_ALLOWANCE),
-                Err(e) => failed_write(shared, "snooze", &e),
+                Err(e) => failed_write(shared, km, "snooze", &e),
             }
             "snoozed"
         }
         Ran::Returned(Ok(Outcome::Cancel(reason))) => {
             stats.cancelled.inc();
             let p = TaskFinishParams { lease, state: TaskState::Cancelled, reason };
-            write(shared, "cancel", shared.store.task_finish(p)).await;
+            write(shared, km, "finish", shared.store.task_finish(p)).await;
             "cancelled"
         }
-        Ran::Returned(Ok(Outcome::Fail(reason))) => discard(shared, lease, reason).await,
-        Ran::Returned(Err(e)) => retried(shared, retry(e.to_string(), None).await),
+        Ran::Returned(Ok(Outcome::Fail(reason))) => discard(shared, km, lease, reason).await,
+        Ran::Returned(Err(e)) => retried(shared, km, retry(e.to_string(), None).await),
         Ran::Panicked(msg) => {
             stats.panics.inc();
-            retried(shared, retry(format!("the job panicked: {msg}"), None).await)
+            retried(shared, km, retry(format!("the job panicked: {msg}"), None).await)
         }
         Ran::UnknownKind => {
             let kind = "unknown job kind: no handler is registered for it in this worker".to_owned();
-            retried(shared, retry(kind, None).await)
+            retried(shared, km, retry(kind, None).await)
         }
-        Ran::Undecodable(msg) => discard(shared, lease, msg).await,
+        Ran::Undecodable(msg) => discard(shared, km, lease, msg).await,
         Ran::Abandoned => unreachable!("only a cancelled job is abandoned, and a cancelled job has a reason"),
     }
 }
 
 async fn complete<S: TaskStore, St>(
     shared: &Shared<S, St>,
+    km: &KindMetrics,
     lease: TaskLease,
     result: Option<serde_json::Value>,
 ) -> &'static str {
@@ -248,6 +263,8 @@ async fn complete<S: TaskStore, St>(
         }
         Ok(Ok(CompletionStatus::LeaseLost)) => {
             shared.stats.lease_lost.inc();
+            km.lease_lost("fenced");
+            record::stale_write("complete");
             tracing::warn!("completion rejected: the lease was lost before it");
             "lease_lost"
         }
@@ -263,15 +280,20 @@ async fn complete<S: TaskStore, St>(
     }
 }
 
-async fn discard<S: TaskStore, St>(shared: &Shared<S, St>, lease: TaskLease, reason: String) -> &'static str {
+async fn discard<S: TaskStore, St>(
+    shared: &Shared<S, St>,
+    km: &KindMetrics,
+    lease: TaskLease,
+    reason: String,
+) -> &'static str {
     shared.stats.discarded.inc();
     tracing::Span::current().record("error", reason.as_str());
     let p = TaskFinishParams { lease, state: TaskState::Discarded, reason };
-    write(shared, "discard", shared.store.task_finish(p)).await;
+    write(shared, km, "finish", shared.store.task_finish(p)).await;
     "discarded"
 }
 
-fn retried<S, St>(shared: &Shared<S, St>, r: Result<TaskState>) -> &'static str {
+fn retried<S, St>(shared: &Shared<S, St>, km: &KindMetrics, r: Result<TaskState>) -> &'static str {
     match r {
         Ok(TaskState::Discarded) => {
             shared.stats.discarded.inc();
@@ -282,21 +304,28 @@ fn retried<S, St>(shared: &Shared<S, St>, r: Result<TaskState>) -> &'static str 
             "retried"
         }
         Err(e) => {
-            failed_write(shared, "retry", &e);
+            failed_write(shared, km, "retry", &e);
             "write_failed"
         }
     }
 }
 
-async fn write<S, St, T>(shared: &Shared<S, St>, what: &str, op: impl Future<Output = Result<T>>) {
+async fn write<S, St, T>(
+    shared: &Shared<S, St>,
+    km: &KindMetrics,
+    what: &'static str,
+    op: impl Future<Output = Result<T>>,
+) {
     if let Err(e) = op.await {
-        failed_write(shared, what, &e);
+        failed_write(shared, km, what, &e);
     }
 }
 
-fn failed_write<S, St>(shared: &Shared<S, St>, what: &str, e: &Error) {
+fn failed_write<S, St>(shared: &Shared<S, St>, km: &KindMetrics, what: &'static str, e: &Error) {
     if e.is_lease_lost() {
         shared.stats.lease_lost.inc();
+        km.lease_lost("fenced");
+        record::stale_write(what);
         tracing::warn!(error = %e, "{what} rejected by fencing");
     } else {
         shared.stats.write_errors.inc();

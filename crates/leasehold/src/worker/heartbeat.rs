@@ -11,6 +11,7 @@ use leasehold_core::{LeaseRenewParams, TaskLease, TaskStore};
 
 use super::Shared;
 use super::lease::CancelReason;
+use crate::telemetry::record::RenewOutcome;
 
 /// The shortest pause between two renewals.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -18,9 +19,17 @@ const MIN_INTERVAL: Duration = Duration::from_millis(100);
 pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(shared: Arc<Shared<S, St>>, stop: CancellationToken) {
     loop {
         let pause = interval(&shared);
+        let slept_at = Instant::now();
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(pause) => renew_once(&shared).await,
+            _ = tokio::time::sleep(pause) => {
+                let due = Instant::now();
+                if renew_once(&shared).await {
+                    // the sleep's own lateness is part of the lag: measure from when it should have ended
+                    let late = due.saturating_duration_since(slept_at + pause);
+                    shared.metrics.renewal_lag(late + due.elapsed());
+                }
+            }
             // a new lease may be shorter than any held so far: recompute the pause
             _ = shared.active.added.notified() => {}
         }
@@ -38,31 +47,40 @@ fn interval<S, St>(shared: &Shared<S, St>) -> Duration {
 }
 
 /// One renewal round: extends trust for the leases renewed, cancels the work of those found gone.
-pub(crate) async fn renew_once<S: TaskStore, St>(shared: &Shared<S, St>) {
+/// Answers whether there was anything to renew.
+pub(crate) async fn renew_once<S: TaskStore, St>(shared: &Shared<S, St>) -> bool {
     let entries = shared.active.snapshot();
     if entries.is_empty() {
-        return;
+        return false;
     }
     let t0 = Instant::now();
     let leases = entries.iter().map(|e| (e.lease, e.ttl)).collect();
     match shared.store.lease_renew(LeaseRenewParams { leases }).await {
         Ok(answer) => {
+            shared.health.store_ok();
             let renewed: HashSet<TaskLease> = answer.renewed.into_iter().collect();
             let busy: HashSet<TaskLease> = answer.busy.into_iter().collect();
-            for e in entries {
+            let mut lost = 0;
+            for e in &entries {
                 if renewed.contains(&e.lease) {
                     e.renewed(t0);
                 } else if busy.contains(&e.lease) {
                     // another transaction holds the row: the next round decides
                 } else if !e.is_finishing() {
+                    lost += 1;
                     tracing::warn!(task_id = %e.lease.task_id, fence = %e.lease.fence, "lease lost: cancelling the job");
                     e.lose(CancelReason::LeaseGone);
                 }
             }
+            shared.metrics.renewals(RenewOutcome::Renewed, renewed.len());
+            shared.metrics.renewals(RenewOutcome::Busy, busy.len());
+            shared.metrics.renewals(RenewOutcome::Lost, lost);
         }
         Err(err) => {
             shared.stats.renew_failures.inc();
+            shared.metrics.renewals(RenewOutcome::Error, entries.len());
             tracing::warn!(error = %err, leases = entries.len(), "renewing leases failed");
         }
     }
+    true
 }

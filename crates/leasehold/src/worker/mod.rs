@@ -1,8 +1,9 @@
 //! The worker runtime: claims tasks, runs their jobs under leases, and writes outcomes.
 //!
-//! One worker owns four kinds of background work, started together by [`Worker::start`] and stopped
+//! One worker owns five kinds of background work, started together by [`Worker::start`] and stopped
 //! together by [`Worker::stop`]: the claim loop (`producer.rs`), one executor per running task
-//! (`executor.rs`), the heartbeat (`heartbeat.rs`) and the batched completer (`completer.rs`).
+//! (`executor.rs`), the heartbeat (`heartbeat.rs`), the batched completer (`completer.rs`)
+//! and the queue-depth sampler (`sampler.rs`).
 //! Nothing is spawned that [`Worker::stop`] does not wait for.
 //!
 //! Stopping is graceful: claiming stops, running jobs get [`WorkerConfig::shutdown_timeout`] to
@@ -11,10 +12,12 @@
 
 mod completer;
 mod executor;
+mod health;
 mod heartbeat;
 mod lease;
 mod producer;
 mod registry;
+mod sampler;
 mod stats;
 
 use std::cmp::Reverse;
@@ -31,6 +34,8 @@ use leasehold_core::{Error, MIN_LEASE_TTL, Result, RetryPolicy, TaskStore};
 
 use crate::config::WorkerConfig;
 use crate::job::Job;
+use crate::telemetry::record::WorkerMetrics;
+pub use health::WorkerHealth;
 use lease::{ActiveSet, CancelReason};
 use registry::Registry;
 use stats::Stats;
@@ -54,6 +59,8 @@ pub(crate) struct Shared<S, St> {
     due_soon: std::sync::Mutex<BinaryHeap<Reverse<tokio::time::Instant>>>,
     rescheduled: Notify,
     completer: mpsc::Sender<completer::CompleteRequest>,
+    metrics: Arc<WorkerMetrics>,
+    health: Arc<health::HealthState>,
 }
 
 impl<S, St> Shared<S, St> {
@@ -96,6 +103,7 @@ struct Running<S, St> {
     producer: Option<JoinHandle<()>>,
     heartbeat: Option<JoinHandle<()>>,
     completer: Option<JoinHandle<()>>,
+    sampler: Option<JoinHandle<()>>,
 }
 
 impl<S, St> Running<S, St> {
@@ -113,6 +121,7 @@ impl<S, St> Drop for Running<S, St> {
     /// An abrupt stop (the worker dropped, or a stop future dropped before it finished): claiming ends,
     /// running jobs are cancelled and release their tasks, and the rest winds down on its own.
     fn drop(&mut self) {
+        self.shared.health.set_running(false);
         self.stop_claiming.cancel();
         self.cancel_jobs();
         self.executors.close();
@@ -130,6 +139,7 @@ pub struct Worker<S, St = ()> {
     registry: Arc<Registry<St>>,
     state: Arc<St>,
     stats: Arc<Stats>,
+    health: Arc<health::HealthState>,
     running: tokio::sync::Mutex<Option<Running<S, St>>>,
 }
 
@@ -172,6 +182,11 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
         self.stats.snapshot()
     }
 
+    /// A handle for readiness probes: running, and reaching the store.
+    pub fn health(&self) -> WorkerHealth {
+        WorkerHealth(self.health.clone())
+    }
+
     /// Tasks running now.
     pub async fn running_tasks(&self) -> usize {
         self.running.lock().await.as_ref().map_or(0, |r| r.shared.active.len())
@@ -184,6 +199,7 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
             return;
         }
         let (tx, rx) = mpsc::channel(completer::MAX_BATCH);
+        let metrics = Arc::new(WorkerMetrics::new(self.store.backend_name()));
         let shared = Arc::new(Shared {
             store: self.store.clone(),
             config: self.config.clone(),
@@ -197,12 +213,19 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
             due_soon: std::sync::Mutex::new(BinaryHeap::new()),
             rescheduled: Notify::new(),
             completer: tx,
+            metrics: metrics.clone(),
+            health: self.health.clone(),
         });
+        self.health.set_running(true);
         let (stop_claiming, stop_services) = (CancellationToken::new(), CancellationToken::new());
         let executors = TaskTracker::new();
         let producer = tokio::spawn(producer::run(shared.clone(), executors.clone(), stop_claiming.clone()));
         let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), stop_services.clone()));
-        let completer = tokio::spawn(completer::run(self.store.clone(), rx, stop_services.clone()));
+        let completer = tokio::spawn(completer::run(self.store.clone(), rx, metrics, stop_services.clone()));
+        let sampler = self
+            .config
+            .depth_sample_interval
+            .map(|every| tokio::spawn(sampler::run(self.store.clone(), every, stop_services.clone())));
         tracing::info!(worker_id = %self.worker_id, queues = ?self.config.queues, "worker started");
         *running = Some(Running {
             shared,
@@ -212,6 +235,7 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
             producer: Some(producer),
             heartbeat: Some(heartbeat),
             completer: Some(completer),
+            sampler,
         });
     }
 
@@ -227,6 +251,7 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
         let Some(r) = guard.as_mut() else {
             return;
         };
+        self.health.set_running(false);
         r.stop_claiming.cancel();
         if let Some(producer) = r.producer.take() {
             let _ = producer.await;
@@ -238,7 +263,7 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
             r.executors.wait().await;
         }
         r.stop_services.cancel();
-        for service in [r.heartbeat.take(), r.completer.take()].into_iter().flatten() {
+        for service in [r.heartbeat.take(), r.completer.take(), r.sampler.take()].into_iter().flatten() {
             let _ = service.await;
         }
         *guard = None;
@@ -347,6 +372,12 @@ impl<S: TaskStore, St: Send + Sync + 'static> WorkerBuilder<S, St> {
         self
     }
 
+    /// How often to sample queue depth for metrics; `None` turns sampling off.
+    pub fn depth_sample_interval(mut self, every: Option<Duration>) -> Self {
+        self.config.depth_sample_interval = every;
+        self
+    }
+
     /// Validates the configuration and the registered jobs.
     pub fn build(self) -> Result<Worker<S, St>> {
         if let Some(p) = self.problems.first() {
@@ -357,7 +388,10 @@ impl<S: TaskStore, St: Send + Sync + 'static> WorkerBuilder<S, St> {
         }
         self.config.validate()?;
         let worker_id = self.config.worker_id.clone().unwrap_or_else(default_worker_id);
+        let health =
+            health::HealthState::new(worker_id.clone(), self.config.poll_interval, self.config.heartbeat_interval);
         Ok(Worker {
+            health: Arc::new(health),
             store: self.store,
             config: self.config,
             worker_id,

@@ -12,6 +12,7 @@ use leasehold_core::{Result, TaskClaimParams, TaskStore, Wakeup};
 use super::Shared;
 use super::executor::execute;
 use super::lease::LeaseEntry;
+use crate::telemetry::record::ClaimOutcome;
 
 pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(
     shared: Arc<Shared<S, St>>,
@@ -72,10 +73,22 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
         Ok(tasks) => tasks,
         Err(e) => {
             shared.stats.claim_errors.inc();
+            shared.metrics.claim(ClaimOutcome::Error, t0.elapsed(), 0);
             tracing::warn!(error = %e, "claiming failed");
             return false;
         }
     };
+    let took = t0.elapsed();
+    shared.health.store_ok();
+    let outcome = if !tasks.is_empty() {
+        ClaimOutcome::Claimed
+    } else if shared.store.task_due_exists(shared.config.queues.clone()).await.unwrap_or(false) {
+        // due tasks that this claim skipped: other claimers held them locked
+        ClaimOutcome::Contended
+    } else {
+        ClaimOutcome::Empty
+    };
+    shared.metrics.claim(outcome, took, tasks.len());
     let full = tasks.len() == free;
     for task in tasks {
         let Ok(permit) = shared.capacity.clone().try_acquire_owned() else {

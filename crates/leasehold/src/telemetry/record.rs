@@ -1,0 +1,205 @@
+//! Where leasehold's code records metrics. Hot paths (claims, renewals, task outcomes) keep handles
+//! registered once per worker and per (queue, kind); rare events go through the macros directly.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+
+use super::catalog::*;
+
+/// Claim outcomes, in the order of [`WorkerMetrics::claims`].
+#[derive(Clone, Copy)]
+pub(crate) enum ClaimOutcome {
+    Claimed,
+    Empty,
+    Contended,
+    Error,
+}
+
+const CLAIM_OUTCOMES: [&str; 4] = ["claimed", "empty", "contended", "error"];
+
+/// Renewal outcomes, in the order of [`WorkerMetrics::renewals`].
+#[derive(Clone, Copy)]
+pub(crate) enum RenewOutcome {
+    Renewed,
+    Busy,
+    Lost,
+    Error,
+}
+
+const RENEW_OUTCOMES: [&str; 4] = ["renewed", "busy", "lost", "error"];
+
+/// The outcomes an attempt can end with (the executor's names).
+pub(crate) const TASK_OUTCOME_NAMES: [&str; 9] = [
+    "completed",
+    "retried",
+    "discarded",
+    "cancelled",
+    "snoozed",
+    "released",
+    "lease_lost",
+    "self_fenced",
+    "write_failed",
+];
+
+/// The writes a fencing token can refuse.
+pub(crate) const STALE_WRITE_KINDS: [&str; 6] = ["complete", "retry", "snooze", "finish", "release", "application"];
+
+/// Why a lease was lost.
+const LOST_REASONS: [&str; 3] = ["gone", "trust_expired", "fenced"];
+
+/// A worker's metric handles.
+pub(crate) struct WorkerMetrics {
+    backend: &'static str,
+    claims: [Counter; 4],
+    claim_duration: Histogram,
+    claim_batch: Histogram,
+    renewals: [Counter; 4],
+    renewal_lag: Histogram,
+    in_flight: Gauge,
+    completion_batch: Histogram,
+    kinds: Mutex<HashMap<(String, String), Arc<KindMetrics>>>,
+}
+
+/// The handles of one (queue, kind).
+pub(crate) struct KindMetrics {
+    outcomes: [Counter; 9],
+    duration: Histogram,
+    queue_wait: Histogram,
+    backend: &'static str,
+    queue: String,
+    kind: String,
+}
+
+impl WorkerMetrics {
+    pub(crate) fn new(backend: &'static str) -> Self {
+        super::describe();
+        // registered at zero, so dashboards show 0 rather than no data before the first event
+        for write in STALE_WRITE_KINDS {
+            counter!(STALE_WRITES, "write" => write).increment(0);
+        }
+        counter!(VERSION_CONFLICTS).increment(0);
+        Self {
+            backend,
+            claims: CLAIM_OUTCOMES.map(|o| counter!(CLAIMS, "backend" => backend, "outcome" => o)),
+            claim_duration: histogram!(CLAIM_DURATION, "backend" => backend),
+            claim_batch: histogram!(CLAIM_BATCH, "backend" => backend),
+            renewals: RENEW_OUTCOMES.map(|o| counter!(RENEWALS, "backend" => backend, "outcome" => o)),
+            renewal_lag: histogram!(RENEWAL_LAG, "backend" => backend),
+            in_flight: gauge!(IN_FLIGHT, "backend" => backend),
+            completion_batch: histogram!(COMPLETION_BATCH, "backend" => backend),
+            kinds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn claim(&self, outcome: ClaimOutcome, took: Duration, tasks: usize) {
+        self.claims[outcome as usize].increment(1);
+        self.claim_duration.record(took);
+        if tasks > 0 {
+            self.claim_batch.record(tasks as f64);
+        }
+    }
+
+    pub(crate) fn renewals(&self, outcome: RenewOutcome, n: usize) {
+        if n > 0 {
+            self.renewals[outcome as usize].increment(n as u64);
+        }
+    }
+
+    pub(crate) fn renewal_lag(&self, lag: Duration) {
+        self.renewal_lag.record(lag);
+    }
+
+    pub(crate) fn in_flight(&self, delta: f64) {
+        self.in_flight.increment(delta);
+    }
+
+    pub(crate) fn completion_batch(&self, n: usize) {
+        self.completion_batch.record(n as f64);
+    }
+
+    /// The handles of `queue` and `kind`, registered on first use. Every outcome is registered at
+    /// once, so a dashboard sees zeros rather than no series.
+    pub(crate) fn kind(&self, queue: &str, kind: &str) -> Arc<KindMetrics> {
+        let mut kinds = self.kinds.lock().unwrap();
+        if let Some(k) = kinds.get(&(queue.to_owned(), kind.to_owned())) {
+            return k.clone();
+        }
+        let (b, q, k) = (self.backend, queue.to_owned(), kind.to_owned());
+        let m = Arc::new(KindMetrics {
+            outcomes: TASK_OUTCOME_NAMES.map(
+                |o| counter!(TASK_OUTCOMES, "backend" => b, "queue" => q.clone(), "kind" => k.clone(), "outcome" => o),
+            ),
+            duration: histogram!(TASK_DURATION, "backend" => b, "queue" => q.clone(), "kind" => k.clone()),
+            queue_wait: histogram!(QUEUE_WAIT, "backend" => b, "queue" => q.clone(), "kind" => k.clone()),
+            backend: b,
+            queue: q.clone(),
+            kind: k.clone(),
+        });
+        for reason in LOST_REASONS {
+            counter!(LEASES_LOST, "backend" => b, "queue" => q.clone(), "kind" => k.clone(), "reason" => reason)
+                .increment(0);
+        }
+        kinds.insert((q, k), m.clone());
+        m
+    }
+}
+
+impl KindMetrics {
+    pub(crate) fn started(&self, waited: Duration) {
+        self.queue_wait.record(waited);
+    }
+
+    pub(crate) fn settled(&self, outcome: &str, ran: Duration) {
+        if let Some(i) = TASK_OUTCOME_NAMES.iter().position(|o| *o == outcome) {
+            self.outcomes[i].increment(1);
+        }
+        self.duration.record(ran);
+    }
+
+    /// A lease lost: `reason` is gone, trust_expired or fenced.
+    pub(crate) fn lease_lost(&self, reason: &'static str) {
+        counter!(LEASES_LOST, "backend" => self.backend, "queue" => self.queue.clone(), "kind" => self.kind.clone(),
+            "reason" => reason)
+        .increment(1);
+    }
+}
+
+/// A write refused because its token was stale.
+pub(crate) fn stale_write(write: &'static str) {
+    counter!(STALE_WRITES, "write" => write).increment(1);
+}
+
+pub(crate) fn version_conflict() {
+    counter!(VERSION_CONFLICTS).increment(1);
+}
+
+/// A keyed insert: scope is task or effect; outcome is new, hit or conflict.
+pub(crate) fn idempotency(backend: &'static str, scope: &'static str, outcome: &'static str) {
+    counter!(IDEMPOTENCY, "backend" => backend, "scope" => scope, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn enqueued(backend: &'static str, queue: &str, kind: &str, n: u64) {
+    counter!(ENQUEUED, "backend" => backend, "queue" => queue.to_owned(), "kind" => kind.to_owned()).increment(n);
+}
+
+pub(crate) fn queue_depth(backend: &'static str, queue: &str, state: &'static str, n: u64) {
+    gauge!(QUEUE_DEPTH, "backend" => backend, "queue" => queue.to_owned(), "state" => state).set(n as f64);
+}
+
+/// An attempt on a leased lock: outcome is acquired, renewed, busy or error.
+pub(crate) fn lock_attempt(backend: &'static str, lock: &str, outcome: &'static str) {
+    counter!(LOCK_ACQUISITIONS, "backend" => backend, "lock" => lock.to_owned(), "outcome" => outcome).increment(1);
+}
+
+/// A lock acquired after `waited`: a new term.
+pub(crate) fn lock_acquired(backend: &'static str, lock: &str, waited: Duration) {
+    histogram!(LOCK_WAIT, "backend" => backend, "lock" => lock.to_owned()).record(waited);
+    counter!(LEADER_CHANGES, "backend" => backend, "lock" => lock.to_owned()).increment(1);
+}
+
+pub(crate) fn cron_tick(backend: &'static str, schedule: &str, outcome: &'static str) {
+    counter!(CRON_TICKS, "backend" => backend, "schedule" => schedule.to_owned(), "outcome" => outcome).increment(1);
+}
