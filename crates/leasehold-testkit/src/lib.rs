@@ -13,10 +13,13 @@
 //! - [`history`]: what those processes recorded, read back for the checks.
 //! - [`scenarios`]: the crash and pause scenarios, on any backend.
 //! - [`wait`]: waiting on a condition with a deadline instead of sleeping.
+//! - [`faults`]: the fault-scenario harness, its history checker, and the fault kit for your own
+//!   handlers (pause past the lease, kill, drop connections, crash the server, move the store's clock).
 
 pub mod backend;
 pub mod conformance;
 pub mod cron_cases;
+pub mod faults;
 pub mod history;
 pub mod jobs;
 pub mod pg;

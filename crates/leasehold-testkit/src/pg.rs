@@ -31,12 +31,15 @@ pub struct TestDb {
 impl TestDb {
     /// Creates an empty database with leasehold's migrations and the suite's effect table.
     pub async fn create() -> Self {
-        let admin: PgConnectOptions = admin_url().parse().expect("LEASEHOLD_TEST_DATABASE_URL is not a PostgreSQL URL");
+        Self::create_on(&admin_url()).await
+    }
+
+    /// The same on the server of `admin_url` (a cluster of the test's own, say).
+    pub async fn create_on(admin_url: &str) -> Self {
+        let admin: PgConnectOptions = admin_url.parse().expect("not a PostgreSQL URL");
         let name = format!("leasehold_test_{}", Uuid::now_v7().simple());
-        let mut conn = admin
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {}: {e}", admin_url()));
+        let mut conn =
+            admin.connect().await.unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {admin_url}: {e}"));
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
         conn.close().await.ok();
         let opts = admin.clone().database(&name);

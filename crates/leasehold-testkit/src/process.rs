@@ -21,6 +21,8 @@ pub struct ProcessOptions {
     pub poll: Duration,
     /// Also run a scheduler with an every-second schedule.
     pub schedule_every_second: bool,
+    /// A planted bug for the checker's own test: complete by id, without the token.
+    pub planted_bug: bool,
 }
 
 impl Default for ProcessOptions {
@@ -33,6 +35,7 @@ impl Default for ProcessOptions {
             grace: Duration::from_millis(300),
             poll: Duration::from_millis(200),
             schedule_every_second: false,
+            planted_bug: false,
         }
     }
 }
@@ -53,6 +56,9 @@ impl WorkerProcess {
         let mut cmd = Command::new(bin);
         if opts.schedule_every_second {
             cmd.env("SCHEDULE_EVERY_SECOND", "1");
+        }
+        if opts.planted_bug {
+            cmd.env("LEASEHOLD_PLANTED_BUG", "unfenced-completion");
         }
         let mut child = cmd
             .env("LEASEHOLD_DATABASE_URL", db_url)

@@ -23,6 +23,11 @@ impl Rng {
         Self(seed)
     }
 
+    /// A generator with a fixed seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
     /// A number below `n`.
     pub fn below(&mut self, n: usize) -> usize {
         self.0 ^= self.0 << 13;

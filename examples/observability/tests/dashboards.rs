@@ -185,7 +185,6 @@ async fn a_real_prometheus_scraping_the_example_has_data_for_every_panel() {
         Command::new(env!("CARGO_BIN_EXE_example-observability"))
             .env("DATABASE_URL", db.url())
             .env("LEASEHOLD_ADMIN_ADDR", "127.0.0.1:0")
-            .env("RUN_FOR_SECS", "240")
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .spawn()

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use leasehold::cron::{MissedPolicy, OverlapPolicy, Schedule, Scheduler};
 use leasehold::postgres::PgStore;
@@ -29,6 +29,34 @@ enum Db {
 struct State {
     db: Db,
     name: String,
+    /// `LEASEHOLD_PLANTED_BUG=unfenced-completion`: completes by id, without the token, so that the
+    /// fault checker's own test can show it catches the bug.
+    planted_bug: bool,
+}
+
+/// The planted bug: the effect and a completion that ignores the token.
+async fn complete_unfenced(pool: &sqlx::PgPool, lease: TaskLease, worker: &str) -> Result<()> {
+    let db = leasehold_core::Error::database;
+    let mut tx = pool.begin().await.map_err(db)?;
+    sqlx::query("INSERT INTO effects (task_id, fence, worker) VALUES ($1, $2, $3)")
+        .bind(lease.task_id.0)
+        .bind(lease.fence.0)
+        .bind(worker)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    let done = sqlx::query(
+        "UPDATE leasehold.tasks SET state = 'completed', lease_expires_at = NULL, finalized_at = now()
+          WHERE id = $1 AND state <> 'completed'",
+    )
+    .bind(lease.task_id.0)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    if done.rows_affected() == 0 {
+        return Err(leasehold_core::Error::LeaseLost { task_id: lease.task_id, fence: lease.fence });
+    }
+    tx.commit().await.map_err(db)
 }
 
 impl State {
@@ -81,6 +109,9 @@ impl State {
     }
 
     async fn complete_with_effect(&self, lease: TaskLease) -> Result<()> {
+        if let (Db::Pg(s), true) = (&self.db, self.planted_bug) {
+            return complete_unfenced(s.pool(), lease, &self.name).await;
+        }
         match &self.db {
             Db::Pg(s) => leasehold_testkit::pg::complete_with_effect(s.pool(), lease, &self.name).await,
             Db::Sqlite(s) => leasehold_testkit::sqlite::complete_with_effect(s, lease, &self.name).await,
@@ -174,10 +205,17 @@ async fn main() {
     let concurrency: u32 = std::env::var("CONCURRENCY").expect("CONCURRENCY").parse().expect("CONCURRENCY");
     if url.starts_with("sqlite:") {
         let store = SqliteStore::connect(&url).await.expect("open the SQLite file");
-        run(store.clone(), State { db: Db::Sqlite(store), name }, concurrency).await;
+        run(store.clone(), State { db: Db::Sqlite(store), name, planted_bug: false }, concurrency).await;
     } else {
-        let pool = PgPoolOptions::new().max_connections(concurrency + 4).connect(&url).await.expect("connect");
+        // named, so that a fault test can cut this process's connections
+        let opts: PgConnectOptions = url.parse().expect("a PostgreSQL URL");
+        let pool = PgPoolOptions::new()
+            .max_connections(concurrency + 4)
+            .connect_with(opts.application_name(&name))
+            .await
+            .expect("connect");
         let store = PgStore::from_pool(pool);
-        run(store.clone(), State { db: Db::Pg(store), name }, concurrency).await;
+        let planted_bug = std::env::var("LEASEHOLD_PLANTED_BUG").is_ok_and(|b| b == "unfenced-completion");
+        run(store.clone(), State { db: Db::Pg(store), name, planted_bug }, concurrency).await;
     }
 }

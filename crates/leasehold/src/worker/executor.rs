@@ -51,7 +51,10 @@ pub(crate) async fn execute<S: TaskStore, St: Send + Sync + 'static>(
         error = tracing::field::Empty,
     );
     let km = shared.metrics.kind(&task.queue, &task.kind);
-    km.started((Utc::now() - task.run_at).to_std().unwrap_or_default());
+    // a takeover keeps the task's run_at: its wait would include the previous holder's run
+    if !task.taken_over {
+        km.started((Utc::now() - task.run_at).to_std().unwrap_or_default());
+    }
     shared.metrics.in_flight(1.0);
     // whatever happens below, even a panic, the lease leaves the active set and the slot frees
     let _done = Done { shared: &shared, entry: &entry, permit: Some(permit) };

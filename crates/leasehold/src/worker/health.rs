@@ -17,13 +17,14 @@ pub(crate) struct HealthState {
 }
 
 impl HealthState {
-    pub(crate) fn new(worker_id: String, poll: Duration, heartbeat: Duration) -> Self {
+    pub(crate) fn new(worker_id: String, poll: Duration, lease_window: Duration) -> Self {
         Self {
             worker_id,
             running: AtomicBool::new(false),
             base: Instant::now(),
             last_ok_ms: AtomicU64::new(0),
-            stale_after: poll.max(heartbeat) * 3,
+            // a worker that cannot reach its store for a whole trust window has lost its leases
+            stale_after: (poll * 3).max(lease_window),
         }
     }
 

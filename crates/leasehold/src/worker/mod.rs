@@ -388,8 +388,11 @@ impl<S: TaskStore, St: Send + Sync + 'static> WorkerBuilder<S, St> {
         }
         self.config.validate()?;
         let worker_id = self.config.worker_id.clone().unwrap_or_else(default_worker_id);
-        let health =
-            health::HealthState::new(worker_id.clone(), self.config.poll_interval, self.config.heartbeat_interval);
+        let health = health::HealthState::new(
+            worker_id.clone(),
+            self.config.poll_interval,
+            self.config.lease_ttl - self.config.trust_margin,
+        );
         Ok(Worker {
             health: Arc::new(health),
             store: self.store,

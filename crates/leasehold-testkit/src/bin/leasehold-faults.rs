@@ -1,0 +1,44 @@
+//! The fault suite on demand: `leasehold-faults [short|long] [--seed N]` (or `./scripts/faults.sh`).
+//! Runs the profile on a PostgreSQL cluster of its own, prints its figures, and exits non-zero on any
+//! anomaly. The worker processes are `leasehold-test-worker`, found beside this binary.
+
+use std::process::ExitCode;
+
+use leasehold_testkit::faults::{Profile, run::run};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let seed = args
+        .iter()
+        .position(|a| a == "--seed")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos())
+        });
+    let profile = match args.first().map(String::as_str) {
+        None | Some("short") => Profile::short(seed),
+        Some("long") => Profile::long(seed),
+        Some(other) => {
+            eprintln!("unknown profile {other:?}: use short or long, optionally with --seed N");
+            return ExitCode::from(2);
+        }
+    };
+    let worker = std::env::current_exe().unwrap().with_file_name("leasehold-test-worker");
+    if !worker.is_file() {
+        eprintln!("{} is missing: build it with `cargo build -p leasehold-testkit --bins`", worker.display());
+        return ExitCode::from(2);
+    }
+    println!("running the {} profile, seed {seed} (replay with --seed {seed})", profile.name);
+    let report = run(&profile, worker.to_str().unwrap(), false).await;
+    println!("{}", report.summary());
+    if report.clean() {
+        ExitCode::SUCCESS
+    } else {
+        for a in &report.check.anomalies {
+            println!("ANOMALY {a}");
+        }
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,212 @@
+//! The offline checker: reads a [`History`] and reports every violation of the guarantees, and the
+//! figures of the run. Safety findings are hard zeros; takeover latency is a budget.
+//!
+//! - **double hold**: a task claimed again while the previous token's lease was still valid and had
+//!   not ended, on the store's clock;
+//! - **token regression**: a task's tokens not strictly increasing, a token issued twice, or a token
+//!   after a store restart not above every token before it;
+//! - **stale write accepted**: an effect that committed under a token other than the one its task was
+//!   completed with (the completion was not fenced, or a zombie's write got through);
+//! - **duplicate effect**: more than one effect for a task;
+//! - **lost effect**: a completed task without an effect, or an attempt its worker saw committed
+//!   whose effect is missing (a lost acknowledgement);
+//! - **unfinished task**: a task not completed once the run has settled.
+
+use std::collections::{HashMap, HashSet};
+
+use uuid::Uuid;
+
+use super::history::{EventKind, History};
+
+/// The run's protocol durations, for the takeover budget.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Lease `L`, ms.
+    pub lease_ms: i64,
+    /// Poll interval, ms.
+    pub poll_ms: i64,
+    /// Heartbeat `H`, ms.
+    pub heartbeat_ms: i64,
+    /// Allowance for a loaded machine, ms.
+    pub slack_ms: i64,
+}
+
+impl Budget {
+    /// The longest a takeover may take: the lease, a heartbeat before it, a poll after it, and slack.
+    pub fn takeover_ms(&self) -> i64 {
+        self.lease_ms + self.heartbeat_ms + self.poll_ms + self.slack_ms
+    }
+}
+
+/// What the checker found.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Every violation, described; empty for a clean run.
+    pub anomalies: Vec<String>,
+    /// Tasks in the history.
+    pub tasks: usize,
+    /// Claims (tokens issued).
+    pub claims: usize,
+    /// Renewals.
+    pub renewals: usize,
+    /// Effects committed.
+    pub effects: usize,
+    /// Takeover latencies (ms), from the previous holder's last renewal to the new claim, sorted;
+    /// takeovers across a store restart are left out (they wait for the store).
+    pub takeovers_ms: Vec<i64>,
+    /// Takeovers over the budget.
+    pub takeovers_over_budget: usize,
+    /// Writes by a holder whose lease had been taken over, refused by their token: each one a write
+    /// that a design without fencing would have accepted.
+    pub zombie_writes_rejected: usize,
+    /// Time from each store restart to the first claim after it, ms.
+    pub restart_to_claim_ms: Vec<i64>,
+    /// Faults injected, by kind.
+    pub faults: HashMap<&'static str, usize>,
+}
+
+impl Report {
+    /// A percentile of the takeover latencies, ms.
+    pub fn takeover_percentile(&self, q: f64) -> i64 {
+        if self.takeovers_ms.is_empty() {
+            return 0;
+        }
+        let i = ((self.takeovers_ms.len() - 1) as f64 * q).round() as usize;
+        self.takeovers_ms[i]
+    }
+}
+
+/// Checks `h` against the guarantees.
+pub fn check(h: &History, budget: Budget) -> Report {
+    let mut r = Report { tasks: h.tasks.len(), effects: h.effects.len(), ..Report::default() };
+    for f in &h.faults {
+        *r.faults.entry(f.kind).or_default() += 1;
+    }
+    let restarts: Vec<(i64, i64)> =
+        h.faults.iter().filter(|f| f.kind == "restart").map(|f| (f.at_ms, f.at_ms + f.duration_ms)).collect();
+
+    // per task, its events in logging order
+    let mut by_task: HashMap<Uuid, Vec<&super::history::Event>> = HashMap::new();
+    for e in &h.events {
+        by_task.entry(e.task).or_default().push(e);
+    }
+    let mut issued: HashSet<i64> = HashSet::new();
+    let mut claims_at: Vec<(i64, i64)> = Vec::new();
+    let mut completed_with: HashMap<Uuid, i64> = HashMap::new();
+    for (task, events) in &by_task {
+        let mut holder: Option<(i64, i64, i64, bool)> = None; // (fence, last seen ms, expiry ms, ended)
+        for e in events {
+            match e.kind {
+                EventKind::Claim => {
+                    r.claims += 1;
+                    claims_at.push((e.at_ms, e.fence));
+                    if !issued.insert(e.fence) {
+                        r.anomalies.push(format!("token regression: token {} issued twice (task {task})", e.fence));
+                    }
+                    if let Some((prev, last_ms, expiry_ms, ended)) = holder {
+                        if e.fence <= prev {
+                            r.anomalies.push(format!(
+                                "token regression: task {task} claimed with token {} after token {prev}",
+                                e.fence
+                            ));
+                        }
+                        if !ended {
+                            if expiry_ms > e.at_ms {
+                                r.anomalies.push(format!(
+                                    "double hold: task {task} claimed with token {} at {} while token {prev} held it until {expiry_ms}",
+                                    e.fence, e.at_ms
+                                ));
+                            }
+                            let across_restart = restarts.iter().any(|(down, up)| *down < e.at_ms && *up > last_ms);
+                            if !across_restart {
+                                r.takeovers_ms.push(e.at_ms - last_ms);
+                            }
+                        }
+                    }
+                    holder = Some((e.fence, e.at_ms, e.expires_ms.unwrap_or(e.at_ms), false));
+                }
+                EventKind::Renew => {
+                    r.renewals += 1;
+                    match holder.as_mut() {
+                        Some(h) if h.0 == e.fence && !h.3 => {
+                            h.1 = e.at_ms;
+                            h.2 = h.2.max(e.expires_ms.unwrap_or(h.2));
+                        }
+                        _ => r.anomalies.push(format!(
+                            "stale write accepted: task {task} renewed under token {} that no longer held it",
+                            e.fence
+                        )),
+                    }
+                }
+                EventKind::End => {
+                    if let Some(h) = holder.as_mut().filter(|h| h.0 == e.fence) {
+                        h.3 = true;
+                    }
+                    if e.state == "completed" {
+                        completed_with.insert(*task, e.fence);
+                    }
+                }
+            }
+        }
+    }
+
+    // tokens across store restarts
+    for (down, up) in &restarts {
+        let before = claims_at.iter().filter(|(at, _)| at < down).map(|(_, f)| *f).max();
+        let mut after: Vec<(i64, i64)> = claims_at.iter().filter(|(at, _)| at >= up).copied().collect();
+        after.sort();
+        if let (Some(before), Some(low)) = (before, after.iter().map(|(_, f)| *f).min())
+            && low <= before
+        {
+            r.anomalies.push(format!("token regression: token {low} issued after a restart, below {before}"));
+        }
+        if let Some((first, _)) = after.first() {
+            r.restart_to_claim_ms.push(first - up);
+        }
+    }
+
+    // effects against completions
+    let mut per_task: HashMap<Uuid, Vec<i64>> = HashMap::new();
+    for e in &h.effects {
+        per_task.entry(e.task).or_default().push(e.fence);
+    }
+    for (task, fences) in &per_task {
+        if fences.len() > 1 {
+            r.anomalies.push(format!("duplicate effect: task {task} has {} effects (tokens {fences:?})", fences.len()));
+        }
+        for f in fences {
+            match completed_with.get(task) {
+                Some(done) if done == f => {}
+                Some(done) => r.anomalies.push(format!(
+                    "stale write accepted: task {task} has an effect under token {f} but was completed under token {done}"
+                )),
+                None => r.anomalies.push(format!(
+                    "stale write accepted: task {task} has an effect under token {f} but no completion"
+                )),
+            }
+        }
+    }
+    for (task, state) in &h.tasks {
+        if state == "completed" && !per_task.contains_key(task) {
+            r.anomalies.push(format!("lost effect: task {task} completed without its effect"));
+        } else if state != "completed" {
+            r.anomalies.push(format!("unfinished task: {task} ended the run {state}"));
+        }
+    }
+    for a in &h.attempts {
+        match a.completion.as_deref() {
+            Some("completed") if !per_task.get(&a.task_id).is_some_and(|f| f.contains(&a.fence)) => {
+                r.anomalies.push(format!(
+                    "lost effect: worker {} saw task {} committed under token {}, but the effect is missing",
+                    a.worker, a.task_id, a.fence
+                ));
+            }
+            Some("rejected") => r.zombie_writes_rejected += 1,
+            _ => {}
+        }
+    }
+
+    r.takeovers_ms.sort_unstable();
+    r.takeovers_over_budget = r.takeovers_ms.iter().filter(|t| **t > budget.takeover_ms()).count();
+    r
+}

@@ -1,0 +1,61 @@
+//! The fault kit: what a test of your own handlers needs to hurt a worker the way production will.
+//!
+//! - [`WorkerProcess`](crate::process::WorkerProcess) runs a worker binary as a real process;
+//!   `kill()` is a crash, `pause()`/`resume()` a GC or VM stop, and [`pause_for`] stops it past its
+//!   lease and resumes it later without blocking the test;
+//! - [`drop_connections`] cuts every PostgreSQL connection of a worker (by `application_name`), as a
+//!   network failure or a failover would;
+//! - [`PgCluster`](super::PgCluster) is a server of the test's own that can crash and restart;
+//! - [`StoreClock`] moves time forward on the store's clock for one task (its lease expires now), the
+//!   clock that leases are measured on; inside one process, `tokio::time::pause()` and `advance()`
+//!   move the worker's own monotonic clock, the one its trust window runs on.
+//!
+//! The `fault-kit` example shows them on a handler of its own.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use leasehold_core::TaskId;
+
+use crate::process::WorkerProcess;
+
+/// `SIGSTOP` now, `SIGCONT` after `d`, from a thread of its own: the test goes on meanwhile.
+pub fn pause_for(worker: &WorkerProcess, d: Duration) {
+    worker.pause();
+    let pid = worker.pid();
+    std::thread::spawn(move || {
+        std::thread::sleep(d);
+        let _ = std::process::Command::new("kill").arg("-CONT").arg(pid.to_string()).status();
+    });
+}
+
+/// Terminates every server connection whose `application_name` is `name` (workers started by
+/// [`WorkerProcess`] use their name); answers how many were cut.
+pub async fn drop_connections(pool: &PgPool, name: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+          WHERE application_name = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(name)
+    .fetch_one(pool)
+    .await
+}
+
+/// The store's clock, as far as one task's lease is concerned.
+pub struct StoreClock<'a>(pub &'a PgPool);
+
+impl StoreClock<'_> {
+    /// Moves the task's lease expiry into the past on the store's clock, as if its holder had been
+    /// silent for the whole lease: the next claim takes it over, and the holder's writes are refused.
+    pub async fn expire_lease(&self, task: TaskId) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE leasehold.tasks SET lease_expires_at = now() - interval '1 millisecond'
+              WHERE id = $1 AND state = 'running'",
+        )
+        .bind(task.0)
+        .execute(self.0)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
