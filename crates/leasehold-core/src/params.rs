@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
-use crate::task::{TaskId, TaskLease};
+use crate::task::{ClaimedTask, TaskId, TaskLease};
 
 /// The queue a task goes to when none is named.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -192,6 +192,16 @@ impl NewTask {
 /// A duration in whole milliseconds, saturated to `i64`.
 pub fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What a claim got.
+#[derive(Clone, Debug, Default)]
+pub struct ClaimBatch {
+    /// The tasks claimed, each with its new token.
+    pub tasks: Vec<ClaimedTask>,
+    /// Whether the claim met other claimers: due tasks it skipped because they held them locked
+    /// (PostgreSQL), or a wait for another writer's lock (SQLite). For metrics only.
+    pub contended: bool,
 }
 
 /// How many tasks one queue holds in one state.

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use crate::error::Result;
 use crate::params::*;
 use crate::schedule::*;
-use crate::task::{ClaimedTask, TaskId, TaskLease, TaskRecord, TaskState};
+use crate::task::{TaskId, TaskLease, TaskRecord, TaskState};
 
 /// A task store. Methods are named noun + verb and take one params struct.
 ///
@@ -31,7 +31,7 @@ pub trait TaskStore: Clone + Send + Sync + 'static {
 
     /// Claims due tasks and tasks whose lease expired, each with a new fencing token. An expired task
     /// that has no attempt left is discarded instead, with [`crate::LEASE_LOST_ON_LAST_ATTEMPT`] recorded.
-    fn task_claim(&self, params: TaskClaimParams) -> impl Future<Output = Result<Vec<ClaimedTask>>> + Send;
+    fn task_claim(&self, params: TaskClaimParams) -> impl Future<Output = Result<ClaimBatch>> + Send;
 
     /// Extends the leases that still carry their token. A lease neither renewed nor busy is lost.
     fn lease_renew(&self, params: LeaseRenewParams) -> impl Future<Output = Result<LeaseRenewal>> + Send;

@@ -9,35 +9,49 @@ use uuid::Uuid;
 
 use leasehold_core::{AttemptError, ClaimedTask, Error, FencingToken, TaskId, TaskLease, TaskRecord, TaskState};
 
+/// One row of a claim's answer: a claimed task, or (when nothing was claimed) a row of NULLs that only
+/// carries `due_seen`.
 #[derive(FromRow)]
 pub(crate) struct ClaimRow {
-    id: Uuid,
+    id: Option<Uuid>,
     /// `running`, or `discarded` for an expired task that had no attempt left.
-    pub(crate) state: String,
-    fence: i64,
-    kind: String,
-    queue: String,
-    payload: Json<serde_json::Value>,
-    attempt: i32,
-    max_attempts: i32,
-    lease_ttl_ms: i64,
-    run_at: DateTime<Utc>,
-    taken_over: bool,
+    state: Option<String>,
+    fence: Option<i64>,
+    kind: Option<String>,
+    queue: Option<String>,
+    payload: Option<Json<serde_json::Value>>,
+    attempt: Option<i32>,
+    max_attempts: Option<i32>,
+    lease_ttl_ms: Option<i64>,
+    run_at: Option<DateTime<Utc>>,
+    taken_over: Option<bool>,
+    /// Due available tasks the statement's snapshot saw (up to the limit), when it claimed fewer than
+    /// the limit; 0 otherwise.
+    pub(crate) due_seen: i64,
 }
 
-impl From<ClaimRow> for ClaimedTask {
-    fn from(r: ClaimRow) -> Self {
-        ClaimedTask {
-            lease: TaskLease { task_id: TaskId(r.id), fence: FencingToken(r.fence) },
-            kind: r.kind,
-            queue: r.queue,
-            payload: r.payload.0,
-            attempt: r.attempt,
-            max_attempts: r.max_attempts,
-            lease_ttl: Duration::from_millis(u64::try_from(r.lease_ttl_ms).unwrap_or(0)),
-            run_at: r.run_at,
-            taken_over: r.taken_over,
+impl ClaimRow {
+    /// Whether this row is a task claimed from the available ones (not a takeover).
+    pub(crate) fn fresh_claim(&self) -> bool {
+        self.id.is_some() && self.taken_over == Some(false)
+    }
+
+    /// The claimed task, if the row holds one that now runs.
+    pub(crate) fn into_task(self) -> Option<ClaimedTask> {
+        if self.state.as_deref() != Some("running") {
+            return None;
         }
+        Some(ClaimedTask {
+            lease: TaskLease { task_id: TaskId(self.id?), fence: FencingToken(self.fence?) },
+            kind: self.kind?,
+            queue: self.queue?,
+            payload: self.payload?.0,
+            attempt: self.attempt?,
+            max_attempts: self.max_attempts?,
+            lease_ttl: Duration::from_millis(u64::try_from(self.lease_ttl_ms?).unwrap_or(0)),
+            run_at: self.run_at?,
+            taken_over: self.taken_over?,
+        })
     }
 }
 

@@ -151,9 +151,9 @@ impl TaskStore for PgStore {
         insert_tasks(&self.pool, &tasks).await
     }
 
-    async fn task_claim(&self, p: TaskClaimParams) -> Result<Vec<ClaimedTask>> {
+    async fn task_claim(&self, p: TaskClaimParams) -> Result<ClaimBatch> {
         if p.limit == 0 || p.queues.is_empty() {
-            return Ok(Vec::new());
+            return Ok(ClaimBatch::default());
         }
         let rows: Vec<ClaimRow> = sqlx::query_as(include_str!("sql/task_claim.sql"))
             .bind(&p.queues)
@@ -164,7 +164,9 @@ impl TaskStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        Ok(rows.into_iter().filter(|r| r.state == "running").map(ClaimedTask::from).collect())
+        let fresh = rows.iter().filter(|r| r.fresh_claim()).count() as i64;
+        let contended = rows.first().is_some_and(|r| r.due_seen > fresh);
+        Ok(ClaimBatch { tasks: rows.into_iter().filter_map(ClaimRow::into_task).collect(), contended })
     }
 
     async fn lease_renew(&self, p: LeaseRenewParams) -> Result<LeaseRenewal> {

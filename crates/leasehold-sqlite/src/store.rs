@@ -180,6 +180,9 @@ fn leases_of(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<TaskLease>> {
         .collect()
 }
 
+/// A claim that waited longer than this for the write lock counts as contended.
+const CONTENDED_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+
 impl TaskStore for SqliteStore {
     fn backend_name(&self) -> &'static str {
         "sqlite"
@@ -210,9 +213,9 @@ impl TaskStore for SqliteStore {
         Ok(ids)
     }
 
-    async fn task_claim(&self, p: TaskClaimParams) -> Result<Vec<ClaimedTask>> {
+    async fn task_claim(&self, p: TaskClaimParams) -> Result<ClaimBatch> {
         if p.limit == 0 || p.queues.is_empty() {
-            return Ok(Vec::new());
+            return Ok(ClaimBatch::default());
         }
         let queues = serde_json::to_string(&p.queues)?;
         // a cheap read first, so idle polling never takes the write lock
@@ -222,9 +225,12 @@ impl TaskStore for SqliteStore {
             .await
             .map_err(db)?;
         if !any {
-            return Ok(Vec::new());
+            return Ok(ClaimBatch::default());
         }
+        let asked = std::time::Instant::now();
         let mut tx = self.begin().await?;
+        // the write lock was free within a few hundred microseconds, or another writer held it
+        let contended = asked.elapsed() > CONTENDED_WAIT;
         let selected: Vec<(String, bool, bool)> = sqlx::query_as(include_str!("sql/task_claim_select.sql"))
             .bind(&queues)
             .bind(i64::from(p.limit))
@@ -244,7 +250,7 @@ impl TaskStore for SqliteStore {
         let picked: Vec<(String, bool)> = picked.into_iter().map(|(id, t, _)| (id, t)).collect();
         if picked.is_empty() {
             tx.commit().await.map_err(db)?;
-            return Ok(Vec::new());
+            return Ok(ClaimBatch { tasks: Vec::new(), contended });
         }
         let n = i64::try_from(picked.len()).unwrap_or(i64::MAX);
         let last: i64 =
@@ -265,12 +271,14 @@ impl TaskStore for SqliteStore {
         tx.commit().await.map_err(db)?;
         rows.sort_by_key(ClaimRow::fence);
         let taken_over: HashMap<String, bool> = picked.into_iter().collect();
-        rows.into_iter()
+        let tasks = rows
+            .into_iter()
             .map(|r| {
                 let t = taken_over.get(&r.id).copied().unwrap_or(false);
                 r.into_claimed(t)
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ClaimBatch { tasks, contended })
     }
 
     async fn lease_renew(&self, p: LeaseRenewParams) -> Result<LeaseRenewal> {

@@ -34,7 +34,8 @@ macro_rules! conformance_tests {
             worker_keeps_short_task_leases, worker_survives_a_panic_while_decoding,
             completion_batch_tells_holders_apart, takeover_on_the_last_attempt_discards,
             the_same_keyed_task_sent_again_is_answered_as_itself, keyed_enqueue_in_a_transaction,
-            effect_claims_race_to_one_effect, due_and_depth_are_read_without_claiming);
+            effect_claims_race_to_one_effect, due_and_depth_are_read_without_claiming,
+            concurrent_claims_report_contention);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -76,7 +77,7 @@ fn task(kind: &str, n: i64) -> NewTask {
 }
 
 async fn claim_one<S: TaskStore>(store: &S) -> ClaimedTask {
-    let mut got = store.task_claim(claim(1)).await.unwrap();
+    let mut got = store.task_claim(claim(1)).await.unwrap().tasks;
     assert_eq!(got.len(), 1, "expected one task to claim");
     got.remove(0)
 }
@@ -104,7 +105,7 @@ pub async fn enqueue_claim_complete<B: Backend>(b: &B) {
     let rec = s.task_get(id).await.unwrap();
     assert_eq!((rec.state, rec.result), (TaskState::Completed, Some(serde_json::json!("ok"))));
     assert!(rec.finalized_at.is_some() && rec.lease_expires_at.is_none());
-    assert!(s.task_claim(claim(10)).await.unwrap().is_empty());
+    assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty());
     // completed without a result: none is stored
     let plain = s.task_insert(task("k", 2)).await.unwrap();
     let c = claim_one(&s).await;
@@ -119,7 +120,7 @@ pub async fn batch_claim_respects_limit<B: Backend>(b: &B) {
     assert_eq!(ids.len(), 25);
     let mut seen = HashSet::new();
     for want in [10, 10, 5, 0] {
-        let got = s.task_claim(claim(10)).await.unwrap();
+        let got = s.task_claim(claim(10)).await.unwrap().tasks;
         assert_eq!(got.len(), want);
         for c in got {
             assert!(seen.insert(c.lease.task_id), "claimed twice");
@@ -148,7 +149,7 @@ pub async fn claims_by_priority_then_run_at<B: Backend>(b: &B) {
     assert_eq!(order, vec![early_urgent, late_urgent, middle, lazy]);
     // a batch claim takes the best ones
     let ids = [s.task_insert(mk(9, 0)).await.unwrap(), s.task_insert(mk(0, 0)).await.unwrap()];
-    let got = s.task_claim(claim(1)).await.unwrap();
+    let got = s.task_claim(claim(1)).await.unwrap().tasks;
     assert_eq!(got[0].lease.task_id, ids[1]);
 }
 
@@ -158,7 +159,7 @@ pub async fn future_run_at_waits<B: Backend>(b: &B) {
     let delayed = s.task_insert(NewTask { delay: Some(Duration::from_secs(3600)), ..task("k", 0) }).await.unwrap();
     let at = chrono::Utc::now() + chrono::Duration::hours(1);
     let scheduled = s.task_insert(NewTask { run_at: Some(at), ..task("k", 1) }).await.unwrap();
-    assert!(s.task_claim(claim(10)).await.unwrap().is_empty());
+    assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty());
     let rec = s.task_get(delayed).await.unwrap();
     assert!(rec.run_at > chrono::Utc::now() + chrono::Duration::minutes(59));
     b.make_due(scheduled).await;
@@ -181,7 +182,7 @@ pub async fn retry_records_error_and_backs_off<B: Backend>(b: &B) {
     assert_eq!(rec.errors.len(), 1);
     assert_eq!((rec.errors[0].attempt, rec.errors[0].message.as_str()), (1, "boom"));
     assert!(rec.run_at > chrono::Utc::now() + chrono::Duration::minutes(9));
-    assert!(s.task_claim(claim(10)).await.unwrap().is_empty(), "claimed during its backoff");
+    assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty(), "claimed during its backoff");
     b.make_due(id).await;
     let c2 = claim_one(&s).await;
     assert_eq!(c2.attempt, 2);
@@ -208,7 +209,7 @@ pub async fn snooze_does_not_count_an_attempt<B: Backend>(b: &B) {
     s.task_snooze(TaskSnoozeParams { lease: c.lease, delay: Duration::from_secs(600) }).await.unwrap();
     let rec = s.task_get(id).await.unwrap();
     assert_eq!((rec.state, rec.attempt, rec.errors.len()), (TaskState::Available, 0, 0));
-    assert!(s.task_claim(claim(10)).await.unwrap().is_empty());
+    assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty());
     b.make_due(id).await;
     assert_eq!(claim_one(&s).await.attempt, 1);
 }
@@ -218,7 +219,7 @@ pub async fn cancel_by_id<B: Backend>(b: &B) {
     let s = b.store();
     let waiting = s.task_insert(task("k", 0)).await.unwrap();
     assert_eq!(s.task_cancel(TaskCancelParams { id: waiting }).await.unwrap(), TaskState::Cancelled);
-    assert!(s.task_claim(claim(10)).await.unwrap().is_empty());
+    assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty());
     let running = s.task_insert(task("k", 1)).await.unwrap();
     let c = claim_one(&s).await;
     assert_eq!(s.task_cancel(TaskCancelParams { id: running }).await.unwrap(), TaskState::Cancelled);
@@ -236,7 +237,7 @@ pub async fn rolled_back_enqueue_leaves_no_task<B: Backend>(b: &B) {
     let s = b.store();
     let gone = b.insert_in_tx(task("k", 0), false).await.unwrap();
     assert!(matches!(s.task_get(gone).await, Err(Error::NotFound(id)) if id == gone));
-    assert!(s.task_claim(claim(10)).await.unwrap().is_empty());
+    assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty());
     let kept = b.insert_in_tx(task("k", 1), true).await.unwrap();
     assert_eq!(claim_one(&s).await.lease.task_id, kept);
 }
@@ -247,7 +248,7 @@ pub async fn fencing_tokens_strictly_increase<B: Backend>(b: &B) {
     s.task_insert_many((0..20).map(|n| task("k", n)).collect()).await.unwrap();
     let mut last = FencingToken(i64::MIN);
     for round in 0..4 {
-        let got = s.task_claim(claim(5)).await.unwrap();
+        let got = s.task_claim(claim(5)).await.unwrap().tasks;
         assert_eq!(got.len(), 5);
         let mut fences: Vec<FencingToken> = got.iter().map(|c| c.lease.fence).collect();
         fences.sort();
@@ -308,7 +309,7 @@ pub async fn zombie_cannot_write<B: Backend>(b: &B) {
 pub async fn renewal_is_fenced<B: Backend>(b: &B) {
     let s = b.store();
     s.task_insert_many(vec![task("k", 0), task("k", 1)]).await.unwrap();
-    let got = s.task_claim(claim(2)).await.unwrap();
+    let got = s.task_claim(claim(2)).await.unwrap().tasks;
     let before = s.task_get(got[0].lease.task_id).await.unwrap().lease_expires_at.unwrap();
     let forged = TaskLease { task_id: got[1].lease.task_id, fence: FencingToken(got[1].lease.fence.0 - 1_000_000) };
     let leases = vec![(got[0].lease, Duration::from_secs(120)), (forged, Duration::from_secs(120))];
@@ -346,7 +347,7 @@ pub async fn invalid_tasks_are_rejected<B: Backend>(b: &B) {
         let batch = vec![task("k", 1), bad];
         assert!(matches!(s.task_insert_many(batch).await, Err(Error::InvalidInput(_))));
     }
-    assert!(s.task_claim(claim(10)).await.unwrap().is_empty(), "a rejected batch left tasks behind");
+    assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty(), "a rejected batch left tasks behind");
 }
 
 /// Reading or cancelling an unknown id is `NotFound`.
@@ -629,7 +630,7 @@ pub async fn takeover_on_the_last_attempt_discards<B: Backend>(b: &B) {
     b.expire_lease(id).await;
     assert_eq!(claim_one(&s).await.attempt, 2);
     b.expire_lease(id).await;
-    assert!(s.task_claim(claim(10)).await.unwrap().is_empty(), "an exhausted task was claimed again");
+    assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty(), "an exhausted task was claimed again");
     let rec = s.task_get(id).await.unwrap();
     assert_eq!((rec.state, rec.attempt, rec.lease_losses), (TaskState::Discarded, 2, 2));
     assert_eq!(rec.errors.last().map(|e| e.message.as_str()), Some(LEASE_LOST_ON_LAST_ATTEMPT));
@@ -681,7 +682,7 @@ pub async fn idempotent_enqueue_returns_the_holder_and_its_result<B: Backend>(b:
     assert_eq!((done.id, done.existing, done.state), (first.id, true, TaskState::Completed));
     assert_eq!(done.result, Some(serde_json::json!({ "ok": 7 })));
     assert_eq!(s.task_insert(keyed("k", 1, "order-1")).await.unwrap(), first.id, "task_insert honours the key too");
-    assert!(s.task_claim(claim(10)).await.unwrap().is_empty(), "a duplicate was inserted");
+    assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty(), "a duplicate was inserted");
     assert_eq!(s.task_get(first.id).await.unwrap().idempotency_key.as_deref(), Some("order-1"));
 }
 
@@ -697,7 +698,7 @@ pub async fn idempotent_enqueue_refuses_another_payload<B: Backend>(b: &B) {
             r => panic!("expected an idempotency conflict, got {r:?}"),
         }
     }
-    assert_eq!(s.task_claim(claim(10)).await.unwrap().len(), 1);
+    assert_eq!(s.task_claim(claim(10)).await.unwrap().tasks.len(), 1);
 }
 
 /// A holder that ended in a state chosen to free the key (discarded, by default) lets the next enqueue
@@ -732,7 +733,7 @@ pub async fn idempotency_key_is_remembered_for_its_retention<B: Backend>(b: &B) 
     let forever = Idempotency { retain: None, ..Idempotency::new("r-2") };
     let a = s.task_insert_idempotent(NewTask { idempotency: Some(minute.clone()), ..task("k", 1) }).await.unwrap();
     let f = s.task_insert_idempotent(NewTask { idempotency: Some(forever.clone()), ..task("k", 2) }).await.unwrap();
-    let got = s.task_claim(claim(2)).await.unwrap();
+    let got = s.task_claim(claim(2)).await.unwrap().tasks;
     s.task_complete_many(TaskCompleteParams { tasks: got.iter().map(|c| (c.lease, None)).collect() }).await.unwrap();
     let within = s.task_insert_idempotent(NewTask { idempotency: Some(minute.clone()), ..task("k", 1) }).await.unwrap();
     assert_eq!((within.id, within.existing), (a.id, true));
@@ -755,7 +756,7 @@ pub async fn idempotent_enqueues_race_to_one_task<B: Backend>(b: &B) {
     let all: Vec<Enqueued> = set.join_all().await;
     assert_eq!(all.iter().filter(|e| !e.existing).count(), 1, "{all:?}");
     assert!(all.iter().all(|e| e.id == all[0].id));
-    assert_eq!(s.task_claim(claim(100)).await.unwrap().len(), 1);
+    assert_eq!(s.task_claim(claim(100)).await.unwrap().tasks.len(), 1);
 }
 
 /// A batch carrying idempotency keys is refused whole.
@@ -763,7 +764,7 @@ pub async fn idempotency_keys_are_refused_in_batches<B: Backend>(b: &B) {
     let s = b.store();
     let r = s.task_insert_many(vec![task("k", 1), keyed("k", 2, "batch")]).await;
     assert!(matches!(r, Err(Error::InvalidInput(_))), "{r:?}");
-    assert!(s.task_claim(claim(10)).await.unwrap().is_empty());
+    assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty());
     let r = s.task_insert(NewTask { idempotency: Some(Idempotency::new("")), ..task("k", 1) }).await;
     assert!(matches!(r, Err(Error::InvalidInput(_))), "{r:?}");
 }
@@ -817,7 +818,7 @@ pub async fn the_same_keyed_task_sent_again_is_answered_as_itself<B: Backend>(b:
     // discarded frees the key, but this is the same task, not a new submission
     let again = s.task_insert_idempotent(t).await.unwrap();
     assert_eq!((again.id, again.existing, again.state), (first.id, true, TaskState::Discarded));
-    assert!(s.task_claim(claim(10)).await.unwrap().is_empty());
+    assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty());
 }
 
 /// A keyed enqueue inside the caller's transaction: rolled back, the key stays free; committed, it holds.
@@ -828,7 +829,7 @@ pub async fn keyed_enqueue_in_a_transaction<B: Backend>(b: &B) {
     let dup = b.insert_in_tx(keyed("k", 1, "in-tx"), true).await.unwrap();
     assert_eq!(dup, kept);
     assert_eq!(s.task_insert_idempotent(keyed("k", 1, "in-tx")).await.unwrap().id, kept);
-    assert_eq!(s.task_claim(claim(10)).await.unwrap().len(), 1);
+    assert_eq!(s.task_claim(claim(10)).await.unwrap().tasks.len(), 1);
 }
 
 /// Concurrent attempts at one effect key: exactly one does the effect, every other gets its outcome.
@@ -856,7 +857,7 @@ pub async fn due_and_depth_are_read_without_claiming<B: Backend>(b: &B) {
     s.task_insert(NewTask { delay: Some(Duration::from_secs(3600)), ..task("k", 9) }).await.unwrap();
     s.task_insert(NewTask { queue: "other".into(), ..task("k", 10) }).await.unwrap();
     assert!(s.task_due_exists(default()).await.unwrap());
-    let claimed = s.task_claim(claim(10)).await.unwrap();
+    let claimed = s.task_claim(claim(10)).await.unwrap().tasks;
     assert_eq!(claimed.len(), 3);
     assert!(!s.task_due_exists(default()).await.unwrap(), "only a future task is left in the default queue");
     assert!(s.task_due_exists(vec!["other".into()]).await.unwrap());
@@ -875,4 +876,38 @@ pub async fn due_and_depth_are_read_without_claiming<B: Backend>(b: &B) {
     // an expired lease is claimable again
     b.expire_lease(claimed[0].lease.task_id).await;
     assert!(s.task_due_exists(default()).await.unwrap());
+}
+
+/// Claims racing for the same due tasks: each task goes to one claimer, and at least one claim reports
+/// that it met the others (skipped rows they held, or waited for their lock).
+pub async fn concurrent_claims_report_contention<B: Backend>(b: &B) {
+    let s = b.store();
+    let mut contended = false;
+    for round in 0..20 {
+        s.task_insert_many((0..8).map(|n| task("k", round * 100 + n)).collect()).await.unwrap();
+        let claims = futures::future::join_all((0..8).map(|_| s.task_claim(claim(2)))).await;
+        let mut seen = HashSet::new();
+        for batch in claims {
+            let batch = batch.unwrap();
+            contended |= batch.contended;
+            for t in &batch.tasks {
+                assert!(seen.insert(t.lease.task_id), "a task was claimed twice");
+            }
+            let done = batch.tasks.iter().map(|t| (t.lease, None)).collect();
+            s.task_complete_many(TaskCompleteParams { tasks: done }).await.unwrap();
+        }
+        // whatever the race left unclaimed goes now
+        loop {
+            let rest = s.task_claim(claim(100)).await.unwrap().tasks;
+            if rest.is_empty() {
+                break;
+            }
+            let done = rest.iter().map(|t| (t.lease, None)).collect();
+            s.task_complete_many(TaskCompleteParams { tasks: done }).await.unwrap();
+        }
+        if contended {
+            return;
+        }
+    }
+    panic!("twenty rounds of eight racing claims never reported contention");
 }

@@ -47,7 +47,7 @@ pub async fn a_tick_is_recorded_once<B: Backend>(b: &B) {
     let at = Utc::now();
     assert!(s.schedule_tick_record(tick(leader.clone(), &def, at, TickOutcome::Enqueued)).await.unwrap());
     assert!(!s.schedule_tick_record(tick(leader, &def, at, TickOutcome::Enqueued)).await.unwrap());
-    let claimed = s.task_claim(claim_all()).await.unwrap();
+    let claimed = s.task_claim(claim_all()).await.unwrap().tasks;
     assert_eq!(claimed.len(), 1, "a tick enqueued twice");
     let rec = &s.schedule_list().await.unwrap()[0];
     assert_eq!(rec.last_task, Some(claimed[0].lease.task_id));
@@ -117,7 +117,7 @@ pub async fn scheduler_runs_each_tick_once_and_follows_the_missed_policy<B: Back
     let u = outcomes(&report.ticks, "catch-up");
     assert!(u.len() >= 58 && u.iter().all(|o| o.runs()), "{u:?}");
     let runs = report.ticks.iter().filter(|t| t.2.runs()).count();
-    let queued = b.store().task_claim(claim_all()).await.unwrap().len();
+    let queued = b.store().task_claim(claim_all()).await.unwrap().tasks.len();
     assert_eq!(queued, runs + on_time, "every run is one task");
 }
 
@@ -157,7 +157,7 @@ pub async fn scheduler_follows_the_overlap_policy<B: Backend>(b: &B) {
     let buffer = record("buffer").await;
     assert!(buffer.buffered_tick.is_some());
     // claimable runs: one per schedule; "cancel" cancelled its first two, "skip" and "buffer" made no more
-    let claimed = s.task_claim(claim_all()).await.unwrap();
+    let claimed = s.task_claim(claim_all()).await.unwrap().tasks;
     assert_eq!(claimed.len(), 3, "{claimed:?}");
     let cancel_last = record("cancel").await.last_task.unwrap();
     assert!(claimed.iter().any(|c| c.lease.task_id == cancel_last), "the latest run was cancelled");

@@ -153,6 +153,15 @@ impl AdminServer {
     }
 }
 
+impl Drop for AdminServer {
+    /// Dropped without [`AdminServer::stop`]: stops serving without waiting.
+    fn drop(&mut self) {
+        if let Some((stop, _, _)) = self.running.get_mut().take() {
+            stop.cancel();
+        }
+    }
+}
+
 async fn metrics(State(state): State<Arc<AppState>>) -> (StatusCode, [(&'static str, &'static str); 1], String) {
     const CONTENT_TYPE: (&str, &str) = ("content-type", "text/plain; version=0.0.4; charset=utf-8");
     match &state.metrics {
@@ -164,11 +173,23 @@ async fn metrics(State(state): State<Arc<AppState>>) -> (StatusCode, [(&'static 
     }
 }
 
+/// How long one readiness check may take before it counts as failed.
+pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
+    // all at once, each bounded: a store that hangs must not hang the probe
+    let answers = futures::future::join_all(state.checks.iter().map(|(name, check)| async move {
+        let answer = match tokio::time::timeout(CHECK_TIMEOUT, check()).await {
+            Ok(a) => a,
+            Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+        };
+        (name, answer)
+    }))
+    .await;
     let mut body = String::new();
     let mut ready = true;
-    for (name, check) in &state.checks {
-        match check().await {
+    for (name, answer) in answers {
+        match answer {
             Ok(()) => body.push_str(&format!("ok: {name}\n")),
             Err(why) => {
                 ready = false;

@@ -15,7 +15,12 @@ use crate::once::{self, EffectKey, Once};
 impl Client<PgStore> {
     /// Enqueues a job inside the caller's transaction: the task exists only if the caller commits.
     pub async fn enqueue_in<J: Job>(&self, conn: &mut PgConnection, job: J, opts: EnqueueOptions) -> Result<TaskId> {
-        tx::task_insert_in(conn, new_task(&job, &opts)?).await
+        let task = new_task(&job, &opts)?;
+        let queue = task.queue.clone();
+        let id = tx::task_insert_in(conn, task).await?;
+        // counted when written: a caller that rolls back leaves a count without a task
+        crate::telemetry::record::enqueued("postgres", &queue, J::KIND, 1);
+        Ok(id)
     }
 }
 
@@ -23,7 +28,11 @@ impl Client<PgStore> {
 /// answers [`leasehold_core::Error::LeaseLost`]; dropping the transaction then rolls back every
 /// write it made. The worker sees the completion and does not complete the task again.
 pub async fn complete_in(conn: &mut PgConnection, lease: TaskLease, result: Option<serde_json::Value>) -> Result<()> {
-    tx::task_complete_in(conn, lease, result).await
+    let done = tx::task_complete_in(conn, lease, result).await;
+    if done.as_ref().is_err_and(leasehold_core::Error::is_lease_lost) {
+        crate::telemetry::record::stale_write("complete");
+    }
+    done
 }
 
 /// Claims the effect `key` in the caller's transaction: [`Once::Fresh`] when it has not happened (do

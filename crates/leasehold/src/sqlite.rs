@@ -21,7 +21,12 @@ impl Client<SqliteStore> {
         job: J,
         opts: EnqueueOptions,
     ) -> Result<TaskId> {
-        tx::task_insert_in(conn, new_task(&job, &opts)?).await
+        let task = new_task(&job, &opts)?;
+        let queue = task.queue.clone();
+        let id = tx::task_insert_in(conn, task).await?;
+        // counted when written: a caller that rolls back leaves a count without a task
+        crate::telemetry::record::enqueued("sqlite", &queue, J::KIND, 1);
+        Ok(id)
     }
 }
 
@@ -32,7 +37,11 @@ pub async fn complete_in(
     lease: TaskLease,
     result: Option<serde_json::Value>,
 ) -> Result<()> {
-    tx::task_complete_in(conn, lease, result).await
+    let done = tx::task_complete_in(conn, lease, result).await;
+    if done.as_ref().is_err_and(leasehold_core::Error::is_lease_lost) {
+        crate::telemetry::record::stale_write("complete");
+    }
+    done
 }
 
 /// Claims the effect `key` in the caller's transaction: [`Once::Fresh`] when it has not happened (do

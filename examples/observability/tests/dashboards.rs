@@ -262,16 +262,27 @@ async fn a_real_prometheus_scraping_the_example_has_data_for_every_panel() {
     });
     assert!(done.is_some(), "panels without data after two minutes:\n{}", missing.join("\n"));
 
-    // the load really contended: these are counts of events, not just registered series
+    // the load really contended: these are counts of events, not just series registered at zero
     for (what, q) in [
-        ("a scheduler found the lock held", r#"sum(leasehold_lock_acquisitions_total{outcome="busy"}) > 0"#),
-        ("leadership changed hands", "sum(leasehold_leader_changes_total) > 1"),
-        ("version checks conflicted", "sum(leasehold_version_conflicts_total) > 0"),
-        ("a lease was lost", "sum(leasehold_leases_lost_total) > 0"),
-        ("idempotency keys were hit", r#"sum(leasehold_idempotency_total{outcome="hit"}) > 0"#),
-        ("tasks were retried", r#"sum(leasehold_task_outcomes_total{outcome="retried"}) > 0"#),
+        ("claims met other claimers", r#"sum(increase(leasehold_claims_total{outcome="contended"}[5m])) > 0"#),
+        (
+            "a scheduler found the lock held",
+            r#"sum(increase(leasehold_lock_acquisitions_total{outcome="busy"}[5m])) > 0"#,
+        ),
+        ("leadership changed hands", "sum(increase(leasehold_leader_changes_total[5m])) > 1"),
+        ("lock waits were measured", "sum(increase(leasehold_lock_wait_seconds_count[5m])) > 1"),
+        ("version checks conflicted", "sum(increase(leasehold_version_conflicts_total[5m])) > 0"),
+        ("a lease was lost", "sum(increase(leasehold_leases_lost_total[5m])) > 0"),
+        ("leases were renewed", r#"sum(increase(leasehold_lease_renewals_total{outcome="renewed"}[5m])) > 0"#),
+        ("renewal lag was measured", "sum(increase(leasehold_lease_renewal_lag_seconds_count[5m])) > 0"),
+        ("idempotency keys were hit", r#"sum(increase(leasehold_idempotency_total{outcome="hit"}[5m])) > 0"#),
+        ("keyed enqueues conflicted", r#"sum(increase(leasehold_idempotency_total{outcome="conflict"}[5m])) > 0"#),
+        ("tasks were retried", r#"sum(increase(leasehold_task_outcomes_total{outcome="retried"}[5m])) > 0"#),
+        ("tasks were discarded", r#"sum(increase(leasehold_task_outcomes_total{outcome="discarded"}[5m])) > 0"#),
+        ("cron ticks were enqueued", r#"sum(increase(leasehold_cron_ticks_total{outcome="enqueued"}[5m])) > 0"#),
+        ("queue depth was sampled", "sum(leasehold_queue_depth) >= 0"),
     ] {
-        let seen = wait_for(Duration::from_secs(30), || has_data(prom_addr, q).then_some(()));
+        let seen = wait_for(Duration::from_secs(60), || has_data(prom_addr, q).then_some(()));
         assert!(seen.is_some(), "the example never showed that {what} ({q})");
     }
 }
@@ -282,7 +293,10 @@ fn has_data(prom: SocketAddr, query: &str) -> bool {
         return false;
     }
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    v["data"]["result"].as_array().is_some_and(|r| !r.is_empty())
+    // a series of NaN (a quantile of nothing) is no data
+    v["data"]["result"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|s| s["value"][1].as_str().is_some_and(|x| !x.eq_ignore_ascii_case("nan"))))
 }
 
 fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {

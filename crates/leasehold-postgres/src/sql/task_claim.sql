@@ -3,6 +3,10 @@
 -- An expired task with no attempt left is discarded instead (its holder kept crashing or stalling), with
 -- the error $5; it comes back with state 'discarded' and the caller drops it.
 -- $3 default lease ttl in ms, $4 worker id.
+-- When fewer than $2 tasks were claimed, `due_seen` counts the due available tasks the statement's
+-- snapshot saw (up to $2): rows that other claimers held locked still read as available there, so
+-- seeing more than were claimed means this claim was contended. With nothing claimed, one row of NULLs
+-- carries it.
 WITH available AS (
     SELECT id, priority, run_at, false AS taken_over, false AS exhausted
       FROM leasehold.tasks
@@ -22,7 +26,7 @@ WITH available AS (
       FROM (SELECT * FROM available UNION ALL SELECT * FROM expired) AS c
      ORDER BY priority, run_at, id
      LIMIT $2
-)
+), claimed AS (
 UPDATE leasehold.tasks AS t
    SET state = CASE WHEN picked.exhausted THEN 'discarded' ELSE 'running' END,
        attempt = CASE WHEN picked.exhausted THEN t.attempt ELSE t.attempt + 1 END,
@@ -39,3 +43,11 @@ UPDATE leasehold.tasks AS t
  WHERE t.id = picked.id
 RETURNING t.id, t.state, t.fence, t.kind, t.queue, t.payload, t.attempt, t.max_attempts,
           coalesce(t.lease_ttl_ms, $3)::bigint AS lease_ttl_ms, t.run_at, picked.taken_over
+)
+SELECT c.*,
+       CASE WHEN (SELECT count(*) FROM claimed) < $2
+            THEN (SELECT count(*) FROM (SELECT 1 FROM leasehold.tasks
+                                         WHERE state = 'available' AND queue = ANY($1) AND run_at <= now()
+                                         LIMIT $2) AS d)
+            ELSE 0 END AS due_seen
+  FROM (SELECT 1) AS one LEFT JOIN claimed AS c ON true

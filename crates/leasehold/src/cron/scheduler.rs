@@ -256,6 +256,12 @@ impl<S: ScheduleStore> Scheduler<S> {
             return;
         }
         crate::telemetry::describe();
+        *self.inner.wanting_since.lock().unwrap() = None;
+        let backend = self.inner.store.backend_name();
+        record::lock_registered(backend, &self.inner.config.lease_name);
+        for sch in &self.inner.schedules {
+            record::cron_registered(backend, sch.name());
+        }
         let stop = CancellationToken::new();
         let inner = self.inner.clone();
         let handle = tokio::spawn(run(inner, stop.clone()));
@@ -268,6 +274,7 @@ impl<S: ScheduleStore> Scheduler<S> {
             stop.cancel();
             let _ = handle.await;
         }
+        *self.inner.wanting_since.lock().unwrap() = None;
         // leadership may have been taken by the loop or by `run_once`: hand it over either way
         let term = self.inner.term.lock().await.take();
         if let Some(Err(e)) = match term {
@@ -330,14 +337,16 @@ async fn lead<S: ScheduleStore>(inner: &Inner<S>) -> Result<Option<(LeaderToken,
             ttl: inner.config.lease_ttl,
         };
         let (backend, lock) = (inner.store.backend_name(), inner.config.lease_name.as_str());
-        let wanting_since = *inner.wanting_since.lock().unwrap().get_or_insert(t0);
+        // the wait starts at the first attempt made without a term, not during the leader's renewals
+        let wanting_since =
+            if term.is_none() { Some(*inner.wanting_since.lock().unwrap().get_or_insert(t0)) } else { None };
         match inner.store.leader_acquire(params).await {
             Ok(Some(token)) => {
                 let new_term = term.as_ref().is_none_or(|t| t.leader.token != token);
                 record::lock_attempt(backend, lock, if new_term { "acquired" } else { "renewed" });
                 *inner.wanting_since.lock().unwrap() = None;
                 if new_term {
-                    record::lock_acquired(backend, lock, wanting_since.elapsed());
+                    record::lock_acquired(backend, lock, wanting_since.map_or(Duration::ZERO, |w| w.elapsed()));
                     inner.counters.terms.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(holder = %inner.holder, token = %token, "scheduler leadership taken");
                 }
@@ -356,6 +365,9 @@ async fn lead<S: ScheduleStore>(inner: &Inner<S>) -> Result<Option<(LeaderToken,
             // keep the term while it is trusted: the store may be back before it ends
             Err(e) => {
                 record::lock_attempt(backend, lock, "error");
+                if term.is_some() {
+                    *inner.wanting_since.lock().unwrap() = None;
+                }
                 tracing::warn!(error = %e, "renewing the scheduler's leadership failed");
             }
         }

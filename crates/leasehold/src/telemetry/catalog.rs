@@ -71,7 +71,7 @@ macro_rules! metrics_catalog {
 
 metrics_catalog! {
     CLAIMS = "leasehold_claims_total", Counter, "1", ["backend", "outcome"], &[],
-        "Claim attempts by outcome: claimed (at least one task), empty (nothing due), contended (tasks were due but held by other claimers' locks), error.";
+        "Claim attempts by outcome: claimed (tasks claimed without meeting another claimer), contended (met other claimers: skipped due tasks they held locked on PostgreSQL, waited for their write lock on SQLite; may still have claimed some), empty (nothing due), error.";
     CLAIM_DURATION = "leasehold_claim_duration_seconds", Histogram, "seconds", ["backend"], LATENCY_BUCKETS,
         "Time one claim took, from sending it to having the tasks.";
     CLAIM_BATCH = "leasehold_claim_batch_size", Histogram, "tasks", ["backend"], BATCH_BUCKETS,
@@ -87,7 +87,7 @@ metrics_catalog! {
     VERSION_CONFLICTS = "leasehold_version_conflicts_total", Counter, "1", [], &[],
         "Optimistic version checks that found the row changed (guard::expect_version).";
     IDEMPOTENCY = "leasehold_idempotency_total", Counter, "1", ["backend", "scope", "outcome"], &[],
-        "Keyed inserts by scope (task: an idempotency key; effect: a run-once effect key) and outcome: new, hit (an earlier one answered), conflict (same key, other payload).";
+        "Keyed inserts by scope and outcome. task: an idempotent enqueue, new, hit (the earlier task answered) or conflict (same key, other payload); effect: a run-once effect key claimed in a transaction, new or hit (already done), counted when claimed even if that transaction rolls back.";
     ENQUEUED = "leasehold_tasks_enqueued_total", Counter, "1", ["backend", "queue", "kind"], &[],
         "Tasks enqueued through a Client.";
     TASK_OUTCOMES = "leasehold_task_outcomes_total", Counter, "1", ["backend", "queue", "kind", "outcome"], &[],
@@ -97,7 +97,7 @@ metrics_catalog! {
     QUEUE_WAIT = "leasehold_queue_wait_seconds", Histogram, "seconds", ["backend", "queue", "kind"], DURATION_BUCKETS,
         "Time from a task's run_at to its start; this host's clock against the store's, so skew shows here.";
     QUEUE_DEPTH = "leasehold_queue_depth", Gauge, "tasks", ["backend", "queue", "state"], &[],
-        "Tasks per queue in the states available and running, sampled by the worker.";
+        "Tasks per queue in the states available (including those scheduled for later) and running, sampled by the worker.";
     IN_FLIGHT = "leasehold_tasks_in_flight", Gauge, "tasks", ["backend"], &[],
         "Tasks this process holds right now.";
     COMPLETION_BATCH = "leasehold_completion_batch_size", Histogram, "tasks", ["backend"], BATCH_BUCKETS,

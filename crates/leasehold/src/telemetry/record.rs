@@ -2,7 +2,7 @@
 //! registered once per worker and per (queue, kind); rare events go through the macros directly.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
@@ -60,7 +60,8 @@ pub(crate) struct WorkerMetrics {
     renewal_lag: Histogram,
     in_flight: Gauge,
     completion_batch: Histogram,
-    kinds: Mutex<HashMap<(String, String), Arc<KindMetrics>>>,
+    /// By kind, then queue: looked up without allocating.
+    kinds: RwLock<HashMap<String, HashMap<String, Arc<KindMetrics>>>>,
 }
 
 /// The handles of one (queue, kind).
@@ -90,7 +91,7 @@ impl WorkerMetrics {
             renewal_lag: histogram!(RENEWAL_LAG, "backend" => backend),
             in_flight: gauge!(IN_FLIGHT, "backend" => backend),
             completion_batch: histogram!(COMPLETION_BATCH, "backend" => backend),
-            kinds: Mutex::new(HashMap::new()),
+            kinds: RwLock::new(HashMap::new()),
         }
     }
 
@@ -123,8 +124,11 @@ impl WorkerMetrics {
     /// The handles of `queue` and `kind`, registered on first use. Every outcome is registered at
     /// once, so a dashboard sees zeros rather than no series.
     pub(crate) fn kind(&self, queue: &str, kind: &str) -> Arc<KindMetrics> {
-        let mut kinds = self.kinds.lock().unwrap();
-        if let Some(k) = kinds.get(&(queue.to_owned(), kind.to_owned())) {
+        if let Some(k) = self.kinds.read().unwrap().get(kind).and_then(|q| q.get(queue)) {
+            return k.clone();
+        }
+        let mut kinds = self.kinds.write().unwrap();
+        if let Some(k) = kinds.get(kind).and_then(|q| q.get(queue)) {
             return k.clone();
         }
         let (b, q, k) = (self.backend, queue.to_owned(), kind.to_owned());
@@ -142,7 +146,7 @@ impl WorkerMetrics {
             counter!(LEASES_LOST, "backend" => b, "queue" => q.clone(), "kind" => k.clone(), "reason" => reason)
                 .increment(0);
         }
-        kinds.insert((q, k), m.clone());
+        kinds.entry(k).or_default().insert(q, m.clone());
         m
     }
 }
@@ -198,6 +202,22 @@ pub(crate) fn lock_attempt(backend: &'static str, lock: &str, outcome: &'static 
 pub(crate) fn lock_acquired(backend: &'static str, lock: &str, waited: Duration) {
     histogram!(LOCK_WAIT, "backend" => backend, "lock" => lock.to_owned()).record(waited);
     counter!(LEADER_CHANGES, "backend" => backend, "lock" => lock.to_owned()).increment(1);
+}
+
+/// Registers every lock outcome at zero, so dashboards see zeros rather than no series.
+pub(crate) fn lock_registered(backend: &'static str, lock: &str) {
+    for outcome in ["acquired", "renewed", "busy", "error"] {
+        counter!(LOCK_ACQUISITIONS, "backend" => backend, "lock" => lock.to_owned(), "outcome" => outcome).increment(0);
+    }
+    counter!(LEADER_CHANGES, "backend" => backend, "lock" => lock.to_owned()).increment(0);
+}
+
+/// Registers every tick outcome of a schedule at zero.
+pub(crate) fn cron_registered(backend: &'static str, schedule: &str) {
+    for outcome in ["enqueued", "caught_up", "missed", "skipped", "buffered", "triggered"] {
+        counter!(CRON_TICKS, "backend" => backend, "schedule" => schedule.to_owned(), "outcome" => outcome)
+            .increment(0);
+    }
 }
 
 pub(crate) fn cron_tick(backend: &'static str, schedule: &str, outcome: &'static str) {

@@ -50,7 +50,9 @@ pub(crate) async fn execute<S: TaskStore, St: Send + Sync + 'static>(
         outcome = tracing::field::Empty,
         error = tracing::field::Empty,
     );
-    let km = shared.metrics.kind(&task.queue, &task.kind);
+    // a kind this worker has no handler for is labelled `unknown`: labels stay a bounded set
+    let kind_label = if shared.registry.get(&task.kind).is_some() { task.kind.as_str() } else { "unknown" };
+    let km = shared.metrics.kind(&task.queue, kind_label);
     // a takeover keeps the task's run_at: its wait would include the previous holder's run
     if !task.taken_over {
         km.started((Utc::now() - task.run_at).to_std().unwrap_or_default());
@@ -174,27 +176,27 @@ async fn settle<S: TaskStore, St>(
             return "lease_lost";
         }
         Some(CancelReason::TrustExpired) => {
+            // counted once, as trust expired, whatever the release finds
             stats.lease_lost.inc();
             km.lease_lost("trust_expired");
-            write(
-                shared,
-                km,
-                "release",
-                shared.store.task_release(TaskReleaseParams { leases: vec![lease], lease_lost: true }),
-            )
-            .await;
+            match shared.store.task_release(TaskReleaseParams { leases: vec![lease], lease_lost: true }).await {
+                Ok(released) if !released.contains(&lease) => record::stale_write("release"),
+                Ok(_) => {}
+                Err(e) if e.is_lease_lost() => record::stale_write("release"),
+                Err(e) => tracing::warn!(error = %e, "release failed; the task runs again after its lease expires"),
+            }
             return "self_fenced";
         }
         Some(CancelReason::Shutdown) => {
-            stats.released.inc();
-            write(
-                shared,
-                km,
-                "release",
-                shared.store.task_release(TaskReleaseParams { leases: vec![lease], lease_lost: false }),
-            )
-            .await;
-            return "released";
+            let released = shared.store.task_release(TaskReleaseParams { leases: vec![lease], lease_lost: false });
+            return match released.await {
+                Ok(released) if released.contains(&lease) => {
+                    stats.released.inc();
+                    "released"
+                }
+                Ok(_) => named(fenced(shared, km, "release"), "released"),
+                Err(e) => named(failed_write(shared, km, "release", &e), "released"),
+            };
         }
         None => {}
     }
@@ -220,18 +222,22 @@ async fn settle<S: TaskStore, St>(
             retried(shared, km, retry("retry requested by the job".into(), Some(d)).await)
         }
         Ran::Returned(Ok(Outcome::Snooze(delay))) => {
-            stats.snoozed.inc();
             match shared.store.task_snooze(TaskSnoozeParams { lease, delay }).await {
-                Ok(()) => shared.due_in(delay + DUE_ALLOWANCE),
-                Err(e) => failed_write(shared, km, "snooze", &e),
+                Ok(()) => {
+                    stats.snoozed.inc();
+                    shared.due_in(delay + DUE_ALLOWANCE);
+                    "snoozed"
+                }
+                Err(e) => named(failed_write(shared, km, "snooze", &e), "snoozed"),
             }
-            "snoozed"
         }
         Ran::Returned(Ok(Outcome::Cancel(reason))) => {
-            stats.cancelled.inc();
             let p = TaskFinishParams { lease, state: TaskState::Cancelled, reason };
-            write(shared, km, "finish", shared.store.task_finish(p)).await;
-            "cancelled"
+            let written = write(shared, km, "finish", shared.store.task_finish(p)).await;
+            if written == Written::Done {
+                stats.cancelled.inc();
+            }
+            named(written, "cancelled")
         }
         Ran::Returned(Ok(Outcome::Fail(reason))) => discard(shared, km, lease, reason).await,
         Ran::Returned(Err(e)) => retried(shared, km, retry(e.to_string(), None).await),
@@ -289,11 +295,13 @@ async fn discard<S: TaskStore, St>(
     lease: TaskLease,
     reason: String,
 ) -> &'static str {
-    shared.stats.discarded.inc();
     tracing::Span::current().record("error", reason.as_str());
     let p = TaskFinishParams { lease, state: TaskState::Discarded, reason };
-    write(shared, km, "finish", shared.store.task_finish(p)).await;
-    "discarded"
+    let written = write(shared, km, "finish", shared.store.task_finish(p)).await;
+    if written == Written::Done {
+        shared.stats.discarded.inc();
+    }
+    named(written, "discarded")
 }
 
 fn retried<S, St>(shared: &Shared<S, St>, km: &KindMetrics, r: Result<TaskState>) -> &'static str {
@@ -306,10 +314,25 @@ fn retried<S, St>(shared: &Shared<S, St>, km: &KindMetrics, r: Result<TaskState>
             shared.stats.retried.inc();
             "retried"
         }
-        Err(e) => {
-            failed_write(shared, km, "retry", &e);
-            "write_failed"
-        }
+        Err(e) => named(failed_write(shared, km, "retry", &e), "retried"),
+    }
+}
+
+/// How writing an outcome went.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Done,
+    /// Refused by the token: the lease was lost before the write.
+    Fenced,
+    Failed,
+}
+
+/// The outcome's name: `ok` when written, otherwise what stopped it.
+fn named(w: Written, ok: &'static str) -> &'static str {
+    match w {
+        Written::Done => ok,
+        Written::Fenced => "lease_lost",
+        Written::Failed => "write_failed",
     }
 }
 
@@ -318,20 +341,27 @@ async fn write<S, St, T>(
     km: &KindMetrics,
     what: &'static str,
     op: impl Future<Output = Result<T>>,
-) {
-    if let Err(e) = op.await {
-        failed_write(shared, km, what, &e);
+) -> Written {
+    match op.await {
+        Ok(_) => Written::Done,
+        Err(e) => failed_write(shared, km, what, &e),
     }
 }
 
-fn failed_write<S, St>(shared: &Shared<S, St>, km: &KindMetrics, what: &'static str, e: &Error) {
+/// A write the store refused because the lease had moved on.
+fn fenced<S, St>(shared: &Shared<S, St>, km: &KindMetrics, what: &'static str) -> Written {
+    shared.stats.lease_lost.inc();
+    km.lease_lost("fenced");
+    record::stale_write(what);
+    tracing::warn!("{what} rejected by fencing");
+    Written::Fenced
+}
+
+fn failed_write<S, St>(shared: &Shared<S, St>, km: &KindMetrics, what: &'static str, e: &Error) -> Written {
     if e.is_lease_lost() {
-        shared.stats.lease_lost.inc();
-        km.lease_lost("fenced");
-        record::stale_write(what);
-        tracing::warn!(error = %e, "{what} rejected by fencing");
-    } else {
-        shared.stats.write_errors.inc();
-        tracing::warn!(error = %e, "{what} failed; the task runs again after its lease expires");
+        return fenced(shared, km, what);
     }
+    shared.stats.write_errors.inc();
+    tracing::warn!(error = %e, "{what} failed; the task runs again after its lease expires");
+    Written::Failed
 }

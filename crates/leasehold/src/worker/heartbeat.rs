@@ -17,21 +17,21 @@ use crate::telemetry::record::RenewOutcome;
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(shared: Arc<Shared<S, St>>, stop: CancellationToken) {
+    // a fixed deadline: new leases may bring it forward, never push it back
+    let mut due = Instant::now() + interval(&shared);
     loop {
-        let pause = interval(&shared);
-        let slept_at = Instant::now();
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(pause) => {
-                let due = Instant::now();
+            _ = tokio::time::sleep_until(due) => {
+                let started = Instant::now();
                 if renew_once(&shared).await {
-                    // the sleep's own lateness is part of the lag: measure from when it should have ended
-                    let late = due.saturating_duration_since(slept_at + pause);
-                    shared.metrics.renewal_lag(late + due.elapsed());
+                    // how late the round finished after it was due: scheduling delay plus the answer
+                    shared.metrics.renewal_lag(started.saturating_duration_since(due) + started.elapsed());
                 }
+                due = Instant::now() + interval(&shared);
             }
-            // a new lease may be shorter than any held so far: recompute the pause
-            _ = shared.active.added.notified() => {}
+            // a new lease may be shorter than any held so far
+            _ = shared.active.added.notified() => due = due.min(Instant::now() + interval(&shared)),
         }
     }
 }

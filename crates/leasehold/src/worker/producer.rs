@@ -69,8 +69,8 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
         worker_id: shared.worker_id.clone(),
     };
     let t0 = Instant::now();
-    let tasks = match shared.store.task_claim(params).await {
-        Ok(tasks) => tasks,
+    let batch = match shared.store.task_claim(params).await {
+        Ok(batch) => batch,
         Err(e) => {
             shared.stats.claim_errors.inc();
             shared.metrics.claim(ClaimOutcome::Error, t0.elapsed(), 0);
@@ -80,14 +80,14 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
     };
     let took = t0.elapsed();
     shared.health.store_ok();
-    let outcome = if !tasks.is_empty() {
-        ClaimOutcome::Claimed
-    } else if shared.store.task_due_exists(shared.config.queues.clone()).await.unwrap_or(false) {
-        // due tasks that this claim skipped: other claimers held them locked
+    let outcome = if batch.contended {
         ClaimOutcome::Contended
-    } else {
+    } else if batch.tasks.is_empty() {
         ClaimOutcome::Empty
+    } else {
+        ClaimOutcome::Claimed
     };
+    let tasks = batch.tasks;
     shared.metrics.claim(outcome, took, tasks.len());
     let full = tasks.len() == free;
     for task in tasks {

@@ -13,7 +13,11 @@ pub(crate) async fn run<S: TaskStore>(store: S, every: Duration, stop: Cancellat
     // series seen before: a queue that emptied reads 0, not its last count
     let mut seen: HashSet<(String, TaskState)> = HashSet::new();
     loop {
-        match store.task_depth().await {
+        let sampled = tokio::select! {
+            _ = stop.cancelled() => return,
+            d = store.task_depth() => d,
+        };
+        match sampled {
             Ok(depths) => {
                 let now: HashSet<(String, TaskState)> = depths.iter().map(|d| (d.queue.clone(), d.state)).collect();
                 for d in &depths {
