@@ -204,6 +204,15 @@ pub struct ClaimBatch {
     pub contended: bool,
 }
 
+/// Delete tasks that finished long enough ago.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskPruneParams {
+    /// Only tasks that finished more than this long ago, on the store's clock.
+    pub older_than: Duration,
+    /// At most this many in one statement.
+    pub limit: u32,
+}
+
 /// How many tasks one queue holds in one state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueDepth {

@@ -65,6 +65,10 @@ pub trait TaskStore: Clone + Send + Sync + 'static {
     /// from one whose due tasks other claimers hold locked (contention).
     fn task_due_exists(&self, queues: Vec<String>) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Deletes up to `limit` tasks that finished more than `older_than` ago (retention); a task whose
+    /// idempotency key is still remembered stays until the key's retention ends. Answers how many went.
+    fn task_prune(&self, params: TaskPruneParams) -> impl Future<Output = Result<u64>> + Send;
+
     /// How many tasks each queue has in the states available and running (sampled for metrics).
     fn task_depth(&self) -> impl Future<Output = Result<Vec<QueueDepth>>> + Send;
 

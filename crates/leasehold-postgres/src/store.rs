@@ -292,6 +292,16 @@ impl TaskStore for PgStore {
         sqlx::query_scalar(include_str!("sql/task_due.sql")).bind(&queues).fetch_one(&self.pool).await.map_err(db)
     }
 
+    async fn task_prune(&self, p: TaskPruneParams) -> Result<u64> {
+        let done = sqlx::query(include_str!("sql/task_prune.sql"))
+            .bind(duration_ms(p.older_than))
+            .bind(i64::from(p.limit))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
     async fn task_depth(&self) -> Result<Vec<QueueDepth>> {
         let rows: Vec<(String, String, i64)> =
             sqlx::query_as(include_str!("sql/task_depth.sql")).fetch_all(&self.pool).await.map_err(db)?;

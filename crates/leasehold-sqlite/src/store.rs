@@ -231,12 +231,28 @@ impl TaskStore for SqliteStore {
         let mut tx = self.begin().await?;
         // the write lock was free within a few hundred microseconds, or another writer held it
         let contended = asked.elapsed() > CONTENDED_WAIT;
-        let selected: Vec<(String, bool, bool)> = sqlx::query_as(include_str!("sql/task_claim_select.sql"))
+        // each queue on its own, then the expired leases; merged in claim order, the first `limit` taken
+        let mut candidates: Vec<(i16, i64, String, bool, bool)> = Vec::new();
+        for queue in &p.queues {
+            let rows: Vec<(String, i16, i64)> = sqlx::query_as(include_str!("sql/task_claim_available.sql"))
+                .bind(queue)
+                .bind(i64::from(p.limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            candidates.extend(rows.into_iter().map(|(id, prio, run_at)| (prio, run_at, id, false, false)));
+        }
+        let expired: Vec<(String, i16, i64, bool)> = sqlx::query_as(include_str!("sql/task_claim_expired.sql"))
             .bind(&queues)
             .bind(i64::from(p.limit))
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
+        candidates.extend(expired.into_iter().map(|(id, prio, run_at, exhausted)| (prio, run_at, id, true, exhausted)));
+        candidates.sort();
+        candidates.truncate(p.limit as usize);
+        let selected: Vec<(String, bool, bool)> =
+            candidates.into_iter().map(|(_, _, id, taken_over, exhausted)| (id, taken_over, exhausted)).collect();
         let (exhausted, picked): (Vec<_>, Vec<_>) = selected.into_iter().partition(|(_, _, exhausted)| *exhausted);
         if !exhausted.is_empty() {
             let ids: Vec<&str> = exhausted.iter().map(|(id, _, _)| id.as_str()).collect();
@@ -385,6 +401,16 @@ impl TaskStore for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db)
+    }
+
+    async fn task_prune(&self, p: TaskPruneParams) -> Result<u64> {
+        let done = sqlx::query(include_str!("sql/task_prune.sql"))
+            .bind(duration_ms(p.older_than))
+            .bind(i64::from(p.limit))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected())
     }
 
     async fn task_depth(&self) -> Result<Vec<QueueDepth>> {

@@ -35,7 +35,8 @@ macro_rules! conformance_tests {
             completion_batch_tells_holders_apart, takeover_on_the_last_attempt_discards,
             the_same_keyed_task_sent_again_is_answered_as_itself, keyed_enqueue_in_a_transaction,
             effect_claims_race_to_one_effect, due_and_depth_are_read_without_claiming,
-            concurrent_claims_report_contention);
+            concurrent_claims_report_contention, retention_prunes_old_finished_tasks_only,
+            worker_prunes_finished_tasks_after_its_retention);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -910,4 +911,76 @@ pub async fn concurrent_claims_report_contention<B: Backend>(b: &B) {
         }
     }
     panic!("twenty rounds of eight racing claims never reported contention");
+}
+
+/// Retention deletes tasks that finished long enough ago, in batches; never a live task, a recent one,
+/// or one whose idempotency key is still remembered.
+pub async fn retention_prunes_old_finished_tasks_only<B: Backend>(b: &B) {
+    let s = b.store();
+    let finish = |state: TaskState| {
+        let s = s.clone();
+        async move {
+            let id = s.task_insert(task("k", 0)).await.unwrap();
+            let c = claim_one(&s).await;
+            assert_eq!(c.lease.task_id, id);
+            if state == TaskState::Completed {
+                s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)] }).await.unwrap();
+            } else {
+                s.task_finish(TaskFinishParams { lease: c.lease, state, reason: "done".into() }).await.unwrap();
+            }
+            id
+        }
+    };
+    let old: Vec<TaskId> = vec![
+        finish(TaskState::Completed).await,
+        finish(TaskState::Cancelled).await,
+        finish(TaskState::Discarded).await,
+    ];
+    let recent = finish(TaskState::Completed).await;
+    let running = s.task_insert(task("k", 1)).await.unwrap();
+    assert_eq!(claim_one(&s).await.lease.task_id, running);
+    let keyed = |key: &str, retain: Option<Duration>| NewTask {
+        idempotency: Some(Idempotency { retain, ..Idempotency::new(key) }),
+        ..task("k", 2)
+    };
+    let mut kept_for_key = Vec::new();
+    for (key, retain) in [("forever", None), ("a-day", Some(Duration::from_secs(86_400)))] {
+        let id = s.task_insert_idempotent(keyed(key, retain)).await.unwrap().id;
+        let c = claim_one(&s).await;
+        s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)] }).await.unwrap();
+        kept_for_key.push(id);
+    }
+    let available = s.task_insert(task("k", 3)).await.unwrap();
+    for id in old.iter().chain(&kept_for_key) {
+        b.finish_long_ago(*id).await;
+    }
+
+    let prune = |limit| s.task_prune(TaskPruneParams { older_than: Duration::from_secs(1800), limit });
+    assert_eq!(prune(2).await.unwrap(), 2, "a batch is bounded by its limit");
+    assert_eq!(prune(1000).await.unwrap(), 1);
+    assert_eq!(prune(1000).await.unwrap(), 0);
+    for id in &old {
+        assert!(matches!(s.task_get(*id).await, Err(Error::NotFound(_))), "an old finished task was kept");
+    }
+    for id in [recent, running, available].iter().chain(&kept_for_key) {
+        s.task_get(*id).await.unwrap_or_else(|e| panic!("task {id} was pruned: {e}"));
+    }
+}
+
+/// A worker with a retention deletes the tasks it finished once they are that old, and keeps the live
+/// ones.
+pub async fn worker_prunes_finished_tasks_after_its_retention<B: Backend>(b: &B) {
+    let client = Client::new(b.store());
+    let w = worker(b, Probe::default()).retention(Some(Duration::from_secs(1))).build().unwrap();
+    w.start().await;
+    let done = client.enqueue(Echo { n: 1 }).await.unwrap();
+    let later =
+        client.enqueue_with(Echo { n: 2 }, EnqueueOptions::default().delay(Duration::from_secs(3600))).await.unwrap();
+    wait_state(client.store(), done, TaskState::Completed).await;
+    wait::until("the finished task to be pruned", WAIT, || async {
+        matches!(client.task(done).await, Err(Error::NotFound(_))).then_some(())
+    })
+    .await;
+    assert_eq!(client.task(later).await.unwrap().state, TaskState::Available, "a live task was pruned");
+    w.stop().await;
 }

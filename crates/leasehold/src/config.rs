@@ -32,6 +32,10 @@ pub struct WorkerConfig {
     /// How often the worker samples queue depth for the `leasehold_queue_depth` gauge; `None` turns
     /// the sampling off (one `GROUP BY` over the live tasks per sample).
     pub depth_sample_interval: Option<Duration>,
+    /// How long finished tasks (completed, cancelled, discarded) are kept, with their results and
+    /// errors, before the worker deletes them; `None` keeps them forever. A task whose idempotency key
+    /// is remembered longer stays until the key's retention ends.
+    pub retention: Option<Duration>,
 }
 
 impl WorkerConfig {
@@ -47,6 +51,8 @@ impl WorkerConfig {
     pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(2);
     /// Default poll interval.
     pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+    /// Default retention of finished tasks: one day.
+    pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
     /// Default queue-depth sampling interval.
     pub const DEFAULT_DEPTH_SAMPLE_INTERVAL: Duration = Duration::from_secs(15);
     /// Default shutdown timeout.
@@ -87,6 +93,9 @@ impl WorkerConfig {
         }
         if self.poll_interval.is_zero() {
             return bad("poll_interval must be above zero".into());
+        }
+        if self.retention.is_some_and(|r| r < Duration::from_secs(1)) {
+            return bad(format!("retention must be at least 1s, got {:?}", self.retention));
         }
         if self.depth_sample_interval.is_some_and(|d| d < Duration::from_millis(100)) {
             return bad(format!("depth_sample_interval must be at least 100ms, got {:?}", self.depth_sample_interval));
@@ -132,6 +141,7 @@ impl Default for WorkerConfig {
             retry: RetryPolicy::default(),
             worker_id: None,
             depth_sample_interval: Some(Self::DEFAULT_DEPTH_SAMPLE_INTERVAL),
+            retention: Some(Self::DEFAULT_RETENTION),
         }
     }
 }

@@ -7,13 +7,19 @@
 -- snapshot saw (up to $2): rows that other claimers held locked still read as available there, so
 -- seeing more than were claimed means this claim was contended. With nothing claimed, one row of NULLs
 -- carries it.
+-- Each queue is read on its own, in the order of the available index (queue, priority, run_at, id), so a
+-- claim touches about $2 index entries however long the backlog; `queue = ANY($1)` would sort them all.
 WITH available AS (
-    SELECT id, priority, run_at, false AS taken_over, false AS exhausted
-      FROM leasehold.tasks
-     WHERE state = 'available' AND queue = ANY($1) AND run_at <= now()
-     ORDER BY priority, run_at, id
-     LIMIT $2
-       FOR UPDATE SKIP LOCKED
+    SELECT a.id, a.priority, a.run_at, false AS taken_over, false AS exhausted
+      FROM unnest($1::text[]) AS q(name)
+     CROSS JOIN LATERAL (
+            SELECT id, priority, run_at
+              FROM leasehold.tasks
+             WHERE state = 'available' AND queue = q.name AND run_at <= now()
+             ORDER BY priority, run_at, id
+             LIMIT $2
+               FOR UPDATE SKIP LOCKED
+           ) AS a
 ), expired AS (
     SELECT id, priority, run_at, true AS taken_over, attempt >= max_attempts AS exhausted
       FROM leasehold.tasks
@@ -46,8 +52,11 @@ RETURNING t.id, t.state, t.fence, t.kind, t.queue, t.payload, t.attempt, t.max_a
 )
 SELECT c.*,
        CASE WHEN (SELECT count(*) FROM claimed) < $2
-            THEN (SELECT count(*) FROM (SELECT 1 FROM leasehold.tasks
-                                         WHERE state = 'available' AND queue = ANY($1) AND run_at <= now()
-                                         LIMIT $2) AS d)
+            THEN least($2, (SELECT count(*)
+                              FROM unnest($1::text[]) AS q(name)
+                             CROSS JOIN LATERAL (SELECT 1 FROM leasehold.tasks
+                                                  WHERE state = 'available' AND queue = q.name AND run_at <= now()
+                                                  ORDER BY priority, run_at, id
+                                                  LIMIT $2) AS d))
             ELSE 0 END AS due_seen
   FROM (SELECT 1) AS one LEFT JOIN claimed AS c ON true

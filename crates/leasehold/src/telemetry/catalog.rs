@@ -98,6 +98,8 @@ metrics_catalog! {
         "Time from a task's run_at to its start; this host's clock against the store's, so skew shows here.";
     QUEUE_DEPTH = "leasehold_queue_depth", Gauge, "tasks", ["backend", "queue", "state"], &[],
         "Tasks per queue in the states available (including those scheduled for later) and running, sampled by the worker.";
+    PRUNED = "leasehold_tasks_pruned_total", Counter, "1", ["backend"], &[],
+        "Finished tasks deleted by retention (WorkerConfig::retention).";
     IN_FLIGHT = "leasehold_tasks_in_flight", Gauge, "tasks", ["backend"], &[],
         "Tasks this process holds right now.";
     COMPLETION_BATCH = "leasehold_completion_batch_size", Histogram, "tasks", ["backend"], BATCH_BUCKETS,

@@ -189,6 +189,11 @@ pub(crate) fn enqueued(backend: &'static str, queue: &str, kind: &str, n: u64) {
     counter!(ENQUEUED, "backend" => backend, "queue" => queue.to_owned(), "kind" => kind.to_owned()).increment(n);
 }
 
+/// Finished tasks deleted by retention.
+pub(crate) fn pruned(backend: &'static str, n: u64) {
+    counter!(PRUNED, "backend" => backend).increment(n);
+}
+
 pub(crate) fn queue_depth(backend: &'static str, queue: &str, state: &'static str, n: u64) {
     gauge!(QUEUE_DEPTH, "backend" => backend, "queue" => queue.to_owned(), "state" => state).set(n as f64);
 }

@@ -1,9 +1,9 @@
 //! The worker runtime: claims tasks, runs their jobs under leases, and writes outcomes.
 //!
-//! One worker owns five kinds of background work, started together by [`Worker::start`] and stopped
+//! One worker owns six kinds of background work, started together by [`Worker::start`] and stopped
 //! together by [`Worker::stop`]: the claim loop (`producer.rs`), one executor per running task
-//! (`executor.rs`), the heartbeat (`heartbeat.rs`), the batched completer (`completer.rs`)
-//! and the queue-depth sampler (`sampler.rs`).
+//! (`executor.rs`), the heartbeat (`heartbeat.rs`), the batched completer (`completer.rs`),
+//! the queue-depth sampler (`sampler.rs`) and the pruner of finished tasks (`pruner.rs`).
 //! Nothing is spawned that [`Worker::stop`] does not wait for.
 //!
 //! Stopping is graceful: claiming stops, running jobs get [`WorkerConfig::shutdown_timeout`] to
@@ -16,6 +16,7 @@ mod health;
 mod heartbeat;
 mod lease;
 mod producer;
+mod pruner;
 mod registry;
 mod sampler;
 mod stats;
@@ -104,6 +105,7 @@ struct Running<S, St> {
     heartbeat: Option<JoinHandle<()>>,
     completer: Option<JoinHandle<()>>,
     sampler: Option<JoinHandle<()>>,
+    pruner: Option<JoinHandle<()>>,
 }
 
 impl<S, St> Running<S, St> {
@@ -226,6 +228,10 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
             .config
             .depth_sample_interval
             .map(|every| tokio::spawn(sampler::run(self.store.clone(), every, stop_services.clone())));
+        let pruner = self
+            .config
+            .retention
+            .map(|keep| tokio::spawn(pruner::run(self.store.clone(), keep, stop_services.clone())));
         tracing::info!(worker_id = %self.worker_id, queues = ?self.config.queues, "worker started");
         *running = Some(Running {
             shared,
@@ -236,6 +242,7 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
             heartbeat: Some(heartbeat),
             completer: Some(completer),
             sampler,
+            pruner,
         });
     }
 
@@ -263,7 +270,8 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
             r.executors.wait().await;
         }
         r.stop_services.cancel();
-        for service in [r.heartbeat.take(), r.completer.take(), r.sampler.take()].into_iter().flatten() {
+        for service in [r.heartbeat.take(), r.completer.take(), r.sampler.take(), r.pruner.take()].into_iter().flatten()
+        {
             let _ = service.await;
         }
         *guard = None;
@@ -369,6 +377,12 @@ impl<S: TaskStore, St: Send + Sync + 'static> WorkerBuilder<S, St> {
     /// The id recorded on claimed tasks.
     pub fn worker_id(mut self, id: impl Into<String>) -> Self {
         self.config.worker_id = Some(id.into());
+        self
+    }
+
+    /// How long finished tasks are kept before the worker deletes them; `None` keeps them forever.
+    pub fn retention(mut self, keep: Option<Duration>) -> Self {
+        self.config.retention = keep;
         self
     }
 

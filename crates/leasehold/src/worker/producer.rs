@@ -2,6 +2,7 @@
 //! freed capacity.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,7 @@ pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(
                 }
             }
         }
+        gather(&shared, &stop).await;
         let full_batch = claim_once(&shared, &tracker).await;
         if full_batch && shared.capacity.available_permits() > 0 {
             continue;
@@ -49,6 +51,28 @@ pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(
                     subscribe_at = Instant::now() + cfg.poll_interval;
                 }
             }
+        }
+    }
+}
+
+/// How long the claim loop waits for more running tasks to finish when only a few slots are free.
+const LINGER: Duration = Duration::from_millis(5);
+
+/// When a few slots are free but most are busy, waits up to [`LINGER`] for a quarter of the capacity
+/// to be free, so that one claim takes a batch rather than one task per finished task. An idle worker
+/// (every slot free) claims at once.
+async fn gather<S, St>(shared: &Shared<S, St>, stop: &CancellationToken) {
+    let batch = (shared.config.concurrency as usize).div_ceil(4);
+    let deadline = Instant::now() + LINGER;
+    loop {
+        let free = shared.capacity.available_permits();
+        if free == 0 || free >= batch {
+            return;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = shared.capacity_freed.notified() => {}
         }
     }
 }

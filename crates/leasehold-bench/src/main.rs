@@ -1,0 +1,380 @@
+//! leasehold-bench: leasehold's throughput and latency next to the raw SQL limit of the same database,
+//! measured in the same run, as ratios.
+//!
+//! ```text
+//! cargo run --release -p leasehold-bench -- [--quick] [--growth] [--backlog N] [--sqlite-only] [--pg-only]
+//! ```
+//!
+//! `DATABASE_URL` names the PostgreSQL server and a database to administer it from (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). The program creates a fresh database
+//! `leasehold_bench` there, measures inside it and drops it at the end, so no other data is touched.
+//! SQLite runs on temporary files that are removed afterwards.
+//!
+//! Every figure is measured in interleaved passes (the raw limit, then leasehold, step by step, the
+//! whole sequence repeated); the report shows the median of each figure over the passes, and each
+//! ratio as the median of the per-pass ratios, so a ratio only ever compares figures measured minutes
+//! apart on the same server. The last line of the output is one JSON object prefixed `BENCH_JSON `.
+//!
+//! # Layout
+//! - `raw.rs`: the raw SQL limit on PostgreSQL, a minimal jobs table driven directly through sqlx.
+//! - `framework.rs`: the same figures through leasehold's client, worker and store (generic over the
+//!   store, so SQLite is measured by the same code).
+//! - `sqlite.rs`: SQLite's own limit, and leasehold on SQLite.
+//! - `growth.rs`: how cost grows with the backlog and with a pinned MVCC horizon (`--growth`).
+//! - `jobs.rs`: the no-op job and the probe job.
+//! - `timing.rs`: client loops that start together, rates, percentiles, medians.
+//! - `db.rs`: the benchmark database.
+//! - `report.rs`: the figures' names, the tables and the `BENCH_JSON` line.
+
+mod db;
+mod framework;
+mod growth;
+mod jobs;
+mod raw;
+mod report;
+mod sqlite;
+mod timing;
+
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+
+use leasehold::postgres::PgStore;
+
+use crate::db::BenchDb;
+use crate::raw::Claim;
+use crate::report::{Figures, key};
+
+/// Errors of the benchmark: anything, reported once at the end.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Results of the benchmark's steps.
+pub(crate) type Res<T> = Result<T, BoxError>;
+
+/// How long and how much each measurement runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Profile {
+    /// Its name, as printed.
+    pub(crate) name: &'static str,
+    /// Interleaved passes; every figure is the median over them.
+    pub(crate) passes: usize,
+    /// How long each timed phase runs: single inserts and enqueues, claims of 1 and 10, lease pairs.
+    pub(crate) phase: Duration,
+    /// Tasks enqueued in chunks of 1,000 and then drained, per pass (PostgreSQL, raw and leasehold).
+    pub(crate) drain_tasks: u64,
+    /// Rows put in the raw jobs table before the claim-1 and claim-10 phases (more than they can take).
+    pub(crate) claim_fill: u64,
+    /// Steady phases (a producer enqueues while the queue drains): not counted at first...
+    pub(crate) steady_warmup: Duration,
+    /// ...then measured for this long.
+    pub(crate) steady: Duration,
+    /// Idle enqueue-to-start latency samples (and LISTEN/NOTIFY floor samples), per pass.
+    pub(crate) latency_samples: usize,
+    /// Tasks enqueued and drained per pass on SQLite.
+    pub(crate) sqlite_drain_tasks: u64,
+    /// `--growth`: single claims of 10 timed per backlog.
+    pub(crate) growth_claim_samples: usize,
+    /// `--growth`: how long the worker drains each backlog (less if it empties first).
+    pub(crate) growth_drain: Duration,
+    /// `--growth`: how long each steady phase runs, with and without a pinned MVCC horizon.
+    pub(crate) growth_pinned: Duration,
+    /// `--growth`: the large backlog, unless `--backlog N` names one.
+    pub(crate) growth_backlog: u64,
+    /// `--growth`: each long steady run, with and without retention.
+    pub(crate) growth_long: Duration,
+}
+
+/// The default profile: a few minutes on two cores.
+const DEFAULT_PROFILE: Profile = Profile {
+    name: "default",
+    passes: 3,
+    phase: Duration::from_secs(2),
+    drain_tasks: 100_000,
+    claim_fill: 100_000,
+    steady_warmup: Duration::from_secs(1),
+    steady: Duration::from_secs(5),
+    latency_samples: 200,
+    sqlite_drain_tasks: 50_000,
+    growth_claim_samples: 300,
+    growth_drain: Duration::from_secs(10),
+    growth_pinned: Duration::from_secs(20),
+    growth_backlog: 1_000_000,
+    growth_long: Duration::from_secs(60),
+};
+
+/// `--quick`: about a minute, to smoke-run the program; its figures are noisier.
+const QUICK_PROFILE: Profile = Profile {
+    name: "quick",
+    passes: 3,
+    phase: Duration::from_millis(500),
+    drain_tasks: 20_000,
+    claim_fill: 20_000,
+    steady_warmup: Duration::from_millis(300),
+    steady: Duration::from_millis(1_500),
+    latency_samples: 50,
+    sqlite_drain_tasks: 10_000,
+    growth_claim_samples: 100,
+    growth_drain: Duration::from_secs(2),
+    growth_pinned: Duration::from_secs(3),
+    growth_backlog: 100_000,
+    growth_long: Duration::from_secs(8),
+};
+
+/// Clients of the N-client figures, and claimers of the raw claim limit: the drain target compares the
+/// worker with the claim-100 limit at 8 clients, the concurrency where that limit is highest on two
+/// cores; leasehold's default pool (10 connections) serves 8 clients at once.
+pub(crate) const CLIENTS: usize = 8;
+/// The worker's concurrency (tasks at once) in drain and steady phases.
+pub(crate) const WORKER_CONCURRENCY: u32 = 400;
+/// Rows per statement of every batch enqueue, raw (`INSERT ... SELECT`) and leasehold (`enqueue_many`).
+pub(crate) const CHUNK: u64 = 1_000;
+/// Steady phases: the producer adds a chunk only while fewer than this many tasks wait.
+pub(crate) const STEADY_MAX_BACKLOG: u64 = 10_000;
+/// Pause after each latency sample, so the next one finds an idle worker.
+pub(crate) const LATENCY_GAP: Duration = Duration::from_millis(5);
+/// Latency samples taken first and dropped (fresh connections, cold caches).
+pub(crate) const LATENCY_WARMUP: usize = 5;
+/// The longest one latency sample may take before the run fails.
+pub(crate) const SAMPLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a drain may take before the run fails.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(600);
+/// Lease names are drawn at random from this many (as the limit's lease script does), so two clients
+/// almost never want the same lease.
+pub(crate) const LEASE_KEYS: u64 = 10_000_000;
+/// Claimers of SQLite's own limit: SQLite has one writer at a time, so more only wait on its lock.
+pub(crate) const SQLITE_CLIENTS: usize = 1;
+/// `--growth`: the small backlog every larger one is compared with.
+pub(crate) const GROWTH_BASE_BACKLOG: u64 = 10_000;
+
+const USAGE: &str = "usage: leasehold-bench [--quick] [--growth] [--backlog N] [--sqlite-only] [--pg-only]
+
+  --quick        short phases (about a minute in all), to smoke-run the program
+  --growth       also measure how cost grows: a backlog of 10k and of a large one, and a pinned MVCC horizon
+  --backlog N    the large backlog of --growth (default 1,000,000; 100,000 with --quick); implies --growth
+  --pg-only      PostgreSQL only
+  --sqlite-only  SQLite only
+  --drain-only N leasehold's PostgreSQL drain of N tasks, five times, nothing else (for profiling)
+
+DATABASE_URL names the PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres); a fresh
+database leasehold_bench is created there and dropped at the end.";
+
+/// The command line.
+#[derive(Debug)]
+struct Options {
+    quick: bool,
+    growth: bool,
+    backlog: Option<u64>,
+    drain_only: Option<u64>,
+    postgres: bool,
+    sqlite: bool,
+}
+
+impl Options {
+    /// Parses the arguments; `None` when help was asked for.
+    fn parse(mut args: impl Iterator<Item = String>) -> Res<Option<Self>> {
+        let mut o = Self { quick: false, growth: false, backlog: None, drain_only: None, postgres: true, sqlite: true };
+        let (mut pg_only, mut sqlite_only) = (false, false);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--quick" => o.quick = true,
+                "--growth" => o.growth = true,
+                "--backlog" => {
+                    let n = args.next().ok_or("--backlog needs a number of tasks")?;
+                    o.backlog = Some(parse_count(&n)?);
+                }
+                "--pg-only" => pg_only = true,
+                "--drain-only" => {
+                    let n = args.next().ok_or("--drain-only needs a number of tasks")?;
+                    o.drain_only = Some(parse_count(&n)?);
+                }
+                "--sqlite-only" => sqlite_only = true,
+                "-h" | "--help" => return Ok(None),
+                other => match other.strip_prefix("--backlog=") {
+                    Some(n) => o.backlog = Some(parse_count(n)?),
+                    None => return Err(format!("unknown argument {other:?}\n\n{USAGE}").into()),
+                },
+            }
+        }
+        if pg_only && sqlite_only {
+            return Err("--pg-only and --sqlite-only exclude each other".into());
+        }
+        o.growth |= o.backlog.is_some();
+        o.postgres = !sqlite_only;
+        o.sqlite = !pg_only;
+        Ok(Some(o))
+    }
+}
+
+/// A count such as `10000000`, `10_000_000` or `10,000,000`.
+fn parse_count(s: &str) -> Res<u64> {
+    let digits = s.replace(['_', ','], "");
+    let n: u64 = digits.parse().map_err(|e| format!("not a count: {s:?} ({e})"))?;
+    if n == 0 {
+        return Err("a backlog must hold at least one task".into());
+    }
+    Ok(n)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run().await {
+        eprintln!("leasehold-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Res<()> {
+    let Some(opts) = Options::parse(std::env::args().skip(1))? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    if let Some(n) = opts.drain_only {
+        return drain_only(n).await;
+    }
+    let profile = if opts.quick { QUICK_PROFILE } else { DEFAULT_PROFILE };
+    let backlogs: Option<Vec<u64>> = opts.growth.then(|| {
+        let large = opts.backlog.unwrap_or(profile.growth_backlog);
+        if large > GROWTH_BASE_BACKLOG { vec![GROWTH_BASE_BACKLOG, large] } else { vec![large] }
+    });
+    if backlogs.is_some() && !opts.postgres {
+        eprintln!("leasehold-bench: --growth measures PostgreSQL only; ignored with --sqlite-only");
+    }
+    let started = Instant::now();
+    let mut figs = Figures::default();
+    let mut notes = vec![format!(
+        "this machine: {} cores, load generator and database on the same cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    )];
+    let mut sections = Vec::new();
+
+    if opts.postgres {
+        let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| db::DEFAULT_URL.to_owned());
+        if !url.starts_with("postgres") {
+            return Err(format!("DATABASE_URL must name a PostgreSQL server, got {url:?}").into());
+        }
+        let bench_db = BenchDb::create(&url).await?;
+        let outcome = postgres(&bench_db, &profile, backlogs.as_deref(), &mut figs, &mut notes).await;
+        let dropped = bench_db.drop_database().await;
+        outcome?;
+        dropped?;
+        sections.push(report::postgres_section(&profile));
+        if let Some(b) = &backlogs {
+            sections.push(growth::section(b));
+        }
+    }
+    if opts.sqlite {
+        notes.push(sqlite::run(&profile, &mut figs).await?);
+        sections.push(report::sqlite_section(&profile));
+    }
+
+    notes.push(format!("the run took {:.0?}", started.elapsed()));
+    report::print(&profile, &sections, &figs, &notes);
+    Ok(())
+}
+
+/// Everything measured on PostgreSQL, in the fresh database.
+/// `--drain-only N`: five drains of `N` no-op tasks on PostgreSQL, for a profiler to watch.
+async fn drain_only(n: u64) -> Res<()> {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| db::DEFAULT_URL.to_owned());
+    let bench_db = BenchDb::create(&url).await?;
+    let store = PgStore::from_pool(bench_db.pool(PgStore::DEFAULT_MAX_CONNECTIONS, "leasehold").await?);
+    store.migrate().await?;
+    for round in 1..=5 {
+        db::truncate_tasks(store.pool()).await?;
+        framework::batch_enqueue(&store, n).await?;
+        let per_s = framework::drain(&store, n).await?;
+        println!("drain {round}: {per_s:.0} jobs/s");
+    }
+    store.pool().close().await;
+    bench_db.drop_database().await
+}
+
+async fn postgres(
+    bench_db: &BenchDb,
+    p: &Profile,
+    backlogs: Option<&[u64]>,
+    figs: &mut Figures,
+    notes: &mut Vec<String>,
+) -> Res<()> {
+    // the raw clients, the steady producer, the listener: CLIENTS + 2 connections at most
+    let raw_pool = bench_db.pool(CLIENTS as u32 + 2, "leasehold-bench-raw").await?;
+    notes.push(db::describe(&raw_pool).await?);
+    raw::setup(&raw_pool).await?;
+    // leasehold gets the pool PgStore::connect would open: the same size, its application name
+    let store = PgStore::from_pool(bench_db.pool(PgStore::DEFAULT_MAX_CONNECTIONS, "leasehold").await?);
+    store.migrate().await?;
+
+    for pass in 1..=p.passes {
+        pg_pass(&raw_pool, &store, p, figs, pass).await?;
+    }
+    if let Some(backlogs) = backlogs {
+        notes.push(growth::run(&raw_pool, &store, p, backlogs, figs).await?);
+    }
+    store.pool().close().await;
+    raw_pool.close().await;
+    Ok(())
+}
+
+/// One interleaved pass on PostgreSQL: each figure of the raw limit, then leasehold's, step by step.
+/// Both tables are emptied before and after every step, so no step pays for another's dead rows.
+async fn pg_pass(raw_pool: &PgPool, store: &PgStore, p: &Profile, figs: &mut Figures, pass: usize) -> Res<()> {
+    let step = |what: &str| eprintln!("[postgres pass {pass}/{}] {what}", p.passes);
+    clean(raw_pool, store).await?;
+
+    step("raw: INSERT of 1,000 rows per statement, then claim 100 + complete until empty");
+    figs.put(key::RAW_BATCH, raw::insert_batches(raw_pool, p.drain_tasks).await?);
+    figs.put(key::RAW_DRAIN, raw::claim(raw_pool, Claim::Hundred, CLIENTS, TIMEOUT).await?);
+    clean(raw_pool, store).await?;
+    step("leasehold: enqueue_many in chunks of 1,000, then a worker drains them");
+    figs.put(key::LH_BATCH, framework::batch_enqueue(store, p.drain_tasks).await?);
+    figs.put(key::LH_DRAIN, framework::drain(store, p.drain_tasks).await?);
+    clean(raw_pool, store).await?;
+
+    step("raw: single-row INSERT, 1 client and 8 clients");
+    figs.put(key::RAW_INSERT_1, raw::insert_single(raw_pool, 1, p.phase).await?);
+    figs.put(key::RAW_INSERT_N, raw::insert_single(raw_pool, CLIENTS, p.phase).await?);
+    clean(raw_pool, store).await?;
+    step("leasehold: Client::enqueue, 1 client and 8 clients");
+    figs.put(key::LH_ENQUEUE_1, framework::single_enqueue(store, 1, p.phase).await?);
+    figs.put(key::LH_ENQUEUE_N, framework::single_enqueue(store, CLIENTS, p.phase).await?);
+    clean(raw_pool, store).await?;
+
+    step("raw: steady claim 100 + complete with a producer running");
+    figs.put(key::RAW_STEADY, raw::steady(raw_pool, CLIENTS, p.steady_warmup, p.steady).await?);
+    clean(raw_pool, store).await?;
+    step("leasehold: steady worker with a producer running");
+    figs.put(key::LH_STEADY, framework::steady(store, p.steady_warmup, p.steady).await?);
+    clean(raw_pool, store).await?;
+
+    step("raw: LISTEN/NOTIFY floor");
+    figs.put_latency(key::RAW_NOTIFY, raw::notify_floor(raw_pool, p.latency_samples).await?);
+    clean(raw_pool, store).await?;
+    step("leasehold: idle enqueue-to-start latency");
+    figs.put_latency(key::LH_LATENCY, framework::idle_latency(store, p.latency_samples).await?);
+    clean(raw_pool, store).await?;
+
+    step("raw: lease row acquire + release, 1 client and 8 clients");
+    figs.put(key::RAW_LEASE_1, raw::lease_pairs(raw_pool, 1, p.phase).await?);
+    figs.put(key::RAW_LEASE_N, raw::lease_pairs(raw_pool, CLIENTS, p.phase).await?);
+    step("leasehold: leader_acquire + leader_release, 1 client and 8 clients");
+    figs.put(key::LH_LEASE_1, framework::lease_pairs(store, 1, p.phase).await?);
+    figs.put(key::LH_LEASE_N, framework::lease_pairs(store, CLIENTS, p.phase).await?);
+
+    step("raw: claim 10 + complete and claim 1 + complete (the limit alone)");
+    raw::fill(raw_pool, p.claim_fill).await?;
+    figs.put(key::RAW_CLAIM10, raw::claim(raw_pool, Claim::Ten, CLIENTS, p.phase).await?);
+    raw::reset(raw_pool).await?;
+    raw::fill(raw_pool, p.claim_fill).await?;
+    figs.put(key::RAW_CLAIM1, raw::claim(raw_pool, Claim::One, CLIENTS, p.phase).await?);
+    clean(raw_pool, store).await?;
+    Ok(())
+}
+
+/// Empties the raw jobs table and leasehold's task table.
+async fn clean(raw_pool: &PgPool, store: &PgStore) -> Res<()> {
+    raw::reset(raw_pool).await?;
+    db::truncate_tasks(store.pool()).await
+}
