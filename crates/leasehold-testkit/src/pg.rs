@@ -56,7 +56,7 @@ impl TestDb {
                                    applied_at timestamptz NOT NULL DEFAULT clock_timestamp());
              CREATE TABLE attempts (task_id uuid NOT NULL, fence bigint NOT NULL, worker text NOT NULL,
                                     started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-                                    cancelled boolean, completion text);
+                                    cancelled boolean, cancelled_ms bigint, completion text);
              CREATE TABLE fenced (id text PRIMARY KEY, body text NOT NULL, last_fence bigint);",
         )
         .execute(&pool)

@@ -27,7 +27,7 @@ impl TestFile {
                                    applied_at INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER)));
              CREATE TABLE attempts (task_id TEXT NOT NULL, fence INTEGER NOT NULL, worker TEXT NOT NULL,
                                     started_at INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER)),
-                                    cancelled INTEGER, completion TEXT);
+                                    cancelled INTEGER, cancelled_ms INTEGER, completion TEXT);
              CREATE TABLE fenced (id TEXT PRIMARY KEY, body TEXT NOT NULL, last_fence INTEGER);",
         )
         .execute(store.pool())

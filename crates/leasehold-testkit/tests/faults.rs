@@ -1,5 +1,6 @@
 //! The fault suite's short profile, and the checker's own test: a planted bug must be caught.
 
+use leasehold_testkit::faults::locks::{self, LockProfile};
 use leasehold_testkit::faults::{Profile, run::run};
 
 const BIN: &str = env!("CARGO_BIN_EXE_leasehold-test-worker");
@@ -23,7 +24,8 @@ async fn short_profile_finds_no_anomaly() {
         "the faults hit too little work in progress: {} takeovers",
         c.takeovers_ms.len()
     );
-    assert_eq!(c.faults.values().sum::<usize>(), 42, "every scheduled fault was injected: {:?}", c.faults);
+    assert_eq!(c.faults.values().sum::<usize>(), 48, "every scheduled fault was injected: {:?}", c.faults);
+    assert!(!c.self_fence_ms.is_empty(), "no worker had to fence itself: the stalls missed all work in progress");
 }
 
 /// Workers that complete by id, without their token: paused holders' late completions get through,
@@ -37,6 +39,7 @@ async fn the_checker_catches_a_completion_without_its_token() {
         pauses: 10,
         short_pauses: 0,
         terminations: 0,
+        stalls: 0,
         restarts: 0,
         pins: 0,
         work_ms: (200, 600),
@@ -46,4 +49,16 @@ async fn the_checker_catches_a_completion_without_its_token() {
     println!("{}", report.summary());
     let stale = report.check.anomalies.iter().filter(|a| a.starts_with("stale write accepted")).count();
     assert!(stale > 0, "the checker missed the planted bug:\n{}", report.summary());
+}
+
+/// Scenario 1: sixteen contenders in four processes for four singleton keys; the counters the lock
+/// protects come out exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contenders_for_singleton_keys_keep_counters_exact() {
+    let p = LockProfile::short(seed());
+    let report = locks::run(&p, env!("CARGO_BIN_EXE_leasehold-lock-contender")).await;
+    println!("{}", report.summary(&p));
+    assert!(report.anomalies.is_empty(), "anomalies:\n{}", report.anomalies.join("\n"));
+    assert!(report.busy > 0, "the contenders never met: the scenario tested nothing");
+    assert_eq!(report.acquired, 1_600, "every contender got its key every time");
 }

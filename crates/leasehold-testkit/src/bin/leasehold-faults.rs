@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+use leasehold_testkit::faults::locks::{self, LockProfile};
 use leasehold_testkit::faults::{Profile, run::run};
 
 #[tokio::main]
@@ -17,9 +18,9 @@ async fn main() -> ExitCode {
         .unwrap_or_else(|| {
             u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos())
         });
-    let profile = match args.first().map(String::as_str) {
-        None | Some("short") => Profile::short(seed),
-        Some("long") => Profile::long(seed),
+    let (profile, lock_profile) = match args.first().map(String::as_str) {
+        None | Some("short") => (Profile::short(seed), LockProfile::short(seed)),
+        Some("long") => (Profile::long(seed), LockProfile::long(seed)),
         Some(other) => {
             eprintln!("unknown profile {other:?}: use short or long, optionally with --seed N");
             return ExitCode::from(2);
@@ -30,15 +31,15 @@ async fn main() -> ExitCode {
         eprintln!("{} is missing: build it with `cargo build -p leasehold-testkit --bins`", worker.display());
         return ExitCode::from(2);
     }
+    let contender = worker.with_file_name("leasehold-lock-contender");
     println!("running the {} profile, seed {seed} (replay with --seed {seed})", profile.name);
+    let lock_report = locks::run(&lock_profile, contender.to_str().unwrap()).await;
+    println!("{}", lock_report.summary(&lock_profile));
     let report = run(&profile, worker.to_str().unwrap(), false).await;
     println!("{}", report.summary());
-    if report.clean() {
-        ExitCode::SUCCESS
-    } else {
-        for a in &report.check.anomalies {
-            println!("ANOMALY {a}");
-        }
-        ExitCode::FAILURE
+    let anomalies: Vec<&String> = lock_report.anomalies.iter().chain(&report.check.anomalies).collect();
+    for a in &anomalies {
+        println!("ANOMALY {a}");
     }
+    if anomalies.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

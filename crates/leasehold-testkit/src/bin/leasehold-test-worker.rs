@@ -81,25 +81,34 @@ impl State {
         done.map_err(leasehold_core::Error::database)
     }
 
-    async fn record_end(&self, lease: TaskLease, cancelled: bool, completion: &str) -> Result<()> {
+    /// `cancelled_ms`: when the job saw its cancellation, on this machine's clock (the store's, as the
+    /// fault tests run the server on the same machine).
+    async fn record_end(&self, lease: TaskLease, cancelled_ms: Option<i64>, completion: &str) -> Result<()> {
+        let cancelled = cancelled_ms.is_some();
         let (id, fence) = (lease.task_id.0, lease.fence.0);
         let done = match &self.db {
             Db::Pg(s) => {
-                sqlx::query("UPDATE attempts SET cancelled = $3, completion = $4 WHERE task_id = $1 AND fence = $2")
+                sqlx::query(
+                    "UPDATE attempts SET cancelled = $3, completion = $4, cancelled_ms = $5 WHERE task_id = $1 AND fence = $2",
+                )
                     .bind(id)
                     .bind(fence)
                     .bind(cancelled)
                     .bind(completion)
+                    .bind(cancelled_ms)
                     .execute(s.pool())
                     .await
                     .map(drop)
             }
             Db::Sqlite(s) => {
-                sqlx::query("UPDATE attempts SET cancelled = ?3, completion = ?4 WHERE task_id = ?1 AND fence = ?2")
+                sqlx::query(
+                    "UPDATE attempts SET cancelled = ?3, completion = ?4, cancelled_ms = ?5 WHERE task_id = ?1 AND fence = ?2",
+                )
                     .bind(id.to_string())
                     .bind(fence)
                     .bind(cancelled)
                     .bind(completion)
+                    .bind(cancelled_ms)
                     .execute(s.pool())
                     .await
                     .map(drop)
@@ -132,9 +141,9 @@ impl Job for Effect {
         let st = ctx.state();
         let lease = ctx.lease();
         st.record_start(lease).await?;
-        let cancelled = tokio::select! {
-            _ = ctx.cancelled() => true,
-            _ = tokio::time::sleep(Duration::from_millis(self.work_ms)) => false,
+        let cancelled_ms = tokio::select! {
+            _ = ctx.cancelled() => Some(now_ms()),
+            _ = tokio::time::sleep(Duration::from_millis(self.work_ms)) => None,
         };
         let done = st.complete_with_effect(lease).await;
         let completion = match &done {
@@ -142,10 +151,14 @@ impl Job for Effect {
             Err(e) if e.is_lease_lost() => "rejected",
             Err(_) => "error",
         };
-        st.record_end(lease, cancelled, completion).await?;
+        st.record_end(lease, cancelled_ms, completion).await?;
         done?;
         Ok(Outcome::Complete)
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn env_ms(name: &str) -> Duration {

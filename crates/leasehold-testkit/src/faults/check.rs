@@ -61,6 +61,12 @@ pub struct Report {
     pub zombie_writes_rejected: usize,
     /// Time from each store restart to the first claim after it, ms.
     pub restart_to_claim_ms: Vec<i64>,
+    /// Self-fencing: for each job cancelled while nobody had taken its task over (its worker could not
+    /// renew: sessions cut, the server down), the time from its lease's last renewal to the job seeing
+    /// the cancellation, ms, sorted. Workers paused at the time are left out (they see it on waking).
+    pub self_fence_ms: Vec<i64>,
+    /// Of those, the ones that saw it only after the lease had expired on the store's clock.
+    pub self_fence_late: usize,
     /// Faults injected, by kind.
     pub faults: HashMap<&'static str, usize>,
 }
@@ -74,6 +80,11 @@ impl Report {
         let i = ((self.takeovers_ms.len() - 1) as f64 * q).round() as usize;
         self.takeovers_ms[i]
     }
+}
+
+/// The worker that held `task` under `fence`, as it recorded the attempt.
+fn worker_of(h: &History, task: Uuid, fence: i64) -> Option<&str> {
+    h.attempts.iter().find(|a| a.task_id == task && a.fence == fence).map(|a| a.worker.as_str())
 }
 
 /// Checks `h` against the guarantees.
@@ -206,6 +217,34 @@ pub fn check(h: &History, budget: Budget) -> Report {
         }
     }
 
+    // self-fencing: cancellations seen before any takeover, by workers that were not paused
+    for (task, fence, at) in &h.cancellations {
+        let Some(events) = by_task.get(task) else { continue };
+        let taken = events.iter().any(|e| e.kind == EventKind::Claim && e.fence > *fence && e.at_ms <= *at);
+        let last = events
+            .iter()
+            .filter(|e| e.fence == *fence && e.kind != EventKind::End && e.at_ms <= *at)
+            .map(|e| (e.at_ms, e.expires_ms.unwrap_or(e.at_ms)))
+            .max();
+        let Some((last_ms, expires_ms)) = last else { continue };
+        let paused = h.faults.iter().any(|f| {
+            f.kind.contains("pause")
+                && f.worker.as_deref().is_some_and(|w| worker_of(h, *task, *fence) == Some(w))
+                && f.at_ms <= *at
+                && f.at_ms + f.duration_ms >= last_ms
+        });
+        if taken || paused {
+            continue;
+        }
+        r.self_fence_ms.push(at - last_ms);
+        if *at > expires_ms {
+            r.self_fence_late += 1;
+            r.anomalies.push(format!(
+                "late self-fence: the job of task {task} under token {fence} saw its cancellation at {at}, after its lease expired at {expires_ms}"
+            ));
+        }
+    }
+    r.self_fence_ms.sort_unstable();
     r.takeovers_ms.sort_unstable();
     r.takeovers_over_budget = r.takeovers_ms.iter().filter(|t| **t > budget.takeover_ms()).count();
     r

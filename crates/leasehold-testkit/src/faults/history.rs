@@ -78,6 +78,8 @@ pub struct History {
     pub faults: Vec<Fault>,
     /// Every task with its final state.
     pub tasks: HashMap<Uuid, String>,
+    /// When a job saw its cancellation: (task, token, ms on the machine's clock, which is the store's).
+    pub cancellations: Vec<(Uuid, i64, i64)>,
 }
 
 type EventRow = (i64, i64, Uuid, String, i64, String, Option<i64>);
@@ -175,7 +177,12 @@ pub async fn load(pool: &PgPool, faults: Vec<Fault>) -> History {
             completion,
         })
         .collect();
+    let cancellations: Vec<(Uuid, i64, i64)> =
+        sqlx::query_as("SELECT task_id, fence, cancelled_ms FROM attempts WHERE cancelled_ms IS NOT NULL")
+            .fetch_all(pool)
+            .await
+            .unwrap();
     let tasks: Vec<(Uuid, String)> =
         sqlx::query_as("SELECT id, state FROM leasehold.tasks").fetch_all(pool).await.unwrap();
-    History { events, effects, attempts, faults, tasks: tasks.into_iter().collect() }
+    History { events, effects, attempts, faults, tasks: tasks.into_iter().collect(), cancellations }
 }

@@ -4,7 +4,8 @@
 //!   `kill()` is a crash, `pause()`/`resume()` a GC or VM stop, and [`pause_for`] stops it past its
 //!   lease and resumes it later without blocking the test;
 //! - [`drop_connections`] cuts every PostgreSQL connection of a worker (by `application_name`), as a
-//!   network failure or a failover would;
+//!   network failure or a failover would; [`stall_sessions`] freezes them for a while instead, as a
+//!   partition would, so the worker has to fence itself;
 //! - [`PgCluster`](super::PgCluster) is a server of the test's own that can crash and restart;
 //! - [`StoreClock`] moves time forward on the store's clock for one task (its lease expires now), the
 //!   clock that leases are measured on; inside one process, `tokio::time::pause()` and `advance()`
@@ -40,6 +41,30 @@ pub async fn drop_connections(pool: &PgPool, name: &str) -> Result<i64, sqlx::Er
     .bind(name)
     .fetch_one(pool)
     .await
+}
+
+/// Freezes every server session of the worker `name` (`SIGSTOP` on their backend processes, found by
+/// `application_name`) for `d`, as a network partition between the worker and its database would:
+/// its renewals hang, so it must fence itself. Needs the right to signal the server's processes (the
+/// cluster of [`super::PgCluster`], or root). Answers how many sessions were frozen.
+pub async fn stall_sessions(pool: &PgPool, name: &str, d: Duration) -> Result<usize, sqlx::Error> {
+    let pids: Vec<i32> =
+        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()")
+            .bind(name)
+            .fetch_all(pool)
+            .await?;
+    let signal = |sig: &str, pids: &[i32]| {
+        for pid in pids {
+            let _ = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+        }
+    };
+    signal("STOP", &pids);
+    let n = pids.len();
+    std::thread::spawn(move || {
+        std::thread::sleep(d);
+        signal("CONT", &pids);
+    });
+    Ok(n)
 }
 
 /// The store's clock, as far as one task's lease is concerned.

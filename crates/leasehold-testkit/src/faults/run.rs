@@ -37,6 +37,8 @@ pub struct Profile {
     pub short_pauses: usize,
     /// `pg_terminate_backend` on every connection of a worker.
     pub terminations: usize,
+    /// Every session of a worker frozen for 1.5x to 3x `L`: it cannot renew and must fence itself.
+    pub stalls: usize,
     /// Crashes of the server (`pg_ctl stop -m immediate`) and restarts.
     pub restarts: usize,
     /// Long transactions pinning the MVCC horizon while the queue churns.
@@ -63,6 +65,7 @@ impl Profile {
             pauses: 12,
             short_pauses: 10,
             terminations: 6,
+            stalls: 6,
             restarts: 1,
             pins: 1,
             fault_gap: Duration::from_millis(350),
@@ -83,6 +86,7 @@ impl Profile {
             pauses: 1_000,
             short_pauses: 300,
             terminations: 100,
+            stalls: 100,
             restarts: 5,
             pins: 5,
             fault_gap: Duration::from_millis(150),
@@ -149,6 +153,7 @@ impl RunReport {
              takeovers {}: p50 {} ms, p99 {} ms, max {} ms (budget {} ms, {} over)\n\
              zombie writes rejected by their token (an unfenced design would have accepted them): {}\n\
              restart to first claim: {:?} ms\n\
+             self-fencing (cancelled with nobody taking over): {} jobs, p50 {} ms, p99 {} ms, max {} ms after the last renewal (L - M = {} ms); {} saw it after the lease expired\n\
              throughput while the MVCC horizon was pinned, as a ratio of just before: {:?}; dead tuples then: {:?}\n\
              anomalies: {}",
             p.name,
@@ -170,11 +175,24 @@ impl RunReport {
             c.takeovers_over_budget,
             c.zombie_writes_rejected,
             c.restart_to_claim_ms,
+            c.self_fence_ms.len(),
+            pct(&c.self_fence_ms, 0.5),
+            pct(&c.self_fence_ms, 0.99),
+            c.self_fence_ms.last().copied().unwrap_or(0),
+            (p.opts.lease - p.opts.margin).as_millis(),
+            c.self_fence_late,
             self.pin_ratios.iter().map(|r| (r * 100.0).round() / 100.0).collect::<Vec<_>>(),
             self.pin_dead_tuples,
             c.anomalies.len(),
         )
     }
+}
+
+fn pct(sorted: &[i64], q: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,6 +201,7 @@ enum Kind {
     Pause,
     ShortPause,
     Terminate,
+    Stall,
     Restart,
     Pin,
 }
@@ -211,6 +230,7 @@ pub async fn run(profile: &Profile, bin: &str, planted_bug: bool) -> RunReport {
         (Kind::Pause, profile.pauses),
         (Kind::ShortPause, profile.short_pauses),
         (Kind::Terminate, profile.terminations),
+        (Kind::Stall, profile.stalls),
         (Kind::Restart, profile.restarts),
         (Kind::Pin, profile.pins),
     ] {
@@ -270,6 +290,15 @@ pub async fn run(profile: &Profile, bin: &str, planted_bug: bool) -> RunReport {
                 let n = kit::drop_connections(db.pool(), &workers[target].name).await.unwrap_or(0);
                 let worker = Some(format!("{} ({n} connections)", workers[target].name));
                 faults.push(Fault { at_ms, kind: "terminate", worker, duration_ms: 0 });
+            }
+            Kind::Stall => {
+                let ms = lease_ms * (15 + rng.below(15) as u64) / 10;
+                let d = Duration::from_millis(ms);
+                let n = kit::stall_sessions(db.pool(), &workers[target].name, d).await.unwrap_or(0);
+                // no other fault on this worker until its sessions run again
+                paused_until[target] = Instant::now() + d + Duration::from_millis(50);
+                let worker = Some(format!("{} ({n} sessions)", workers[target].name));
+                faults.push(Fault { at_ms, kind: "stall", worker, duration_ms: ms as i64 });
             }
             Kind::Restart => {
                 // every pause ends first, so that the server's crash is the only fault in flight
