@@ -192,16 +192,6 @@ pub(crate) fn postgres_section(p: &Profile) -> Section {
             Some(Target::AtLeast(1.2)),
         ),
         Row::new(
-            "pg.drain_vs_full_queue",
-            format!(
-                "drain of {tasks} no-op tasks, jobs/s (worker, concurrency {c} / claim 100 + complete on a queue kept full, {n} clients, as pgbench measures it)"
-            ),
-            Unit::Rate,
-            key::LH_DRAIN,
-            key::RAW_STEADY,
-            Some(Target::AtLeast(1.2)),
-        ),
-        Row::new(
             "pg.steady",
             format!("steady, producer running, jobs/s (worker, concurrency {c} / claim 100 + complete, {n} clients)"),
             Unit::Rate,

@@ -23,9 +23,13 @@ impl Rng {
         Self(seed)
     }
 
-    /// A generator with a fixed seed.
+    /// A generator with a fixed seed; every seed gives its own sequence.
     pub fn new(seed: u64) -> Self {
-        Self(seed | 1)
+        // splitmix64 of the seed: never zero for the xorshift below, and distinct seeds stay distinct
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Self((z ^ (z >> 31)) | 1)
     }
 
     /// A number below `n`.

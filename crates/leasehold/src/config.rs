@@ -33,8 +33,9 @@ pub struct WorkerConfig {
     /// the sampling off (one `GROUP BY` over the live tasks per sample).
     pub depth_sample_interval: Option<Duration>,
     /// How long finished tasks (completed, cancelled, discarded) are kept, with their results and
-    /// errors, before the worker deletes them; `None` keeps them forever. A task whose idempotency key
-    /// is remembered longer stays until the key's retention ends.
+    /// errors, before the worker deletes them; `None` (the default) keeps them forever. A task whose
+    /// idempotency key is remembered longer stays until the key's retention ends. The setting acts on
+    /// the whole store: the worker with the shortest retention decides.
     pub retention: Option<Duration>,
 }
 
@@ -51,8 +52,6 @@ impl WorkerConfig {
     pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(2);
     /// Default poll interval.
     pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
-    /// Default retention of finished tasks: one day.
-    pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
     /// Default queue-depth sampling interval.
     pub const DEFAULT_DEPTH_SAMPLE_INTERVAL: Duration = Duration::from_secs(15);
     /// Default shutdown timeout.
@@ -68,6 +67,10 @@ impl WorkerConfig {
         }
         if self.queues.is_empty() || self.queues.iter().any(String::is_empty) {
             return bad(format!("queues must be a non-empty list of non-empty names, got {:?}", self.queues));
+        }
+        let distinct: std::collections::HashSet<&String> = self.queues.iter().collect();
+        if distinct.len() != self.queues.len() {
+            return bad(format!("queues must not repeat a name, got {:?}", self.queues));
         }
         if self.lease_ttl < MIN_LEASE_TTL {
             return bad(format!("lease_ttl must be at least {MIN_LEASE_TTL:?}, got {:?}", self.lease_ttl));
@@ -141,7 +144,7 @@ impl Default for WorkerConfig {
             retry: RetryPolicy::default(),
             worker_id: None,
             depth_sample_interval: Some(Self::DEFAULT_DEPTH_SAMPLE_INTERVAL),
-            retention: Some(Self::DEFAULT_RETENTION),
+            retention: None,
         }
     }
 }

@@ -8,7 +8,6 @@ WITH h AS (
        SET state = 'completed', result = h.result, lease_expires_at = NULL, finalized_at = now()
       FROM h
      WHERE t.id = h.id AND t.fence = h.fence AND t.state = 'running'
-       AND t.id = ANY($1) -- lets the planner look the ids up by key, however many tasks run
     RETURNING t.id, t.fence
 )
 SELECT CASE

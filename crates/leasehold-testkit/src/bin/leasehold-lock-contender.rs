@@ -5,7 +5,8 @@
 //!
 //! Environment: `LEASEHOLD_DATABASE_URL`, `CONTENDER_NAME`, `CONTENDERS`, `KEYS`, `ACQUISITIONS` (per
 //! contender), `LEASE_MS`, `SEED`. Prints `ready`, then on finishing one line:
-//! `done <acquired> <busy> <fenced-out> <p50 µs> <p99 µs>` (acquire latency).
+//! `done <acquired> <busy> <fenced-out> <p50 µs> <p99 µs> <overlaps> <late holds>` (acquire latency;
+//! overlaps: times a holder found another inside; late holds: holds that outlasted their lease).
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,10 @@ struct Tally {
     acquired: u64,
     busy: u64,
     fenced_out: u64,
+    /// Times a holder found another inside the key's critical section.
+    overlaps: u64,
+    /// Holds that outlasted their lease (a starved process): the only excuse for an overlap.
+    late: u64,
     latencies_us: Vec<u64>,
 }
 
@@ -55,10 +60,11 @@ async fn main() {
                     let key = format!("key-{}", rng % keys);
                     // wait for the key: try, and on finding it held try again shortly
                     let started = Instant::now();
-                    let token = loop {
+                    let (token, sent) = loop {
+                        let sent = Instant::now();
                         let params = LeaderAcquireParams { name: key.clone(), holder: holder.clone(), ttl };
                         match store.leader_acquire(params).await.expect("acquire") {
-                            Some(token) => break token,
+                            Some(token) => break (token, sent),
                             None => {
                                 t.busy += 1;
                                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -67,6 +73,17 @@ async fn main() {
                     };
                     t.latencies_us.push(started.elapsed().as_micros() as u64);
                     t.acquired += 1;
+                    // a check that does not rely on the token: how many are inside right now
+                    let inside: i32 = sqlx::query_scalar(
+                        "UPDATE lock_counters SET holders = holders + 1 WHERE key = $1 RETURNING holders",
+                    )
+                    .bind(&key)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("enter");
+                    if inside > 1 {
+                        t.overlaps += 1;
+                    }
                     // the protected write: one more on the key's counter, refused to an older token
                     let mut tx = pool.begin().await.expect("begin");
                     let done = sqlx::query(
@@ -90,6 +107,14 @@ async fn main() {
                         t.fenced_out += 1;
                         tx.rollback().await.expect("rollback");
                     }
+                    sqlx::query("UPDATE lock_counters SET holders = holders - 1 WHERE key = $1")
+                        .bind(&key)
+                        .execute(&pool)
+                        .await
+                        .expect("leave");
+                    if sent.elapsed() >= ttl {
+                        t.late += 1;
+                    }
                     store
                         .leader_release(LeaderToken { name: key, holder: holder.clone(), token })
                         .await
@@ -105,11 +130,22 @@ async fn main() {
         all.acquired += t.acquired;
         all.busy += t.busy;
         all.fenced_out += t.fenced_out;
+        all.overlaps += t.overlaps;
+        all.late += t.late;
         all.latencies_us.extend(t.latencies_us);
     }
     all.latencies_us.sort_unstable();
     let pct = |q: f64| {
         all.latencies_us.get(((all.latencies_us.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(0)
     };
-    println!("done {} {} {} {} {}", all.acquired, all.busy, all.fenced_out, pct(0.5), pct(0.99));
+    println!(
+        "done {} {} {} {} {} {} {}",
+        all.acquired,
+        all.busy,
+        all.fenced_out,
+        pct(0.5),
+        pct(0.99),
+        all.overlaps,
+        all.late
+    );
 }

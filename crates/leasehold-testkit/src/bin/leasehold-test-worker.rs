@@ -140,11 +140,26 @@ impl Job for Effect {
     async fn run(self, ctx: JobContext<State>) -> JobResult {
         let st = ctx.state();
         let lease = ctx.lease();
-        st.record_start(lease).await?;
-        let cancelled_ms = tokio::select! {
-            _ = ctx.cancelled() => Some(now_ms()),
-            _ = tokio::time::sleep(Duration::from_millis(self.work_ms)) => None,
+        // the moment the cancellation arrives is noted even while the job waits on the database
+        let watch = async {
+            ctx.cancelled().await;
+            now_ms()
         };
+        tokio::pin!(watch);
+        let mut cancelled_ms = None;
+        tokio::select! {
+            r = st.record_start(lease) => r?,
+            at = &mut watch => {
+                cancelled_ms = Some(at);
+                st.record_start(lease).await?;
+            }
+        }
+        if cancelled_ms.is_none() {
+            cancelled_ms = tokio::select! {
+                at = &mut watch => Some(at),
+                _ = tokio::time::sleep(Duration::from_millis(self.work_ms)) => None,
+            };
+        }
         let done = st.complete_with_effect(lease).await;
         let completion = match &done {
             Ok(()) => "completed",
@@ -191,6 +206,12 @@ async fn run<S: ScheduleStore>(store: S, state: State, concurrency: u32) {
         .cancel_grace(env_ms("GRACE_MS"))
         .poll_interval(env_ms("POLL_MS"))
         .shutdown_timeout(Duration::from_secs(5))
+        // short backoff: a task taken over many times must not wait minutes after an error
+        .retry_policy(leasehold::RetryPolicy {
+            base: Duration::from_millis(50),
+            max: Duration::from_secs(1),
+            ..Default::default()
+        })
         .build()
         .expect("worker configuration");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");

@@ -71,7 +71,7 @@ impl Profile {
             fault_gap: Duration::from_millis(350),
             pin_for: Duration::from_secs(3),
             opts: fast_leases(),
-            work_ms: (20, 300),
+            work_ms: (50, 1_500),
         }
     }
 
@@ -92,7 +92,7 @@ impl Profile {
             fault_gap: Duration::from_millis(150),
             pin_for: Duration::from_secs(5),
             opts: fast_leases(),
-            work_ms: (20, 300),
+            work_ms: (50, 1_500),
         }
     }
 
@@ -287,9 +287,12 @@ pub async fn run(profile: &Profile, bin: &str, planted_bug: bool) -> RunReport {
                 faults.push(Fault { at_ms, kind: label, worker, duration_ms: ms as i64 });
             }
             Kind::Terminate => {
+                // counted only when it cut something
                 let n = kit::drop_connections(db.pool(), &workers[target].name).await.unwrap_or(0);
-                let worker = Some(format!("{} ({n} connections)", workers[target].name));
-                faults.push(Fault { at_ms, kind: "terminate", worker, duration_ms: 0 });
+                if n > 0 {
+                    let worker = Some(workers[target].name.clone());
+                    faults.push(Fault { at_ms, kind: "terminate", worker, duration_ms: 0 });
+                }
             }
             Kind::Stall => {
                 let ms = lease_ms * (15 + rng.below(15) as u64) / 10;
@@ -297,8 +300,10 @@ pub async fn run(profile: &Profile, bin: &str, planted_bug: bool) -> RunReport {
                 let n = kit::stall_sessions(db.pool(), &workers[target].name, d).await.unwrap_or(0);
                 // no other fault on this worker until its sessions run again
                 paused_until[target] = Instant::now() + d + Duration::from_millis(50);
-                let worker = Some(format!("{} ({n} sessions)", workers[target].name));
-                faults.push(Fault { at_ms, kind: "stall", worker, duration_ms: ms as i64 });
+                if n > 0 {
+                    let worker = Some(workers[target].name.clone());
+                    faults.push(Fault { at_ms, kind: "stall", worker, duration_ms: ms as i64 });
+                }
             }
             Kind::Restart => {
                 // every pause ends first, so that the server's crash is the only fault in flight

@@ -59,13 +59,18 @@ pub(crate) async fn execute<S: TaskStore, St: Send + Sync + 'static>(
     }
     shared.metrics.in_flight(1.0);
     // whatever happens below, even a panic, the lease leaves the active set and the slot frees
-    // the slot stays taken until the outcome is written: claims never outrun the store's answers
-    let _done = Done { shared: &shared, entry: &entry, permit: Some(permit) };
+    let mut done = Done { shared: &shared, entry: &entry, permit: Some(permit), settling: None };
     async {
         let started = Instant::now();
         let (attempt, max_attempts) = (task.attempt, task.max_attempts);
         let ran = run_handler(&shared, task, &entry).await;
         entry.finishing.store(true, Ordering::Release);
+        // the handler is done: its slot takes the next task while the outcome is written, within a
+        // second allowance of `concurrency` outcomes in flight, so claims never outrun the store's answers
+        if let Ok(settling) = shared.settling.clone().acquire_owned().await {
+            done.settling = Some(settling);
+            done.free_slot();
+        }
         let outcome = settle(&shared, &km, &entry, attempt, max_attempts, ran).await;
         km.settled(outcome, started.elapsed());
         tracing::Span::current().record("outcome", outcome);
@@ -79,15 +84,27 @@ pub(crate) async fn execute<S: TaskStore, St: Send + Sync + 'static>(
 struct Done<'a, S, St> {
     shared: &'a Shared<S, St>,
     entry: &'a LeaseEntry,
+    /// The running slot, freed once the handler returned.
     permit: Option<OwnedSemaphorePermit>,
+    /// The place among the outcomes being written, held from the handler's return to the end.
+    settling: Option<OwnedSemaphorePermit>,
+}
+
+impl<S, St> Done<'_, S, St> {
+    fn free_slot(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            drop(permit);
+            self.shared.capacity_freed.notify_one();
+        }
+    }
 }
 
 impl<S, St> Drop for Done<'_, S, St> {
     fn drop(&mut self) {
         self.shared.active.remove(self.entry.lease);
         self.shared.metrics.in_flight(-1.0);
-        drop(self.permit.take());
-        self.shared.capacity_freed.notify_one();
+        self.free_slot();
+        drop(self.settling.take());
     }
 }
 

@@ -55,6 +55,8 @@ pub(crate) struct Shared<S, St> {
     stats: Arc<Stats>,
     active: ActiveSet,
     capacity: Arc<Semaphore>,
+    /// Outcomes being written for handlers that returned: at most `concurrency` at once.
+    settling: Arc<Semaphore>,
     capacity_freed: Notify,
     /// When tasks this worker put back (retry, snooze) become due, for those due before the next poll.
     due_soon: std::sync::Mutex<BinaryHeap<Reverse<tokio::time::Instant>>>,
@@ -211,6 +213,7 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
             stats: self.stats.clone(),
             active: ActiveSet::default(),
             capacity: Arc::new(Semaphore::new(self.config.concurrency as usize)),
+            settling: Arc::new(Semaphore::new(self.config.concurrency as usize)),
             capacity_freed: Notify::new(),
             due_soon: std::sync::Mutex::new(BinaryHeap::new()),
             rescheduled: Notify::new(),

@@ -34,6 +34,9 @@ pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(
             }
         }
         gather(&shared, &stop).await;
+        if stop.is_cancelled() {
+            return;
+        }
         let full_batch = claim_once(&shared, &tracker).await;
         if full_batch && shared.capacity.available_permits() > 0 {
             continue;
@@ -121,6 +124,15 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
         shared.stats.claimed.inc();
         let scaled = shared.config.scaled(task.lease_ttl);
         let entry = Arc::new(LeaseEntry::new(task.lease, task.lease_ttl, scaled.margin, scaled.grace, t0));
+        if Instant::now() >= entry.trusted_until() {
+            // the answer came too late (the store stalled): the lease may already have expired, so the
+            // job is not started; the task goes to the next claim after its lease ends
+            shared.stats.lease_lost.inc();
+            shared.metrics.kind(&task.queue, &task.kind).lease_lost("trust_expired");
+            tracing::warn!(task_id = %task.lease.task_id, "claim answered after its trust window: not run");
+            drop(permit);
+            continue;
+        }
         shared.active.insert(entry.clone());
         tracker.spawn(execute(shared.clone(), task, entry, permit));
     }
