@@ -65,7 +65,8 @@ impl ScheduleStore for PgStore {
     }
 
     async fn leader_release(&self, leader: LeaderToken) -> Result<()> {
-        sqlx::query("DELETE FROM leasehold.leaders WHERE name = $1 AND token = $2")
+        // the row stays, expired, so the next term draws its token under the row's lock
+        sqlx::query("UPDATE leasehold.leaders SET expires_at = '-infinity' WHERE name = $1 AND token = $2")
             .bind(&leader.name)
             .bind(leader.token.0)
             .execute(self.pool())
@@ -75,7 +76,9 @@ impl ScheduleStore for PgStore {
     }
 
     async fn leader_get(&self, name: &str) -> Result<Option<LeaderRecord>> {
-        let row = sqlx::query("SELECT holder, token, expires_at FROM leasehold.leaders WHERE name = $1")
+        let row = sqlx::query(
+            "SELECT holder, token, expires_at FROM leasehold.leaders WHERE name = $1 AND expires_at > '-infinity'",
+        )
             .bind(name)
             .fetch_optional(self.pool())
             .await
