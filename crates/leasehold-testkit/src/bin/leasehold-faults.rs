@@ -1,4 +1,5 @@
-//! The fault suite on demand: `leasehold-faults [short|long] [--seed N]` (or `./scripts/faults.sh`).
+//! The fault suite on demand: `leasehold-faults [short|long|locks] [--seed N]` (or `./scripts/faults.sh`);
+//! `locks` runs the lock scenario alone, at the long profile's size.
 //! Runs the profile on a PostgreSQL cluster of its own, prints its figures, and exits non-zero on any
 //! anomaly. The worker processes are `leasehold-test-worker`, found beside this binary.
 
@@ -20,9 +21,9 @@ async fn main() -> ExitCode {
         });
     let (profile, lock_profile) = match args.first().map(String::as_str) {
         None | Some("short") => (Profile::short(seed), LockProfile::short(seed)),
-        Some("long") => (Profile::long(seed), LockProfile::long(seed)),
+        Some("long" | "locks") => (Profile::long(seed), LockProfile::long(seed)),
         Some(other) => {
-            eprintln!("unknown profile {other:?}: use short or long, optionally with --seed N");
+            eprintln!("unknown profile {other:?}: use short, long or locks, optionally with --seed N");
             return ExitCode::from(2);
         }
     };
@@ -32,6 +33,16 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let contender = worker.with_file_name("leasehold-lock-contender");
+    if args.first().map(String::as_str) == Some("locks") {
+        // the lock scenario alone, at the long profile's size
+        let p = LockProfile::long(seed);
+        let report = locks::run(&p, contender.to_str().unwrap()).await;
+        println!("{}", report.summary(&p));
+        for a in &report.anomalies {
+            println!("ANOMALY {a}");
+        }
+        return if report.anomalies.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
     println!("running the {} profile, seed {seed} (replay with --seed {seed})", profile.name);
     let lock_report = locks::run(&lock_profile, contender.to_str().unwrap()).await;
     println!("{}", lock_report.summary(&lock_profile));

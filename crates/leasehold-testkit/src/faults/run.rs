@@ -92,7 +92,7 @@ impl Profile {
             fault_gap: Duration::from_millis(150),
             pin_for: Duration::from_secs(5),
             opts: fast_leases(),
-            work_ms: (50, 1_500),
+            work_ms: (20, 400),
         }
     }
 
