@@ -79,10 +79,10 @@ impl ScheduleStore for PgStore {
         let row = sqlx::query(
             "SELECT holder, token, expires_at FROM leasehold.leaders WHERE name = $1 AND expires_at > '-infinity'",
         )
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(db)?;
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db)?;
         Ok(row.map(|r| LeaderRecord {
             holder: r.get("holder"),
             token: FencingToken(r.get("token")),
