@@ -50,9 +50,7 @@ pub(crate) async fn execute<S: TaskStore, St: Send + Sync + 'static>(
         outcome = tracing::field::Empty,
         error = tracing::field::Empty,
     );
-    // a kind this worker has no handler for is labelled `unknown`: labels stay a bounded set
-    let kind_label = if shared.registry.get(&task.kind).is_some() { task.kind.as_str() } else { "unknown" };
-    let km = shared.metrics.kind(&task.queue, kind_label);
+    let km = shared.kind_metrics(&task);
     // a takeover keeps the task's run_at: its wait would include the previous holder's run
     if !task.taken_over {
         km.started((Utc::now() - task.run_at).to_std().unwrap_or_default());

@@ -35,7 +35,7 @@ use leasehold_core::{Error, MIN_LEASE_TTL, Result, RetryPolicy, TaskStore};
 
 use crate::config::WorkerConfig;
 use crate::job::Job;
-use crate::telemetry::record::WorkerMetrics;
+use crate::telemetry::record::{KindMetrics, WorkerMetrics};
 pub use health::WorkerHealth;
 use lease::{ActiveSet, CancelReason};
 use registry::Registry;
@@ -64,6 +64,15 @@ pub(crate) struct Shared<S, St> {
     completer: mpsc::Sender<completer::CompleteRequest>,
     metrics: Arc<WorkerMetrics>,
     health: Arc<health::HealthState>,
+}
+
+impl<S, St: Send + Sync + 'static> Shared<S, St> {
+    /// The metric handles of a claimed task's queue and kind; a kind this worker has no handler for is
+    /// labelled `unknown`, so the label set stays bounded whatever the store holds.
+    pub(crate) fn kind_metrics(&self, task: &leasehold_core::ClaimedTask) -> Arc<KindMetrics> {
+        let kind = if self.registry.get(&task.kind).is_some() { task.kind.as_str() } else { "unknown" };
+        self.metrics.kind(&task.queue, kind)
+    }
 }
 
 impl<S, St> Shared<S, St> {

@@ -128,7 +128,7 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
             // the answer came too late (the store stalled): the lease may already have expired, so the
             // job is not started; the task goes to the next claim after its lease ends
             shared.stats.lease_lost.inc();
-            shared.metrics.kind(&task.queue, &task.kind).lease_lost("trust_expired");
+            shared.kind_metrics(&task).lease_lost("trust_expired");
             tracing::warn!(task_id = %task.lease.task_id, "claim answered after its trust window: not run");
             drop(permit);
             continue;
