@@ -4,6 +4,8 @@
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
+use leasehold::postgres::PgStore;
+
 use crate::Res;
 
 /// The server and database administered from when `DATABASE_URL` is unset.
@@ -43,6 +45,11 @@ impl BenchDb {
         Ok(pool)
     }
 
+    /// The pool [`PgStore::connect`] would open on the benchmark database.
+    pub(crate) async fn store_pool(&self) -> Res<PgPool> {
+        Ok(PgStore::pool_options().connect_with(self.opts.clone().application_name("leasehold")).await?)
+    }
+
     /// Drops the database, closing whatever connections are left on it.
     pub(crate) async fn drop_database(&self) -> Res<()> {
         let mut conn = self.admin.connect().await?;
@@ -68,5 +75,56 @@ pub(crate) async fn describe(pool: &PgPool) -> Res<String> {
 /// Empties leasehold's task table.
 pub(crate) async fn truncate_tasks(pool: &PgPool) -> Res<()> {
     sqlx::query("TRUNCATE leasehold.tasks").execute(pool).await?;
+    Ok(())
+}
+
+/// Where the WAL and the transaction ids stood before a phase.
+pub(crate) struct WalMark {
+    lsn: String,
+    xid: i64,
+}
+
+/// What a phase cost the server per task.
+pub(crate) struct PhaseCost {
+    /// WAL written, bytes per task.
+    pub(crate) wal_bytes: f64,
+    /// Transactions that wrote (each got a transaction id), per 100 tasks.
+    pub(crate) transactions_per_100: f64,
+}
+
+impl WalMark {
+    /// The WAL position and the next transaction id now (taking neither).
+    pub(crate) async fn take(pool: &PgPool) -> Res<Self> {
+        let (lsn, xid): (String, i64) =
+            sqlx::query_as("SELECT pg_current_wal_lsn()::text, pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+                .fetch_one(pool)
+                .await?;
+        Ok(Self { lsn, xid })
+    }
+
+    /// WAL bytes and writing transactions since the mark, per task of `tasks`.
+    pub(crate) async fn since(&self, pool: &PgPool, tasks: u64) -> Res<PhaseCost> {
+        let (bytes, xid): (f64, i64) = sqlx::query_as(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8,
+                    pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
+        )
+        .bind(&self.lsn)
+        .fetch_one(pool)
+        .await?;
+        let n = tasks.max(1) as f64;
+        Ok(PhaseCost { wal_bytes: bytes / n, transactions_per_100: (xid - self.xid) as f64 * 100.0 / n })
+    }
+}
+
+/// Puts (or takes away) an announcement that a worker waits on the default queue, as an idle worker
+/// makes, so that enqueues notify while no worker claims what they add.
+pub(crate) async fn announce_waiting(pool: &PgPool, waiting: bool) -> Res<()> {
+    let sql = if waiting {
+        "INSERT INTO leasehold.waiting (queue, waiter, until) VALUES ('default', 'bench', now() + interval '1 hour')
+         ON CONFLICT (queue, waiter) DO UPDATE SET until = EXCLUDED.until"
+    } else {
+        "DELETE FROM leasehold.waiting WHERE waiter = 'bench'"
+    };
+    sqlx::query(sql).execute(pool).await?;
     Ok(())
 }

@@ -63,6 +63,8 @@ pub(crate) struct Profile {
     pub(crate) drain_tasks: u64,
     /// Rows put in the raw jobs table before the claim-1 and claim-10 phases (more than they can take).
     pub(crate) claim_fill: u64,
+    /// Rows put in the raw jobs table before the claim-100 phase on a full queue (more than it takes).
+    pub(crate) full_fill: u64,
     /// Steady phases (a producer enqueues while the queue drains): not counted at first...
     pub(crate) steady_warmup: Duration,
     /// ...then measured for this long.
@@ -90,6 +92,7 @@ const DEFAULT_PROFILE: Profile = Profile {
     phase: Duration::from_secs(2),
     drain_tasks: 100_000,
     claim_fill: 100_000,
+    full_fill: 400_000,
     steady_warmup: Duration::from_secs(1),
     steady: Duration::from_secs(5),
     latency_samples: 200,
@@ -108,6 +111,7 @@ const QUICK_PROFILE: Profile = Profile {
     phase: Duration::from_millis(500),
     drain_tasks: 20_000,
     claim_fill: 20_000,
+    full_fill: 100_000,
     steady_warmup: Duration::from_millis(300),
     steady: Duration::from_millis(1_500),
     latency_samples: 50,
@@ -280,7 +284,7 @@ async fn run() -> Res<()> {
 async fn drain_only(n: u64) -> Res<()> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| db::DEFAULT_URL.to_owned());
     let bench_db = BenchDb::create(&url).await?;
-    let store = PgStore::from_pool(bench_db.pool(PgStore::DEFAULT_MAX_CONNECTIONS, "leasehold").await?);
+    let store = PgStore::from_pool(bench_db.store_pool().await?);
     store.migrate().await?;
     for round in 1..=5 {
         db::truncate_tasks(store.pool()).await?;
@@ -288,7 +292,7 @@ async fn drain_only(n: u64) -> Res<()> {
         let per_s = framework::drain(&store, n).await?;
         println!("drain {round}: {per_s:.0} jobs/s");
     }
-    store.pool().close().await;
+    store.close().await;
     bench_db.drop_database().await
 }
 
@@ -303,8 +307,8 @@ async fn postgres(
     let raw_pool = bench_db.pool(CLIENTS as u32 + 2, "leasehold-bench-raw").await?;
     notes.push(db::describe(&raw_pool).await?);
     raw::setup(&raw_pool).await?;
-    // leasehold gets the pool PgStore::connect would open: the same size, its application name
-    let store = PgStore::from_pool(bench_db.pool(PgStore::DEFAULT_MAX_CONNECTIONS, "leasehold").await?);
+    // leasehold gets the pool PgStore::connect would open: its options, its application name
+    let store = PgStore::from_pool(bench_db.store_pool().await?);
     store.migrate().await?;
 
     for pass in 1..=p.passes {
@@ -313,55 +317,120 @@ async fn postgres(
     if let Some(backlogs) = backlogs {
         notes.push(growth::run(&raw_pool, &store, p, backlogs, figs).await?);
     }
-    store.pool().close().await;
+    store.close().await;
     raw_pool.close().await;
     Ok(())
 }
 
-/// One interleaved pass on PostgreSQL: each figure of the raw limit, then leasehold's, step by step.
+/// Runs a step of the raw limit and the same step of leasehold's in an order that alternates with the
+/// pass (raw first in odd passes), so that neither side always runs first.
+macro_rules! both {
+    ($pass:expr, $raw:block, $ours:block) => {
+        if $pass % 2 == 1 {
+            $raw
+            $ours
+        } else {
+            $ours
+            $raw
+        }
+    };
+}
+
+/// One interleaved pass on PostgreSQL: each figure of the raw limit and leasehold's, step by step.
 /// Both tables are emptied before and after every step, so no step pays for another's dead rows.
 async fn pg_pass(raw_pool: &PgPool, store: &PgStore, p: &Profile, figs: &mut Figures, pass: usize) -> Res<()> {
     let step = |what: &str| eprintln!("[postgres pass {pass}/{}] {what}", p.passes);
     clean(raw_pool, store).await?;
 
-    step("raw: INSERT of 1,000 rows per statement, then claim 100 + complete until empty");
-    figs.put(key::RAW_BATCH, raw::insert_batches(raw_pool, p.drain_tasks).await?);
-    figs.put(key::RAW_DRAIN, raw::claim(raw_pool, Claim::Hundred, CLIENTS, TIMEOUT).await?);
-    clean(raw_pool, store).await?;
-    step("leasehold: enqueue_many in chunks of 1,000, then a worker drains them");
-    figs.put(key::LH_BATCH, framework::batch_enqueue(store, p.drain_tasks).await?);
-    figs.put(key::LH_DRAIN, framework::drain(store, p.drain_tasks).await?);
+    both!(
+        pass,
+        {
+            step("raw: INSERT of 1,000 rows per statement, then claim 100 + complete until empty");
+            figs.put(key::RAW_BATCH, raw::insert_batches(raw_pool, p.drain_tasks).await?);
+            let before = db::WalMark::take(raw_pool).await?;
+            figs.put(key::RAW_DRAIN, raw::claim(raw_pool, Claim::Hundred, CLIENTS, TIMEOUT).await?);
+            let cost = before.since(raw_pool, p.drain_tasks).await?;
+            figs.put(key::RAW_DRAIN_WAL, cost.wal_bytes);
+            figs.put(key::RAW_DRAIN_XACTS, cost.transactions_per_100);
+            clean(raw_pool, store).await?;
+        },
+        {
+            step("leasehold: enqueue_many in chunks of 1,000, then a worker drains them");
+            figs.put(key::LH_BATCH, framework::batch_enqueue(store, p.drain_tasks).await?);
+            let before = db::WalMark::take(raw_pool).await?;
+            figs.put(key::LH_DRAIN, framework::drain(store, p.drain_tasks).await?);
+            let cost = before.since(raw_pool, p.drain_tasks).await?;
+            figs.put(key::LH_DRAIN_WAL, cost.wal_bytes);
+            figs.put(key::LH_DRAIN_XACTS, cost.transactions_per_100);
+            clean(raw_pool, store).await?;
+        }
+    );
+
+    step("raw: claim 100 + complete on a full queue (prefilled and vacuumed, never drained)");
+    raw::fill_vacuumed(raw_pool, p.full_fill).await?;
+    figs.put(key::RAW_FULL, raw::claim(raw_pool, Claim::Hundred, CLIENTS, p.phase).await?);
     clean(raw_pool, store).await?;
 
-    step("raw: single-row INSERT, 1 client and 8 clients");
-    figs.put(key::RAW_INSERT_1, raw::insert_single(raw_pool, 1, p.phase).await?);
-    figs.put(key::RAW_INSERT_N, raw::insert_single(raw_pool, CLIENTS, p.phase).await?);
-    clean(raw_pool, store).await?;
-    step("leasehold: Client::enqueue, 1 client and 8 clients");
-    figs.put(key::LH_ENQUEUE_1, framework::single_enqueue(store, 1, p.phase).await?);
-    figs.put(key::LH_ENQUEUE_N, framework::single_enqueue(store, CLIENTS, p.phase).await?);
-    clean(raw_pool, store).await?;
+    both!(
+        pass,
+        {
+            step("raw: single-row INSERT, 1 client and 8 clients");
+            figs.put(key::RAW_INSERT_1, raw::insert_single(raw_pool, 1, p.phase).await?);
+            figs.put(key::RAW_INSERT_N, raw::insert_single(raw_pool, CLIENTS, p.phase).await?);
+            clean(raw_pool, store).await?;
+        },
+        {
+            step("leasehold: Client::enqueue, 1 client and 8 clients; then 1 client while a worker waits");
+            figs.put(key::LH_ENQUEUE_1, framework::single_enqueue(store, 1, p.phase).await?);
+            figs.put(key::LH_ENQUEUE_N, framework::single_enqueue(store, CLIENTS, p.phase).await?);
+            db::announce_waiting(store.pool(), true).await?;
+            figs.put(key::LH_ENQUEUE_1_NOTIFY, framework::single_enqueue(store, 1, p.phase).await?);
+            db::announce_waiting(store.pool(), false).await?;
+            clean(raw_pool, store).await?;
+        }
+    );
 
-    step("raw: steady claim 100 + complete with a producer running");
-    figs.put(key::RAW_STEADY, raw::steady(raw_pool, CLIENTS, p.steady_warmup, p.steady).await?);
-    clean(raw_pool, store).await?;
-    step("leasehold: steady worker with a producer running");
-    figs.put(key::LH_STEADY, framework::steady(store, p.steady_warmup, p.steady).await?);
-    clean(raw_pool, store).await?;
+    both!(
+        pass,
+        {
+            step("raw: steady claim 100 + complete with a producer running");
+            figs.put(key::RAW_STEADY, raw::steady(raw_pool, CLIENTS, p.steady_warmup, p.steady).await?);
+            clean(raw_pool, store).await?;
+        },
+        {
+            step("leasehold: steady worker with a producer running");
+            figs.put(key::LH_STEADY, framework::steady(store, p.steady_warmup, p.steady).await?);
+            clean(raw_pool, store).await?;
+        }
+    );
 
-    step("raw: LISTEN/NOTIFY floor");
-    figs.put_latency(key::RAW_NOTIFY, raw::notify_floor(raw_pool, p.latency_samples).await?);
-    clean(raw_pool, store).await?;
-    step("leasehold: idle enqueue-to-start latency");
-    figs.put_latency(key::LH_LATENCY, framework::idle_latency(store, p.latency_samples).await?);
-    clean(raw_pool, store).await?;
+    both!(
+        pass,
+        {
+            step("raw: LISTEN/NOTIFY floor");
+            figs.put_latency(key::RAW_NOTIFY, raw::notify_floor(raw_pool, p.latency_samples).await?);
+            clean(raw_pool, store).await?;
+        },
+        {
+            step("leasehold: idle enqueue-to-start latency");
+            figs.put_latency(key::LH_LATENCY, framework::idle_latency(store, p.latency_samples).await?);
+            clean(raw_pool, store).await?;
+        }
+    );
 
-    step("raw: lease row acquire + release, 1 client and 8 clients");
-    figs.put(key::RAW_LEASE_1, raw::lease_pairs(raw_pool, 1, p.phase).await?);
-    figs.put(key::RAW_LEASE_N, raw::lease_pairs(raw_pool, CLIENTS, p.phase).await?);
-    step("leasehold: leader_acquire + leader_release, 1 client and 8 clients");
-    figs.put(key::LH_LEASE_1, framework::lease_pairs(store, 1, p.phase).await?);
-    figs.put(key::LH_LEASE_N, framework::lease_pairs(store, CLIENTS, p.phase).await?);
+    both!(
+        pass,
+        {
+            step("raw: lease row acquire + release, 1 client and 8 clients");
+            figs.put(key::RAW_LEASE_1, raw::lease_pairs(raw_pool, 1, p.phase).await?);
+            figs.put(key::RAW_LEASE_N, raw::lease_pairs(raw_pool, CLIENTS, p.phase).await?);
+        },
+        {
+            step("leasehold: leader_acquire + leader_release, 1 client and 8 clients");
+            figs.put(key::LH_LEASE_1, framework::lease_pairs(store, 1, p.phase).await?);
+            figs.put(key::LH_LEASE_N, framework::lease_pairs(store, CLIENTS, p.phase).await?);
+        }
+    );
 
     step("raw: claim 10 + complete and claim 1 + complete (the limit alone)");
     raw::fill(raw_pool, p.claim_fill).await?;

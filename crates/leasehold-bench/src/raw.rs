@@ -52,6 +52,10 @@ const INSERT_CHUNK: &str =
 const FILL: &str =
     r#"INSERT INTO bench_raw.jobs (queue, payload) SELECT 'default', '{"k": 1}' FROM generate_series(1, $1::bigint)"#;
 
+/// The same, due a minute ago (the limit's claim runs start from such a table).
+const FILL_DUE: &str = r#"INSERT INTO bench_raw.jobs (queue, payload, run_at)
+SELECT 'default', '{"k": 1}', now() - interval '1 minute' FROM generate_series(1, $1::bigint)"#;
+
 /// Claim one job with a lease (one transaction)...
 const CLAIM_ONE: &str = "
 UPDATE bench_raw.jobs SET state = 1, lease_expires_at = now() + interval '30 seconds', attempt = attempt + 1
@@ -139,6 +143,14 @@ pub(crate) async fn reset(pool: &PgPool) -> Res<()> {
 /// Puts `n` available jobs in the table (set-up).
 pub(crate) async fn fill(pool: &PgPool, n: u64) -> Res<()> {
     sqlx::query(FILL).bind(i64::try_from(n)?).execute(pool).await?;
+    Ok(())
+}
+
+/// Puts `n` available jobs, due a minute ago, in the table and vacuums it, as the limit's pgbench
+/// scripts start their claim runs (set-up, not measured).
+pub(crate) async fn fill_vacuumed(pool: &PgPool, n: u64) -> Res<()> {
+    sqlx::query(FILL_DUE).bind(i64::try_from(n)?).execute(pool).await?;
+    sqlx::query("VACUUM ANALYZE bench_raw.jobs").execute(pool).await?;
     Ok(())
 }
 

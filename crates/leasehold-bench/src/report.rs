@@ -18,6 +18,12 @@ pub(crate) mod key {
     pub(crate) const RAW_BATCH: &str = "pg.limit.insert_1000_per_statement";
     /// Claim 100 + complete until empty, jobs/s.
     pub(crate) const RAW_DRAIN: &str = "pg.limit.claim100_drain";
+    /// Claim 100 + complete on a full queue (prefilled, vacuumed, never drained), jobs/s.
+    pub(crate) const RAW_FULL: &str = "pg.limit.claim100_full_queue";
+    /// WAL bytes per task of the raw drain.
+    pub(crate) const RAW_DRAIN_WAL: &str = "pg.limit.drain_wal_bytes_per_task";
+    /// Writing transactions per 100 tasks of the raw drain.
+    pub(crate) const RAW_DRAIN_XACTS: &str = "pg.limit.drain_transactions_per_100_tasks";
     /// Claim 10 + complete, jobs/s.
     pub(crate) const RAW_CLAIM10: &str = "pg.limit.claim10";
     /// Claim 1 + complete, jobs/s.
@@ -36,6 +42,12 @@ pub(crate) mod key {
     pub(crate) const LH_ENQUEUE_1: &str = "pg.leasehold.enqueue_1_client";
     /// `Client::enqueue`, [`crate::CLIENTS`] clients, tasks/s.
     pub(crate) const LH_ENQUEUE_N: &str = "pg.leasehold.enqueue_n_clients";
+    /// `Client::enqueue`, 1 client, while a worker waits on the queue (every enqueue notifies), tasks/s.
+    pub(crate) const LH_ENQUEUE_1_NOTIFY: &str = "pg.leasehold.enqueue_1_client_notifying";
+    /// WAL bytes per task of leasehold's drain.
+    pub(crate) const LH_DRAIN_WAL: &str = "pg.leasehold.drain_wal_bytes_per_task";
+    /// Writing transactions per 100 tasks of leasehold's drain.
+    pub(crate) const LH_DRAIN_XACTS: &str = "pg.leasehold.drain_transactions_per_100_tasks";
     /// `Client::enqueue_many` in chunks of 1,000, tasks/s.
     pub(crate) const LH_BATCH: &str = "pg.leasehold.enqueue_many_1000";
     /// Worker drain of pre-enqueued no-op tasks, jobs/s.
@@ -184,12 +196,39 @@ pub(crate) fn postgres_section(p: &Profile) -> Section {
         Row::new(
             "pg.drain",
             format!(
-                "drain of {tasks} no-op tasks, jobs/s (worker, concurrency {c} / claim 100 + complete, {n} clients)"
+                "drain of {tasks} no-op tasks, jobs/s (worker, concurrency {c} / claim 100 + complete on a full \
+                 queue, {n} clients)"
+            ),
+            Unit::Rate,
+            key::LH_DRAIN,
+            key::RAW_FULL,
+            Some(Target::AtLeast(1.2)),
+        ),
+        Row::new(
+            "pg.drain_same_tasks",
+            format!(
+                "drain of {tasks} no-op tasks, jobs/s (worker / claim 100 + complete of the same tasks until empty)"
             ),
             Unit::Rate,
             key::LH_DRAIN,
             key::RAW_DRAIN,
-            Some(Target::AtLeast(1.2)),
+            None,
+        ),
+        Row::new(
+            "pg.drain_wal",
+            "drain, WAL bytes per task (worker / claim 100 + complete of the same tasks)".to_owned(),
+            Unit::Count,
+            key::LH_DRAIN_WAL,
+            key::RAW_DRAIN_WAL,
+            None,
+        ),
+        Row::new(
+            "pg.drain_transactions",
+            "drain, writing transactions per 100 tasks (worker / claim 100 + complete of the same tasks)".to_owned(),
+            Unit::Count,
+            key::LH_DRAIN_XACTS,
+            key::RAW_DRAIN_XACTS,
+            None,
         ),
         Row::new(
             "pg.steady",
@@ -214,6 +253,14 @@ pub(crate) fn postgres_section(p: &Profile) -> Section {
             key::LH_ENQUEUE_1,
             key::RAW_INSERT_1,
             Some(Target::AtLeast(0.8)),
+        ),
+        Row::new(
+            "pg.single_enqueue_1_notifying",
+            "single enqueue, 1 client, while a worker waits on the queue (each enqueue notifies), rows/s".to_owned(),
+            Unit::Rate,
+            key::LH_ENQUEUE_1_NOTIFY,
+            key::RAW_INSERT_1,
+            None,
         ),
         Row::new(
             "pg.single_enqueue_n",

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use crate::error::Result;
 use crate::params::*;
@@ -125,4 +126,24 @@ pub trait Wakeup: Send {
     /// Waits for the next hint; answers the queue name. An error means the channel broke (the
     /// caller falls back to polling and calls again later, which reconnects).
     fn recv(&mut self) -> Pin<Box<dyn Future<Output = Result<String>> + Send + '_>>;
+
+    /// Says that this subscriber is about to wait for hints on `queues` for up to `ttl`. A store that
+    /// sends hints only while someone waits for them (PostgreSQL, whose NOTIFY serializes commits) sends
+    /// them from now until `ttl` has passed on its clock; the caller checks for work once more after
+    /// announcing, then waits, and announces again before `ttl` runs out. By default the store always
+    /// sends hints and this does nothing.
+    fn announce<'a>(
+        &'a mut self,
+        queues: &'a [String],
+        ttl: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
+        let _ = (queues, ttl);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Says that this subscriber no longer waits for hints (its worker stops): the store may stop
+    /// sending them at once instead of when the announcement runs out.
+    fn withdraw(&mut self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
+        Box::pin(async { Ok(()) })
+    }
 }

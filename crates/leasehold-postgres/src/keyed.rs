@@ -26,7 +26,7 @@ pub(crate) async fn insert_keyed(conn: &mut PgConnection, task: &NewTask) -> Res
             .bind(task.run_at)
             .bind(task.delay_ms())
             .bind(task.max_attempts)
-            .bind(task.lease_ttl_ms().map(|ms| i32::try_from(ms).unwrap_or(i32::MAX)))
+            .bind(crate::store::lease_ttl_ms(task))
             .bind(&key.key)
             .bind(key.reuse_after_names())
             .bind(key.retain_ms())

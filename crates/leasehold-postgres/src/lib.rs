@@ -21,6 +21,7 @@ mod schedules;
 mod store;
 pub mod tx;
 mod wakeup;
+mod warm;
 
 pub use leasehold_core::{Error, Result};
 pub use store::PgStore;

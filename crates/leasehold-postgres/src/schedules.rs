@@ -54,24 +54,28 @@ impl PgStore {
 
 impl ScheduleStore for PgStore {
     async fn leader_acquire(&self, p: LeaderAcquireParams) -> Result<Option<FencingToken>> {
+        let mut c = self.conn().await?;
         let token: Option<i64> = sqlx::query_scalar(include_str!("sql/leader_acquire.sql"))
             .bind(&p.name)
             .bind(&p.holder)
             .bind(duration_ms(p.ttl))
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *c)
             .await
             .map_err(db)?;
+        c.clean();
         Ok(token.map(FencingToken))
     }
 
     async fn leader_release(&self, leader: LeaderToken) -> Result<()> {
         // the row stays, expired, so the next term draws its token under the row's lock
+        let mut c = self.conn().await?;
         sqlx::query("UPDATE leasehold.leaders SET expires_at = '-infinity' WHERE name = $1 AND token = $2")
             .bind(&leader.name)
             .bind(leader.token.0)
-            .execute(self.pool())
+            .execute(&mut *c)
             .await
             .map_err(db)?;
+        c.clean();
         Ok(())
     }
 

@@ -1,5 +1,7 @@
 //! [`PgStore`]: the task store on a PostgreSQL pool.
 
+use std::sync::Arc;
+
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{PgExecutor, PgPool, Row};
@@ -8,14 +10,17 @@ use uuid::Uuid;
 use leasehold_core::params::duration_ms;
 use leasehold_core::*;
 
+use crate::db;
 use crate::rows::{ClaimRow, TaskRow, parse_state};
 use crate::wakeup::PgWakeup;
-use crate::{WAKEUP_CHANNEL, db};
+use crate::warm::{Conn, Warm};
 
 /// The PostgreSQL task store. Cheap to clone: it shares one connection pool.
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// Connections kept between the store's statements (see `warm.rs`).
+    warm: Arc<Warm>,
 }
 
 impl PgStore {
@@ -24,19 +29,25 @@ impl PgStore {
 
     /// Wraps an existing pool (the application's own). Run [`PgStore::migrate`] once before use.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self { warm: Warm::new(pool.clone()), pool }
     }
 
-    /// Opens a pool on `url` and applies the migrations.
+    /// The options of the pool [`PgStore::connect`] opens, for an application that opens its own for
+    /// [`PgStore::from_pool`]: at most [`PgStore::DEFAULT_MAX_CONNECTIONS`], and no liveness check
+    /// before each use. sqlx checks by default, with a round trip to the server every time a connection
+    /// leaves the pool, which would double the round trips of every enqueue, claim and completion. A
+    /// connection that broke while idle (a server restart) fails the one statement that finds it broken
+    /// and leaves the pool; the worker retries its own statements, and an enqueue answers the error.
+    pub fn pool_options() -> PgPoolOptions {
+        PgPoolOptions::new().max_connections(Self::DEFAULT_MAX_CONNECTIONS).test_before_acquire(false)
+    }
+
+    /// Opens a pool on `url` (with [`PgStore::pool_options`]) and applies the migrations.
     pub async fn connect(url: &str) -> Result<Self> {
         let opts: PgConnectOptions =
             url.parse().map_err(|e| Error::InvalidConfig(format!("not a PostgreSQL URL: {e}")))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(Self::DEFAULT_MAX_CONNECTIONS)
-            .connect_with(opts.application_name("leasehold"))
-            .await
-            .map_err(db)?;
-        let store = Self { pool };
+        let pool = Self::pool_options().connect_with(opts.application_name("leasehold")).await.map_err(db)?;
+        let store = Self::from_pool(pool);
         store.migrate().await?;
         Ok(store)
     }
@@ -46,9 +57,22 @@ impl PgStore {
         crate::migrate::run(&self.pool).await
     }
 
-    /// The pool, for the application's own queries and transactions.
+    /// The pool, for the application's own queries and transactions. The store keeps up to half of
+    /// its connections between its own statements; closing the pool hands them back first.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Hands back the connections the store keeps and closes the pool, waiting for the connections
+    /// still in use.
+    pub async fn close(&self) {
+        self.warm.release_all();
+        self.pool.close().await;
+    }
+
+    /// A connection for one of the store's statements; call `clean()` on it once the statement succeeded.
+    pub(crate) async fn conn(&self) -> Result<Conn> {
+        self.warm.get().await
     }
 }
 
@@ -60,6 +84,22 @@ pub(crate) async fn insert_tasks<'e>(exec: impl PgExecutor<'e>, tasks: &[NewTask
                 "tasks with idempotency keys are enqueued one at a time, not in a batch".into(),
             ));
         }
+    }
+    if let [t] = tasks {
+        sqlx::query(include_str!("sql/task_insert_one.sql"))
+            .bind(t.id.0)
+            .bind(&t.kind)
+            .bind(&t.queue)
+            .bind(Json(&t.payload))
+            .bind(t.priority)
+            .bind(t.run_at)
+            .bind(t.delay_ms())
+            .bind(t.max_attempts)
+            .bind(lease_ttl_ms(t))
+            .execute(exec)
+            .await
+            .map_err(db)?;
+        return Ok(vec![t.id]);
     }
     let n = tasks.len();
     let (mut ids, mut kinds, mut queues, mut payloads, mut prios) = (
@@ -80,7 +120,7 @@ pub(crate) async fn insert_tasks<'e>(exec: impl PgExecutor<'e>, tasks: &[NewTask
         run_ats.push(t.run_at);
         delays.push(t.delay_ms());
         maxes.push(t.max_attempts);
-        ttls.push(t.lease_ttl_ms().map(|ms| i32::try_from(ms).unwrap_or(i32::MAX)));
+        ttls.push(lease_ttl_ms(t));
     }
     sqlx::query(include_str!("sql/task_insert.sql"))
         .bind(&ids)
@@ -96,6 +136,11 @@ pub(crate) async fn insert_tasks<'e>(exec: impl PgExecutor<'e>, tasks: &[NewTask
         .await
         .map_err(db)?;
     Ok(ids.into_iter().map(TaskId).collect())
+}
+
+/// A task's own lease ttl as the table stores it (whole milliseconds in an `integer`).
+pub(crate) fn lease_ttl_ms(t: &NewTask) -> Option<i32> {
+    t.lease_ttl_ms().map(|ms| i32::try_from(ms).unwrap_or(i32::MAX))
 }
 
 pub(crate) async fn complete_tasks<'e>(
@@ -135,35 +180,44 @@ impl TaskStore for PgStore {
         if task.idempotency.is_some() {
             return Ok(self.task_insert_idempotent(task).await?.id);
         }
-        let ids = insert_tasks(&self.pool, std::slice::from_ref(&task)).await?;
+        let mut c = self.conn().await?;
+        let ids = insert_tasks(&mut *c, std::slice::from_ref(&task)).await?;
+        c.clean();
         Ok(ids[0])
     }
 
     async fn task_insert_idempotent(&self, task: NewTask) -> Result<Enqueued> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        crate::keyed::insert_keyed(&mut conn, &task).await
+        let mut c = self.conn().await?;
+        let enqueued = crate::keyed::insert_keyed(&mut c, &task).await?;
+        c.clean();
+        Ok(enqueued)
     }
 
     async fn task_insert_many(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        insert_tasks(&self.pool, &tasks).await
+        let mut c = self.conn().await?;
+        let ids = insert_tasks(&mut *c, &tasks).await?;
+        c.clean();
+        Ok(ids)
     }
 
     async fn task_claim(&self, p: TaskClaimParams) -> Result<ClaimBatch> {
         if p.limit == 0 || p.queues.is_empty() {
             return Ok(ClaimBatch::default());
         }
+        let mut c = self.conn().await?;
         let rows: Vec<ClaimRow> = sqlx::query_as(include_str!("sql/task_claim.sql"))
             .bind(&p.queues)
             .bind(i64::from(p.limit))
             .bind(duration_ms(p.default_lease_ttl))
             .bind(&p.worker_id)
             .bind(LEASE_LOST_ON_LAST_ATTEMPT)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *c)
             .await
             .map_err(db)?;
+        c.clean();
         let fresh = rows.iter().filter(|r| r.fresh_claim()).count() as i64;
         let contended = rows.first().is_some_and(|r| r.due_seen > fresh);
         Ok(ClaimBatch { tasks: rows.into_iter().filter_map(ClaimRow::into_task).collect(), contended })
@@ -176,13 +230,15 @@ impl TaskStore for PgStore {
         let ids: Vec<Uuid> = p.leases.iter().map(|(l, _)| l.task_id.0).collect();
         let fences: Vec<i64> = p.leases.iter().map(|(l, _)| l.fence.0).collect();
         let ttls: Vec<i64> = p.leases.iter().map(|(_, d)| duration_ms(*d)).collect();
+        let mut c = self.conn().await?;
         let rows = sqlx::query(include_str!("sql/lease_renew.sql"))
             .bind(&ids)
             .bind(&fences)
             .bind(&ttls)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *c)
             .await
             .map_err(db)?;
+        c.clean();
         let mut out = LeaseRenewal::default();
         for r in &rows {
             let lease = TaskLease { task_id: TaskId(r.get("id")), fence: FencingToken(r.get("fence")) };
@@ -199,29 +255,36 @@ impl TaskStore for PgStore {
         if p.tasks.is_empty() {
             return Ok(Vec::new());
         }
-        complete_tasks(&self.pool, &p.tasks).await
+        let mut c = self.conn().await?;
+        let statuses = complete_tasks(&mut *c, &p.tasks).await?;
+        c.clean();
+        Ok(statuses)
     }
 
     async fn task_retry(&self, p: TaskRetryParams) -> Result<TaskState> {
+        let mut c = self.conn().await?;
         let state: Option<String> = sqlx::query_scalar(include_str!("sql/task_retry.sql"))
             .bind(p.lease.task_id.0)
             .bind(p.lease.fence.0)
             .bind(truncate_error(&p.error))
             .bind(p.retry_in.map(duration_ms))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *c)
             .await
             .map_err(db)?;
+        c.clean();
         parse_state(&state.ok_or_else(|| lost(p.lease))?)
     }
 
     async fn task_snooze(&self, p: TaskSnoozeParams) -> Result<()> {
+        let mut c = self.conn().await?;
         let done = sqlx::query(include_str!("sql/task_snooze.sql"))
             .bind(p.lease.task_id.0)
             .bind(p.lease.fence.0)
             .bind(duration_ms(p.delay))
-            .execute(&self.pool)
+            .execute(&mut *c)
             .await
             .map_err(db)?;
+        c.clean();
         if done.rows_affected() == 0 { Err(lost(p.lease)) } else { Ok(()) }
     }
 
@@ -229,14 +292,16 @@ impl TaskStore for PgStore {
         if !matches!(p.state, TaskState::Cancelled | TaskState::Discarded) {
             return Err(Error::InvalidInput(format!("a holder cannot finish a task as {}", p.state)));
         }
+        let mut c = self.conn().await?;
         let done = sqlx::query(include_str!("sql/task_finish.sql"))
             .bind(p.lease.task_id.0)
             .bind(p.lease.fence.0)
             .bind(p.state.as_str())
             .bind(truncate_error(&p.reason))
-            .execute(&self.pool)
+            .execute(&mut *c)
             .await
             .map_err(db)?;
+        c.clean();
         if done.rows_affected() == 0 { Err(lost(p.lease)) } else { Ok(()) }
     }
 
@@ -246,24 +311,21 @@ impl TaskStore for PgStore {
         }
         let ids: Vec<Uuid> = p.leases.iter().map(|l| l.task_id.0).collect();
         let fences: Vec<i64> = p.leases.iter().map(|l| l.fence.0).collect();
+        let mut c = self.conn().await?;
         let rows = sqlx::query(include_str!("sql/task_release.sql"))
             .bind(&ids)
             .bind(&fences)
             .bind(p.lease_lost)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *c)
             .await
             .map_err(db)?;
         let mut queues: Vec<String> = rows.iter().map(|r| r.get("queue")).collect();
         queues.sort();
         queues.dedup();
         if !queues.is_empty() {
-            sqlx::query("SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q")
-                .bind(WAKEUP_CHANNEL)
-                .bind(&queues)
-                .execute(&self.pool)
-                .await
-                .map_err(db)?;
+            sqlx::query(include_str!("sql/wakeup_notify.sql")).bind(&queues).execute(&mut *c).await.map_err(db)?;
         }
+        c.clean();
         Ok(rows
             .iter()
             .map(|r| TaskLease { task_id: TaskId(r.get("id")), fence: FencingToken(r.get("fence")) })

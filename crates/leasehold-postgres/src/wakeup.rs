@@ -1,10 +1,13 @@
-//! LISTEN/NOTIFY wake-up hints.
+//! LISTEN/NOTIFY wake-up hints, sent on demand: only while a worker announced that it waits.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use sqlx::postgres::PgListener;
 
+use std::time::Duration;
+
+use leasehold_core::params::duration_ms;
 use leasehold_core::{Result, Wakeup};
 
 use crate::{WAKEUP_CHANNEL, db};
@@ -13,13 +16,15 @@ use crate::{WAKEUP_CHANNEL, db};
 /// notification sent while it was down is lost, which polling covers.
 pub(crate) struct PgWakeup {
     pub(crate) listener: PgListener,
+    /// This subscription's name in `leasehold.waiting`.
+    waiter: String,
 }
 
 impl PgWakeup {
     pub(crate) async fn listen(pool: &sqlx::PgPool) -> Result<Self> {
         let mut listener = PgListener::connect_with(pool).await.map_err(db)?;
         listener.listen(WAKEUP_CHANNEL).await.map_err(db)?;
-        Ok(Self { listener })
+        Ok(Self { listener, waiter: uuid::Uuid::now_v7().simple().to_string() })
     }
 }
 
@@ -28,6 +33,36 @@ impl Wakeup for PgWakeup {
         Box::pin(async move {
             let n = self.listener.recv().await.map_err(db)?;
             Ok(n.payload().to_owned())
+        })
+    }
+
+    /// Enqueues notify only while a worker waits on their queue: the announcement goes over the
+    /// listening connection itself, so it needs none from the pool.
+    fn announce<'a>(
+        &'a mut self,
+        queues: &'a [String],
+        ttl: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
+        Box::pin(async move {
+            sqlx::query(include_str!("sql/wakeup_announce.sql"))
+                .bind(queues)
+                .bind(duration_ms(ttl))
+                .bind(&self.waiter)
+                .execute(&mut self.listener)
+                .await
+                .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn withdraw(&mut self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
+        Box::pin(async move {
+            sqlx::query(include_str!("sql/wakeup_withdraw.sql"))
+                .bind(&self.waiter)
+                .execute(&mut self.listener)
+                .await
+                .map_err(db)?;
+            Ok(())
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The claim loop: claims up to the free capacity, then waits for a wake-up hint, a poll tick or
-//! freed capacity.
+//! freed capacity. Before it waits for a hint it tells the store so ([`Wakeup::announce`]) and claims
+//! once more: a store that notifies only waiting workers then wakes it for every task enqueued after.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,43 +21,81 @@ pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
-    let cfg = &shared.config;
     let mut wakeup: Option<Box<dyn Wakeup>> = None;
+    claim_loop(&shared, &tracker, &stop, &mut wakeup).await;
+    if let Some(w) = wakeup.as_mut()
+        && let Err(e) = w.withdraw().await
+    {
+        tracing::debug!(error = %e, "withdrawing the wait for wake-ups failed; it runs out by itself");
+    }
+}
+
+async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
+    shared: &Arc<Shared<S, St>>,
+    tracker: &TaskTracker,
+    stop: &CancellationToken,
+    wakeup: &mut Option<Box<dyn Wakeup>>,
+) {
+    let cfg = &shared.config;
     let mut subscribe_at = Instant::now();
+    // until when the store sends this worker's queues wake-ups (as far as this clock can tell)
+    let mut announced_until = Instant::now();
     while !stop.is_cancelled() {
         if wakeup.is_none() && Instant::now() >= subscribe_at {
             match shared.store.wakeup_subscribe().await {
-                Ok(w) => wakeup = Some(w),
+                Ok(w) => {
+                    *wakeup = Some(w);
+                    announced_until = Instant::now();
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "wake-up subscription failed; polling meanwhile");
                     subscribe_at = Instant::now() + cfg.poll_interval * 5;
                 }
             }
         }
-        gather(&shared, &stop).await;
+        gather(shared, stop).await;
         if stop.is_cancelled() {
             return;
         }
-        let full_batch = claim_once(&shared, &tracker).await;
+        let full_batch = claim_once(shared, tracker).await;
         if full_batch && shared.capacity.available_permits() > 0 {
             continue;
         }
         let at_capacity = shared.capacity.available_permits() == 0;
+        if let Some(w) = wakeup.as_mut().filter(|_| !at_capacity) {
+            // about to wait for a hint: make sure the store sends them, then look for work once more,
+            // since a task enqueued before the announcement took effect sent none
+            let now = Instant::now();
+            if announced_until <= now + cfg.poll_interval {
+                let ttl = cfg.poll_interval * ANNOUNCE_POLLS;
+                match w.announce(&cfg.queues, ttl).await {
+                    Ok(()) => {
+                        announced_until = now + ttl;
+                        continue;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "announcing a wait for wake-ups failed; polling meanwhile"),
+                }
+            }
+        }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(shared.next_claim_at()) => {}
             _ = shared.rescheduled.notified() => {}
             _ = shared.capacity_freed.notified(), if at_capacity => {}
-            r = hint(&mut wakeup, &cfg.queues), if !at_capacity => {
+            r = hint(wakeup, &cfg.queues), if !at_capacity => {
                 if let Err(e) = r {
                     tracing::warn!(error = %e, "wake-up channel broke; polling meanwhile");
-                    wakeup = None;
+                    *wakeup = None;
                     subscribe_at = Instant::now() + cfg.poll_interval;
                 }
             }
         }
     }
 }
+
+/// An idle worker's announcement that it waits for wake-ups lasts this many poll intervals; it is
+/// renewed once less than one is left.
+const ANNOUNCE_POLLS: u32 = 4;
 
 /// How long the claim loop waits for more running tasks to finish when only a few slots are free.
 const LINGER: Duration = Duration::from_millis(5);

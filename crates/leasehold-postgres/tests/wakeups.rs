@@ -1,0 +1,92 @@
+//! Wake-ups on demand: enqueues notify only the queues a worker announced it waits on, for as long as
+//! the announcement lasts. Notifications arrive in commit order, so "the first one received names the
+//! announced queue" proves that the enqueues before it into other queues sent none, without waiting
+//! for a notification that might still come.
+
+use std::time::Duration;
+
+use leasehold_core::*;
+use leasehold_postgres::PgStore;
+use leasehold_testkit::pg::TestDb;
+
+fn task(queue: &str) -> NewTask {
+    NewTask { queue: queue.to_owned(), ..NewTask::new("k", serde_json::json!({})) }
+}
+
+async fn next(w: &mut Box<dyn Wakeup>) -> String {
+    tokio::time::timeout(Duration::from_secs(10), w.recv()).await.expect("no wake-up arrived").unwrap()
+}
+
+#[tokio::test]
+async fn enqueues_wake_only_the_queues_a_worker_waits_on() {
+    let db = TestDb::create().await;
+    let store = PgStore::from_pool(db.pool().clone());
+    let mut w = store.wakeup_subscribe().await.unwrap();
+    w.announce(&["w".to_owned()], Duration::from_secs(60)).await.unwrap();
+
+    // single, batch and keyed enqueues into a queue nobody waits on: no notification
+    store.task_insert(task("idle")).await.unwrap();
+    store.task_insert_many(vec![task("idle"), task("idle")]).await.unwrap();
+    let keyed = NewTask { idempotency: Some(Idempotency::new("k1")), ..task("idle") };
+    store.task_insert(keyed).await.unwrap();
+    store.task_insert(task("w")).await.unwrap();
+    assert_eq!(next(&mut w).await, "w");
+
+    // a batch over both queues notifies the waited-on one, once
+    store.task_insert_many(vec![task("idle"), task("w"), task("w")]).await.unwrap();
+    let keyed = NewTask { idempotency: Some(Idempotency::new("k2")), ..task("w") };
+    store.task_insert(keyed).await.unwrap();
+    assert_eq!(next(&mut w).await, "w", "the batch's notification");
+    assert_eq!(next(&mut w).await, "w", "the keyed enqueue's notification");
+
+    // a task due later wakes nobody now; released tasks wake only waiting queues
+    store.task_insert(NewTask { delay: Some(Duration::from_secs(3600)), ..task("w") }).await.unwrap();
+    let claim = |queue: &str| TaskClaimParams {
+        queues: vec![queue.to_owned()],
+        limit: 10,
+        default_lease_ttl: Duration::from_secs(30),
+        worker_id: "t".into(),
+    };
+    let idle = store.task_claim(claim("idle")).await.unwrap().tasks;
+    assert_eq!(idle.len(), 5);
+    let leases = idle.iter().map(|t| t.lease).collect();
+    assert_eq!(store.task_release(TaskReleaseParams { leases, lease_lost: false }).await.unwrap().len(), 5);
+    store.task_insert(task("w")).await.unwrap();
+    assert_eq!(next(&mut w).await, "w", "the delayed task or the release notified");
+
+    // once the announcement has run out (moved into the past on the server's clock), nothing more
+    sqlx::query("UPDATE leasehold.waiting SET until = now() - interval '1 second' WHERE queue = 'w'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    store.task_insert(task("w")).await.unwrap();
+    w.announce(&["z".to_owned()], Duration::from_secs(60)).await.unwrap();
+    store.task_insert(task("z")).await.unwrap();
+    assert_eq!(next(&mut w).await, "z");
+}
+
+#[tokio::test]
+async fn each_waiter_announces_and_withdraws_for_itself() {
+    let db = TestDb::create().await;
+    let store = PgStore::from_pool(db.pool().clone());
+    let mut long = store.wakeup_subscribe().await.unwrap();
+    let mut short = store.wakeup_subscribe().await.unwrap();
+    long.announce(&["q".to_owned()], Duration::from_secs(600)).await.unwrap();
+    short.announce(&["q".to_owned()], Duration::from_millis(1)).await.unwrap();
+    // the short announcement has run out; the long one still makes enqueues notify
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM leasehold.waiting WHERE queue = 'q' AND until > now()")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(live, 1);
+    store.task_insert(task("q")).await.unwrap();
+    assert_eq!(next(&mut long).await, "q");
+    assert_eq!(next(&mut short).await, "q");
+
+    // once the long waiter withdraws, nobody waits on q
+    long.withdraw().await.unwrap();
+    store.task_insert(task("q")).await.unwrap();
+    short.announce(&["z".to_owned()], Duration::from_secs(60)).await.unwrap();
+    store.task_insert(task("z")).await.unwrap();
+    assert_eq!(next(&mut short).await, "z");
+}
