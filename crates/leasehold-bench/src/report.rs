@@ -118,6 +118,8 @@ pub(crate) enum Unit {
     Millis,
     /// A count.
     Count,
+    /// A fraction, with one decimal.
+    Decimal,
     /// Bytes, shown in MiB.
     Bytes,
 }
@@ -225,7 +227,7 @@ pub(crate) fn postgres_section(p: &Profile) -> Section {
         Row::new(
             "pg.drain_transactions",
             "drain, writing transactions per 100 tasks (worker / claim 100 + complete of the same tasks)".to_owned(),
-            Unit::Count,
+            Unit::Decimal,
             key::LH_DRAIN_XACTS,
             key::RAW_DRAIN_XACTS,
             None,
@@ -467,6 +469,7 @@ fn show(unit: Unit, v: Option<f64>) -> String {
         Some(v) => match unit {
             Unit::Rate | Unit::Count => thousands(v),
             Unit::Millis => format!("{v:.2} ms"),
+            Unit::Decimal => format!("{v:.1}"),
             Unit::Bytes => format!("{:.1} MiB", v / (1024.0 * 1024.0)),
         },
     }
