@@ -101,6 +101,37 @@ pub(crate) async fn insert_tasks<'e>(exec: impl PgExecutor<'e>, tasks: &[NewTask
             .map_err(db)?;
         return Ok(vec![t.id]);
     }
+    let first = &tasks[0];
+    let alike = |t: &NewTask| {
+        (&t.kind, &t.queue, t.priority, t.run_at, t.delay_ms(), t.max_attempts, t.lease_ttl)
+            == (
+                &first.kind,
+                &first.queue,
+                first.priority,
+                first.run_at,
+                first.delay_ms(),
+                first.max_attempts,
+                first.lease_ttl,
+            )
+    };
+    if tasks.iter().all(alike) {
+        let ids: Vec<Uuid> = tasks.iter().map(|t| t.id.0).collect();
+        let payloads: Vec<Json<&serde_json::Value>> = tasks.iter().map(|t| Json(&t.payload)).collect();
+        sqlx::query(include_str!("sql/task_insert_alike.sql"))
+            .bind(&ids)
+            .bind(&payloads)
+            .bind(&first.kind)
+            .bind(&first.queue)
+            .bind(first.priority)
+            .bind(first.run_at)
+            .bind(first.delay_ms())
+            .bind(first.max_attempts)
+            .bind(lease_ttl_ms(first))
+            .execute(exec)
+            .await
+            .map_err(db)?;
+        return Ok(ids.into_iter().map(TaskId).collect());
+    }
     let n = tasks.len();
     let (mut ids, mut kinds, mut queues, mut payloads, mut prios) = (
         Vec::with_capacity(n),

@@ -36,7 +36,7 @@ macro_rules! conformance_tests {
             the_same_keyed_task_sent_again_is_answered_as_itself, keyed_enqueue_in_a_transaction,
             effect_claims_race_to_one_effect, due_and_depth_are_read_without_claiming,
             concurrent_claims_report_contention, retention_prunes_old_finished_tasks_only,
-            worker_prunes_finished_tasks_after_its_retention);
+            worker_prunes_finished_tasks_after_its_retention, batches_keep_each_tasks_fields);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -983,4 +983,33 @@ pub async fn worker_prunes_finished_tasks_after_its_retention<B: Backend>(b: &B)
     .await;
     assert_eq!(client.task(later).await.unwrap().state, TaskState::Available, "a live task was pruned");
     w.stop().await;
+}
+
+/// A batch keeps every task's own fields, whether its tasks differ (kind, queue, priority, attempts,
+/// lease, delay) or are alike but for their payloads.
+pub async fn batches_keep_each_tasks_fields<B: Backend>(b: &B) {
+    let s = b.store();
+    let mixed = vec![
+        NewTask { priority: 3, max_attempts: 2, ..task("a", 1) },
+        NewTask { queue: "other".into(), lease_ttl: Some(Duration::from_secs(90)), ..task("b", 2) },
+        NewTask { delay: Some(Duration::from_secs(3600)), ..task("a", 3) },
+    ];
+    let alike: Vec<NewTask> = (10..13).map(|n| NewTask { priority: 7, max_attempts: 4, ..task("c", n) }).collect();
+    for batch in [mixed, alike] {
+        let ids = s.task_insert_many(batch.clone()).await.unwrap();
+        assert_eq!(ids, batch.iter().map(|t| t.id).collect::<Vec<_>>());
+        for (id, t) in ids.iter().zip(&batch) {
+            let rec = s.task_get(*id).await.unwrap();
+            assert_eq!(
+                (rec.kind.as_str(), rec.queue.as_str(), &rec.payload, rec.priority, rec.max_attempts),
+                (t.kind.as_str(), t.queue.as_str(), &t.payload, t.priority, t.max_attempts),
+                "{id}"
+            );
+            let due_later = rec.run_at > chrono::Utc::now() + chrono::Duration::minutes(30);
+            assert_eq!(due_later, t.delay.is_some(), "{id}: run_at {}", rec.run_at);
+        }
+    }
+    let other = TaskClaimParams { queues: vec!["other".into()], ..claim(10) };
+    let got = s.task_claim(other).await.unwrap().tasks;
+    assert_eq!((got.len(), got[0].lease_ttl), (1, Duration::from_secs(90)));
 }
