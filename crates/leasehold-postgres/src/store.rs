@@ -198,6 +198,18 @@ pub(crate) async fn complete_tasks<'e>(
         .collect()
 }
 
+/// `task_claim.sql` for these queues and this limit, both written into the text as literals (see the
+/// statement's comment): each queue name is quoted as a string constant (`E'...'`, its quotes and
+/// backslashes escaped), so no name can end the literal.
+fn claim_sql(queues: &[String], limit: u32) -> String {
+    let literals: Vec<String> =
+        queues.iter().map(|q| format!("E'{}'", q.replace('\\', "\\\\").replace('\'', "''"))).collect();
+    // the limit first: a queue's name may hold the text "{limit}" itself
+    include_str!("sql/task_claim.sql")
+        .replace("{limit}", &limit.to_string())
+        .replace("{queues}", &format!("ARRAY[{}]::text[]", literals.join(", ")))
+}
+
 fn lost(lease: TaskLease) -> Error {
     Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }
 }
@@ -239,9 +251,7 @@ impl TaskStore for PgStore {
             return Ok(ClaimBatch::default());
         }
         let mut c = self.conn().await?;
-        let rows: Vec<ClaimRow> = sqlx::query_as(include_str!("sql/task_claim.sql"))
-            .bind(&p.queues)
-            .bind(i64::from(p.limit))
+        let rows: Vec<ClaimRow> = sqlx::query_as(sqlx::AssertSqlSafe(claim_sql(&p.queues, p.limit)))
             .bind(duration_ms(p.default_lease_ttl))
             .bind(&p.worker_id)
             .bind(LEASE_LOST_ON_LAST_ATTEMPT)

@@ -72,8 +72,15 @@ async fn each_waiter_announces_and_withdraws_for_itself() {
     let mut long = store.wakeup_subscribe().await.unwrap();
     let mut short = store.wakeup_subscribe().await.unwrap();
     long.announce(&["q".to_owned()], Duration::from_secs(600)).await.unwrap();
-    short.announce(&["q".to_owned()], Duration::from_millis(1)).await.unwrap();
-    // the short announcement has run out; the long one still makes enqueues notify
+    short.announce(&["q".to_owned()], Duration::from_secs(1)).await.unwrap();
+    // the short announcement runs out (moved into the past on the server's clock); the long one still
+    // makes enqueues notify
+    sqlx::query(
+        "UPDATE leasehold.waiting SET until = now() - interval '1 second' WHERE until < now() + interval '1 minute'",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
     let live: i64 = sqlx::query_scalar("SELECT count(*) FROM leasehold.waiting WHERE queue = 'q' AND until > now()")
         .fetch_one(db.pool())
         .await

@@ -36,7 +36,8 @@ macro_rules! conformance_tests {
             the_same_keyed_task_sent_again_is_answered_as_itself, keyed_enqueue_in_a_transaction,
             effect_claims_race_to_one_effect, due_and_depth_are_read_without_claiming,
             concurrent_claims_report_contention, retention_prunes_old_finished_tasks_only,
-            worker_prunes_finished_tasks_after_its_retention, batches_keep_each_tasks_fields);
+            worker_prunes_finished_tasks_after_its_retention, batches_keep_each_tasks_fields,
+            any_queue_name_is_claimed);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -1012,4 +1013,19 @@ pub async fn batches_keep_each_tasks_fields<B: Backend>(b: &B) {
     let other = TaskClaimParams { queues: vec!["other".into()], ..claim(10) };
     let got = s.task_claim(other).await.unwrap().tasks;
     assert_eq!((got.len(), got[0].lease_ttl), (1, Duration::from_secs(90)));
+}
+
+/// Queue names are data, whatever characters they hold: quotes, backslashes, braces, SQL.
+pub async fn any_queue_name_is_claimed<B: Backend>(b: &B) {
+    let s = b.store();
+    let names = ["it's", r"back\slash", "{limit}", "q'); DROP TABLE x; --", "ünïcode ✓"];
+    for name in names {
+        s.task_insert(NewTask { queue: name.to_owned(), ..task("k", 0) }).await.unwrap();
+    }
+    for name in names {
+        let got = s.task_claim(TaskClaimParams { queues: vec![name.to_owned()], ..claim(10) }).await.unwrap().tasks;
+        assert_eq!(got.iter().map(|t| t.queue.as_str()).collect::<Vec<_>>(), vec![name], "{name}");
+    }
+    let all = s.task_claim(TaskClaimParams { queues: names.map(str::to_owned).to_vec(), ..claim(10) }).await;
+    assert!(all.unwrap().tasks.is_empty(), "every task was claimed once");
 }

@@ -1,62 +1,66 @@
--- Claim up to $2 tasks from the queues $1: due available tasks, and running tasks whose lease expired on
--- this server's clock (a crashed or paused holder). Every claimed task gets a new fencing token.
+-- Claim up to {limit} tasks from the queues {queues}: due available tasks, and running tasks whose lease
+-- expired on this server's clock (a crashed or paused holder). Every claimed task gets a new fencing token.
 -- An expired task with no attempt left is discarded instead (its holder kept crashing or stalling), with
--- the error $5; it comes back with state 'discarded' and the caller drops it.
--- $3 default lease ttl in ms, $4 worker id.
--- When fewer than $2 tasks were claimed, `due_seen` counts the due available tasks the statement's
--- snapshot saw (up to $2): rows that other claimers held locked still read as available there, so
+-- the error $3; it comes back with state 'discarded' and the caller drops it.
+-- $1 default lease ttl in ms, $2 worker id.
+-- {queues} (an ARRAY[...] of quoted literals) and {limit} (a number) are written into the text, not bound:
+-- with no bound value that changes its estimates, PostgreSQL plans the statement five times and then
+-- keeps one generic plan, where bound queues and limit made it plan every claim anew (planning was
+-- about a quarter of a claim's time on the server).
+-- When fewer than {limit} tasks were claimed, `due_seen` counts the due available tasks the statement's
+-- snapshot saw (up to {limit}): rows that other claimers held locked still read as available there, so
 -- seeing more than were claimed means this claim was contended. With nothing claimed, one row of NULLs
 -- carries it.
 -- Each queue is read on its own, in the order of the available index (queue, priority, run_at, id), so a
--- claim touches about $2 index entries however long the backlog; `queue = ANY($1)` would sort them all.
+-- claim touches about {limit} index entries however long the backlog; `queue = ANY(...)` would sort them all.
 WITH available AS (
     SELECT a.id, a.priority, a.run_at, false AS taken_over, false AS exhausted
-      FROM unnest($1::text[]) AS q(name)
+      FROM unnest({queues}) AS q(name)
      CROSS JOIN LATERAL (
             SELECT id, priority, run_at
               FROM leasehold.tasks
              WHERE state = 'available' AND queue = q.name AND run_at <= now()
              ORDER BY priority, run_at, id
-             LIMIT $2
+             LIMIT {limit}
                FOR UPDATE SKIP LOCKED
            ) AS a
 ), expired AS (
     SELECT id, priority, run_at, true AS taken_over, attempt >= max_attempts AS exhausted
       FROM leasehold.tasks
-     WHERE state = 'running' AND lease_expires_at < now() AND queue = ANY($1)
+     WHERE state = 'running' AND lease_expires_at < now() AND queue = ANY({queues})
      ORDER BY lease_expires_at
-     LIMIT $2
+     LIMIT {limit}
        FOR UPDATE SKIP LOCKED
 ), picked AS (
     SELECT id, taken_over, exhausted
       FROM (SELECT * FROM available UNION ALL SELECT * FROM expired) AS c
      ORDER BY priority, run_at, id
-     LIMIT $2
+     LIMIT {limit}
 ), claimed AS (
 UPDATE leasehold.tasks AS t
    SET state = CASE WHEN picked.exhausted THEN 'discarded' ELSE 'running' END,
        attempt = CASE WHEN picked.exhausted THEN t.attempt ELSE t.attempt + 1 END,
        fence = CASE WHEN picked.exhausted THEN t.fence ELSE nextval('leasehold.fence_seq') END,
        lease_expires_at = CASE WHEN picked.exhausted THEN NULL
-                               ELSE now() + coalesce(t.lease_ttl_ms, $3) * interval '1 millisecond' END,
-       claimed_by = CASE WHEN picked.exhausted THEN t.claimed_by ELSE $4 END,
+                               ELSE now() + coalesce(t.lease_ttl_ms, $1) * interval '1 millisecond' END,
+       claimed_by = CASE WHEN picked.exhausted THEN t.claimed_by ELSE $2 END,
        lease_losses = t.lease_losses + picked.taken_over::integer,
        errors = CASE WHEN picked.exhausted
-                     THEN t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempt, 'at', now(), 'message', $5::text))
+                     THEN t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempt, 'at', now(), 'message', $3::text))
                      ELSE t.errors END,
        finalized_at = CASE WHEN picked.exhausted THEN now() END
   FROM picked
  WHERE t.id = picked.id
 RETURNING t.id, t.state, t.fence, t.kind, t.queue, t.payload, t.attempt, t.max_attempts,
-          coalesce(t.lease_ttl_ms, $3)::bigint AS lease_ttl_ms, t.run_at, picked.taken_over
+          coalesce(t.lease_ttl_ms, $1)::bigint AS lease_ttl_ms, t.run_at, picked.taken_over
 )
 SELECT c.*,
-       CASE WHEN (SELECT count(*) FROM claimed) < $2
-            THEN least($2, (SELECT count(*)
-                              FROM unnest($1::text[]) AS q(name)
+       CASE WHEN (SELECT count(*) FROM claimed) < {limit}
+            THEN least({limit}, (SELECT count(*)
+                              FROM unnest({queues}) AS q(name)
                              CROSS JOIN LATERAL (SELECT 1 FROM leasehold.tasks
                                                   WHERE state = 'available' AND queue = q.name AND run_at <= now()
                                                   ORDER BY priority, run_at, id
-                                                  LIMIT $2) AS d))
+                                                  LIMIT {limit}) AS d))
             ELSE 0 END AS due_seen
   FROM (SELECT 1) AS one LEFT JOIN claimed AS c ON true

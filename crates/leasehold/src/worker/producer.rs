@@ -128,9 +128,12 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
     if free == 0 {
         return false;
     }
+    // claims come in powers of two (a full claim is followed by one for the slots still free): a store
+    // that keeps a plan per claim size (PostgreSQL) then needs only a handful of them
+    let asked = 1 << free.ilog2();
     let params = TaskClaimParams {
         queues: shared.config.queues.clone(),
-        limit: u32::try_from(free).unwrap_or(u32::MAX),
+        limit: u32::try_from(asked).unwrap_or(u32::MAX),
         default_lease_ttl: shared.config.lease_ttl,
         worker_id: shared.worker_id.clone(),
     };
@@ -155,7 +158,7 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
     };
     let tasks = batch.tasks;
     shared.metrics.claim(outcome, took, tasks.len());
-    let full = tasks.len() == free;
+    let full = tasks.len() == asked;
     for task in tasks {
         let Ok(permit) = shared.capacity.clone().try_acquire_owned() else {
             unreachable!("only the claim loop takes permits, and it claimed no more than were free");
