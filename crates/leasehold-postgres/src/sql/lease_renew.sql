@@ -8,13 +8,13 @@ WITH h AS (
 ), free AS (
     SELECT t.id
       FROM leasehold.tasks AS t JOIN h ON t.id = h.id AND t.fence = h.fence
-     WHERE t.state = 'running'
+     WHERE (t.state = 'running') IS TRUE  -- by key: see task_complete.sql
        FOR UPDATE OF t SKIP LOCKED
 ), renewed AS (
     UPDATE leasehold.tasks AS t
        SET lease_expires_at = now() + h.ttl_ms * interval '1 millisecond'
       FROM h JOIN free ON free.id = h.id
-     WHERE t.id = h.id AND t.fence = h.fence AND t.state = 'running'
+     WHERE t.id = h.id AND t.fence = h.fence AND (t.state = 'running') IS TRUE
     RETURNING t.id
 )
 SELECT h.id, h.fence,

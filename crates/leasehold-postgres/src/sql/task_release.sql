@@ -7,5 +7,5 @@ UPDATE leasehold.tasks AS t
        attempt = CASE WHEN $3 THEN t.attempt ELSE t.attempt - 1 END,
        lease_losses = t.lease_losses + $3::integer
   FROM unnest($1::uuid[], $2::bigint[]) AS h(id, fence)
- WHERE t.id = h.id AND t.fence = h.fence AND t.state = 'running'
+ WHERE t.id = h.id AND t.fence = h.fence AND (t.state = 'running') IS TRUE  -- by key: see task_complete.sql
 RETURNING t.id, t.fence, t.queue
