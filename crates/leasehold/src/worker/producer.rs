@@ -128,9 +128,7 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
     if free == 0 {
         return false;
     }
-    // claims come in powers of two (a full claim is followed by one for the slots still free): a store
-    // that keeps a plan per claim size (PostgreSQL) then needs only a handful of them
-    let asked = 1 << free.ilog2();
+    let asked = claim_size(free);
     let params = TaskClaimParams {
         queues: shared.config.queues.clone(),
         limit: u32::try_from(asked).unwrap_or(u32::MAX),
@@ -179,6 +177,30 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
         tracker.spawn(execute(shared.clone(), task, entry, permit));
     }
     full
+}
+
+/// The size of a claim when `free` slots are free: the largest power of two, or one and a half times
+/// one, that fits (1, 2, 3, 4, 6, 8, 12, 16, 24, ...). A full claim is followed by one for the slots still
+/// free, so no slot waits for long; a store that keeps a plan per claim size (PostgreSQL) then needs only
+/// two per doubling of the concurrency.
+fn claim_size(free: usize) -> usize {
+    let pow = 1 << free.ilog2();
+    if pow >= 2 && free >= pow + pow / 2 { pow + pow / 2 } else { pow }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim_size;
+
+    #[test]
+    fn claim_sizes_are_powers_of_two_and_halfway_between() {
+        let sizes: Vec<usize> = [1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 100, 144, 400, 1000].map(claim_size).to_vec();
+        assert_eq!(sizes, vec![1, 2, 3, 4, 4, 6, 6, 8, 8, 12, 96, 128, 384, 768]);
+        for free in 1..5000 {
+            let n = claim_size(free);
+            assert!(n <= free && n * 4 > free * 2, "{free} -> {n}");
+        }
+    }
 }
 
 /// The next hint for one of `queues`; never resolves without a subscription.
