@@ -188,6 +188,19 @@ fn claim_size(free: usize) -> usize {
     if pow >= 2 && free >= pow + pow / 2 { pow + pow / 2 } else { pow }
 }
 
+/// The next hint for one of `queues`; never resolves without a subscription.
+async fn hint(wakeup: &mut Option<Box<dyn Wakeup>>, queues: &[String]) -> Result<()> {
+    let Some(w) = wakeup else {
+        return std::future::pending().await;
+    };
+    loop {
+        let queue = w.recv().await?;
+        if queues.contains(&queue) {
+            return Ok(());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::claim_size;
@@ -199,19 +212,6 @@ mod tests {
         for free in 1..5000 {
             let n = claim_size(free);
             assert!(n <= free && n * 4 > free * 2, "{free} -> {n}");
-        }
-    }
-}
-
-/// The next hint for one of `queues`; never resolves without a subscription.
-async fn hint(wakeup: &mut Option<Box<dyn Wakeup>>, queues: &[String]) -> Result<()> {
-    let Some(w) = wakeup else {
-        return std::future::pending().await;
-    };
-    loop {
-        let queue = w.recv().await?;
-        if queues.contains(&queue) {
-            return Ok(());
         }
     }
 }
