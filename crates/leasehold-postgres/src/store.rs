@@ -57,8 +57,9 @@ impl PgStore {
         crate::migrate::run(&self.pool).await
     }
 
-    /// The pool, for the application's own queries and transactions. The store keeps up to half of
-    /// its connections between its own statements; closing the pool hands them back first.
+    /// The pool, for the application's own queries and transactions. The store keeps some of its
+    /// connections between its own statements (up to half, only while the pool has others to lend, for
+    /// 10 s at most unused); closing the pool hands them back first.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -200,12 +201,18 @@ pub(crate) async fn complete_tasks<'e>(
 
 /// `task_claim.sql` for these queues and this limit, both written into the text as literals (see the
 /// statement's comment): each queue name is quoted as a string constant (`E'...'`, its quotes and
-/// backslashes escaped), so no name can end the literal.
+/// backslashes escaped), so no name can end the literal. The comment lines are left out first, so that
+/// only the statement's own placeholders are filled (a name holding a line break cannot end a comment).
 fn claim_sql(queues: &[String], limit: u32) -> String {
     let literals: Vec<String> =
         queues.iter().map(|q| format!("E'{}'", q.replace('\\', "\\\\").replace('\'', "''"))).collect();
+    let statement: String = include_str!("sql/task_claim.sql")
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .flat_map(|line| [line, "\n"])
+        .collect();
     // the limit first: a queue's name may hold the text "{limit}" itself
-    include_str!("sql/task_claim.sql")
+    statement
         .replace("{limit}", &limit.to_string())
         .replace("{queues}", &format!("ARRAY[{}]::text[]", literals.join(", ")))
 }

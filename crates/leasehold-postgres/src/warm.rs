@@ -7,12 +7,15 @@
 //! that failed, or a future dropped half-way, hands its connection back to sqlx, which checks it; a
 //! failure also drops every kept connection, since a server that went away broke them all.
 //!
-//! Kept connections stay checked out of the pool. They go back when the last clone of the store is
-//! dropped, when [`crate::PgStore::close`] is called, and when the pool itself is closed (a watcher
-//! started with the first statement waits for that).
+//! Kept connections stay checked out of the pool, so the store keeps one only while the pool has others
+//! to lend (fewer open than its maximum, or some idle), and never for long: a keeper started with the
+//! first statement hands them all back when the pool has none to spare or is closed, and hands back any
+//! kept longer than [`KEEP_FOR`] (so the pool's own lifetime and idle rules still apply to it). They also
+//! go back when the last clone of the store is dropped and when [`crate::PgStore::close`] is called.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres};
@@ -21,28 +24,33 @@ use leasehold_core::Result;
 
 use crate::db;
 
-/// The kept connections of one store (shared by its clones).
+/// How long a connection stays kept without being used.
+const KEEP_FOR: Duration = Duration::from_secs(10);
+/// How often the keeper looks at the pool.
+const KEEPER_EVERY: Duration = Duration::from_millis(500);
+
+/// The kept connections of one store (shared by its clones), each with the time it was kept.
 #[derive(Debug)]
 pub(crate) struct Warm {
     pool: PgPool,
-    idle: Mutex<Vec<PoolConnection<Postgres>>>,
+    idle: Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
     /// At most this many are kept; the pool's other connections stay free for the application.
     max_idle: usize,
-    watching: OnceLock<()>,
+    keeper: OnceLock<()>,
 }
 
 impl Warm {
     pub(crate) fn new(pool: PgPool) -> Arc<Self> {
         let max_idle = (pool.options().get_max_connections() as usize / 2).max(1);
-        Arc::new(Self { pool, idle: Mutex::new(Vec::new()), max_idle, watching: OnceLock::new() })
+        Arc::new(Self { pool, idle: Mutex::new(Vec::new()), max_idle, keeper: OnceLock::new() })
     }
 
     /// A connection for one statement: a kept one, or one from the pool.
     pub(crate) async fn get(self: &Arc<Self>) -> Result<Conn> {
-        self.watch_close();
+        self.start_keeper();
         let kept = self.idle.lock().unwrap().pop();
         let conn = match kept {
-            Some(conn) => conn,
+            Some((conn, _)) => conn,
             None => self.pool.acquire().await.map_err(db)?,
         };
         Ok(Conn { warm: self.clone(), conn: Some(conn), clean: false })
@@ -53,14 +61,41 @@ impl Warm {
         self.idle.lock().unwrap().clear();
     }
 
-    /// Once: a task that hands the kept connections back when the pool is closed, so that
-    /// `PgPool::close` (which waits for every connection) never waits on this store.
-    fn watch_close(self: &Arc<Self>) {
-        self.watching.get_or_init(|| {
-            let closed = self.pool.close_event();
+    /// Whether the pool could still lend a connection if this store kept one more.
+    fn pool_has_spare(&self) -> bool {
+        self.pool.num_idle() > 0 || self.pool.size() < self.pool.options().get_max_connections()
+    }
+
+    /// Hands back the kept connections that waited longer than [`KEEP_FOR`], or all of them when the pool
+    /// has none to spare (someone else may be waiting for one).
+    fn hand_back_stale(&self) {
+        let starving = !self.pool_has_spare();
+        let mut idle = self.idle.lock().unwrap();
+        if starving {
+            idle.clear();
+        } else {
+            idle.retain(|(_, kept)| kept.elapsed() < KEEP_FOR);
+        }
+    }
+
+    /// Once: the keeper, a task that runs [`Warm::hand_back_stale`] every [`KEEPER_EVERY`] and hands
+    /// everything back when the pool is closed, so that `PgPool::close` (which waits for every
+    /// connection) never waits on this store. It ends with the pool or with the last clone of the store.
+    fn start_keeper(self: &Arc<Self>) {
+        self.keeper.get_or_init(|| {
+            let mut closed = Box::pin(self.pool.close_event());
             let warm: Weak<Self> = Arc::downgrade(self);
             tokio::spawn(async move {
-                closed.await;
+                loop {
+                    tokio::select! {
+                        _ = &mut closed => break,
+                        _ = tokio::time::sleep(KEEPER_EVERY) => {}
+                    }
+                    match warm.upgrade() {
+                        Some(warm) => warm.hand_back_stale(),
+                        None => return,
+                    }
+                }
                 if let Some(warm) = warm.upgrade() {
                     warm.release_all();
                 }
@@ -105,12 +140,11 @@ impl Drop for Conn {
             self.warm.release_all();
             return;
         }
-        if self.warm.pool.is_closed() {
-            return;
-        }
+        // decided under the lock, which the keeper takes too: a close seen after this check finds the
+        // connection in the list and hands it back
         let mut idle = self.warm.idle.lock().unwrap();
-        if idle.len() < self.warm.max_idle {
-            idle.push(conn);
+        if !self.warm.pool.is_closed() && idle.len() < self.warm.max_idle && self.warm.pool_has_spare() {
+            idle.push((conn, Instant::now()));
         }
     }
 }

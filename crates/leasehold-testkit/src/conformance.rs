@@ -1018,7 +1018,16 @@ pub async fn batches_keep_each_tasks_fields<B: Backend>(b: &B) {
 /// Queue names are data, whatever characters they hold: quotes, backslashes, braces, SQL.
 pub async fn any_queue_name_is_claimed<B: Backend>(b: &B) {
     let s = b.store();
-    let names = ["it's", r"back\slash", "{limit}", "q'); DROP TABLE x; --", "ünïcode ✓"];
+    let names = [
+        "it's",
+        r"back\slash",
+        "{limit}",
+        "{queues}",
+        "q'); DROP TABLE x; --",
+        "line\nbreak",
+        "a\n--\n'b",
+        "ünïcode ✓",
+    ];
     for name in names {
         s.task_insert(NewTask { queue: name.to_owned(), ..task("k", 0) }).await.unwrap();
     }

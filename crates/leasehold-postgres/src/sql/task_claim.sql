@@ -1,18 +1,19 @@
--- Claim up to {limit} tasks from the queues {queues}: due available tasks, and running tasks whose lease
+-- Claim up to LIMIT tasks from the queues QUEUES: due available tasks, and running tasks whose lease
 -- expired on this server's clock (a crashed or paused holder). Every claimed task gets a new fencing token.
 -- An expired task with no attempt left is discarded instead (its holder kept crashing or stalling), with
 -- the error $3; it comes back with state 'discarded' and the caller drops it.
 -- $1 default lease ttl in ms, $2 worker id.
--- {queues} (an ARRAY[...] of quoted literals) and {limit} (a number) are written into the text, not bound:
+-- The queues (an ARRAY[...] of quoted literals) and the limit (a number) are written into the statement's
+-- placeholders (the comments are left out of the text sent), not bound:
 -- with no bound value that changes its estimates, PostgreSQL plans the statement five times and then
 -- keeps one generic plan, where bound queues and limit made it plan every claim anew (planning was
 -- about a quarter of a claim's time on the server).
--- When fewer than {limit} tasks were claimed, `due_seen` counts the due available tasks the statement's
--- snapshot saw (up to {limit}): rows that other claimers held locked still read as available there, so
+-- When fewer than LIMIT tasks were claimed, `due_seen` counts the due available tasks the statement's
+-- snapshot saw (up to LIMIT): rows that other claimers held locked still read as available there, so
 -- seeing more than were claimed means this claim was contended. With nothing claimed, one row of NULLs
 -- carries it.
 -- Each queue is read on its own, in the order of the available index (queue, priority, run_at, id), so a
--- claim touches about {limit} index entries however long the backlog; `queue = ANY(...)` would sort them all.
+-- claim touches about LIMIT index entries however long the backlog; `queue = ANY(...)` would sort them all.
 WITH available AS (
     SELECT a.id, a.priority, a.run_at, false AS taken_over, false AS exhausted
       FROM unnest({queues}) AS q(name)
