@@ -9,6 +9,7 @@ use leasehold_core::*;
 
 use crate::db;
 use crate::rows::parse_state;
+use crate::store::TaskColumns;
 
 /// Inserts a keyed task: insert unless a task holds the key; else free the key from a holder that no
 /// longer counts and insert again; else answer the holder. Each step is one atomic statement that
@@ -17,16 +18,9 @@ pub(crate) async fn insert_keyed(conn: &mut PgConnection, task: &NewTask) -> Res
     task.validate()?;
     let key = task.idempotency.as_ref().ok_or_else(|| Error::InvalidInput("the task has no idempotency key".into()))?;
     for _ in 0..KEYED_INSERT_ROUNDS {
-        let inserted: Option<Uuid> = sqlx::query_scalar(include_str!("sql/task_insert_keyed.sql"))
-            .bind(task.id.0)
-            .bind(&task.kind)
-            .bind(&task.queue)
-            .bind(Json(&task.payload))
-            .bind(task.priority)
-            .bind(task.run_at)
-            .bind(task.delay_ms())
-            .bind(task.max_attempts)
-            .bind(crate::store::lease_ttl_ms(task))
+        let q = sqlx::query(include_str!("sql/task_insert_keyed.sql")).bind(task.id.0).bind(Json(&task.payload));
+        let inserted = TaskColumns::of(task)
+            .bind(q)
             .bind(&key.key)
             .bind(key.reuse_after_names())
             .bind(key.retain_ms())

@@ -26,7 +26,8 @@ mod warm;
 pub use leasehold_core::{Error, Result};
 pub use store::PgStore;
 
-/// The channel enqueues notify on; the payload is the queue name.
+/// The channel enqueues notify on; the payload is the queue name. The enqueue statements in `sql/` name
+/// it as a literal (`task_insert*.sql`, `wakeup_notify.sql`).
 pub const WAKEUP_CHANNEL: &str = "leasehold_available";
 
 pub(crate) fn db(e: sqlx::Error) -> leasehold_core::Error {

@@ -1,7 +1,8 @@
 //! [`PgStore`]: the task store on a PostgreSQL pool.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{PgExecutor, PgPool, Row};
@@ -87,50 +88,16 @@ pub(crate) async fn insert_tasks<'e>(exec: impl PgExecutor<'e>, tasks: &[NewTask
         }
     }
     if let [t] = tasks {
-        sqlx::query(include_str!("sql/task_insert_one.sql"))
-            .bind(t.id.0)
-            .bind(&t.kind)
-            .bind(&t.queue)
-            .bind(Json(&t.payload))
-            .bind(t.priority)
-            .bind(t.run_at)
-            .bind(t.delay_ms())
-            .bind(t.max_attempts)
-            .bind(lease_ttl_ms(t))
-            .execute(exec)
-            .await
-            .map_err(db)?;
+        let q = sqlx::query(include_str!("sql/task_insert_one.sql")).bind(t.id.0).bind(Json(&t.payload));
+        TaskColumns::of(t).bind(q).execute(exec).await.map_err(db)?;
         return Ok(vec![t.id]);
     }
-    let first = &tasks[0];
-    let alike = |t: &NewTask| {
-        (&t.kind, &t.queue, t.priority, t.run_at, t.delay_ms(), t.max_attempts, t.lease_ttl)
-            == (
-                &first.kind,
-                &first.queue,
-                first.priority,
-                first.run_at,
-                first.delay_ms(),
-                first.max_attempts,
-                first.lease_ttl,
-            )
-    };
-    if tasks.iter().all(alike) {
+    let shared = TaskColumns::of(&tasks[0]);
+    if tasks.iter().all(|t| TaskColumns::of(t) == shared) {
         let ids: Vec<Uuid> = tasks.iter().map(|t| t.id.0).collect();
         let payloads: Vec<Json<&serde_json::Value>> = tasks.iter().map(|t| Json(&t.payload)).collect();
-        sqlx::query(include_str!("sql/task_insert_alike.sql"))
-            .bind(&ids)
-            .bind(&payloads)
-            .bind(&first.kind)
-            .bind(&first.queue)
-            .bind(first.priority)
-            .bind(first.run_at)
-            .bind(first.delay_ms())
-            .bind(first.max_attempts)
-            .bind(lease_ttl_ms(first))
-            .execute(exec)
-            .await
-            .map_err(db)?;
+        let q = sqlx::query(include_str!("sql/task_insert_alike.sql")).bind(&ids).bind(&payloads);
+        shared.bind(q).execute(exec).await.map_err(db)?;
         return Ok(ids.into_iter().map(TaskId).collect());
     }
     let n = tasks.len();
@@ -171,9 +138,51 @@ pub(crate) async fn insert_tasks<'e>(exec: impl PgExecutor<'e>, tasks: &[NewTask
 }
 
 /// A task's own lease ttl as the table stores it (whole milliseconds in an `integer`).
-pub(crate) fn lease_ttl_ms(t: &NewTask) -> Option<i32> {
+fn lease_ttl_ms(t: &NewTask) -> Option<i32> {
     t.lease_ttl_ms().map(|ms| i32::try_from(ms).unwrap_or(i32::MAX))
 }
+
+/// The columns of a task other than its id and payload, as the insert statements bind them ($3 to $9
+/// of `task_insert_one.sql`, `task_insert_alike.sql` and `task_insert_keyed.sql`). A batch whose tasks
+/// all have the same ones is inserted by `task_insert_alike.sql`.
+#[derive(PartialEq)]
+pub(crate) struct TaskColumns<'a> {
+    kind: &'a str,
+    queue: &'a str,
+    priority: i16,
+    run_at: Option<DateTime<Utc>>,
+    delay_ms: i64,
+    max_attempts: i32,
+    lease_ttl_ms: Option<i32>,
+}
+
+impl<'a> TaskColumns<'a> {
+    pub(crate) fn of(t: &'a NewTask) -> Self {
+        Self {
+            kind: &t.kind,
+            queue: &t.queue,
+            priority: t.priority,
+            run_at: t.run_at,
+            delay_ms: t.delay_ms(),
+            max_attempts: t.max_attempts,
+            lease_ttl_ms: lease_ttl_ms(t),
+        }
+    }
+
+    /// Binds them as $3 to $9 of `q`, which has bound $1 and $2.
+    pub(crate) fn bind(self, q: PgQuery<'a>) -> PgQuery<'a> {
+        q.bind(self.kind)
+            .bind(self.queue)
+            .bind(self.priority)
+            .bind(self.run_at)
+            .bind(self.delay_ms)
+            .bind(self.max_attempts)
+            .bind(self.lease_ttl_ms)
+    }
+}
+
+/// A statement with its arguments, on PostgreSQL.
+pub(crate) type PgQuery<'a> = sqlx::query::Query<'a, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 pub(crate) async fn complete_tasks<'e>(
     exec: impl PgExecutor<'e>,
@@ -204,15 +213,17 @@ pub(crate) async fn complete_tasks<'e>(
 /// backslashes escaped), so no name can end the literal. The comment lines are left out first, so that
 /// only the statement's own placeholders are filled (a name holding a line break cannot end a comment).
 fn claim_sql(queues: &[String], limit: u32) -> String {
+    static STATEMENT: LazyLock<String> = LazyLock::new(|| {
+        include_str!("sql/task_claim.sql")
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("--"))
+            .flat_map(|line| [line, "\n"])
+            .collect()
+    });
     let literals: Vec<String> =
         queues.iter().map(|q| format!("E'{}'", q.replace('\\', "\\\\").replace('\'', "''"))).collect();
-    let statement: String = include_str!("sql/task_claim.sql")
-        .lines()
-        .filter(|line| !line.trim_start().starts_with("--"))
-        .flat_map(|line| [line, "\n"])
-        .collect();
     // the limit first: a queue's name may hold the text "{limit}" itself
-    statement
+    STATEMENT
         .replace("{limit}", &limit.to_string())
         .replace("{queues}", &format!("ARRAY[{}]::text[]", literals.join(", ")))
 }

@@ -6,7 +6,7 @@
 WITH inserted AS (
     INSERT INTO leasehold.tasks (id, kind, queue, payload, priority, run_at, max_attempts, lease_ttl_ms,
                                  idempotency_key, key_reuse_states, key_retain_ms)
-    VALUES ($1, $2, $3, $4, $5, coalesce($6, now()) + $7 * interval '1 millisecond', $8, $9, $10, $11, $12)
+    VALUES ($1, $3, $4, $2, $5, coalesce($6, now()) + $7 * interval '1 millisecond', $8, $9, $10, $11, $12)
     ON CONFLICT DO NOTHING
     RETURNING id, queue, run_at
 )
