@@ -26,6 +26,7 @@
 //! - `db.rs`: the benchmark database.
 //! - `report.rs`: the figures' names, the tables and the `BENCH_JSON` line.
 
+mod allocs;
 mod db;
 mod framework;
 mod growth;
@@ -41,6 +42,7 @@ use sqlx::PgPool;
 
 use leasehold::postgres::PgStore;
 
+use crate::allocs::AllocMark;
 use crate::db::BenchDb;
 use crate::raw::Claim;
 use crate::report::{Figures, key};
@@ -157,6 +159,7 @@ const USAGE: &str = "usage: leasehold-bench [--quick] [--growth] [--backlog N] [
   --pg-only      PostgreSQL only
   --sqlite-only  SQLite only
   --drain-only N leasehold's PostgreSQL drain of N tasks, five times, nothing else (for profiling)
+  --latency-only N  the LISTEN/NOTIFY floor and leasehold's idle latency, N rounds, nothing else
 
 DATABASE_URL names the PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres); a fresh
 database leasehold_bench is created there and dropped at the end.";
@@ -168,6 +171,7 @@ struct Options {
     growth: bool,
     backlog: Option<u64>,
     drain_only: Option<u64>,
+    latency_only: Option<u64>,
     postgres: bool,
     sqlite: bool,
 }
@@ -175,7 +179,7 @@ struct Options {
 impl Options {
     /// Parses the arguments; `None` when help was asked for.
     fn parse(mut args: impl Iterator<Item = String>) -> Res<Option<Self>> {
-        let mut o = Self { quick: false, growth: false, backlog: None, drain_only: None, postgres: true, sqlite: true };
+        let mut o = Self { quick: false, growth: false, backlog: None, drain_only: None, latency_only: None, postgres: true, sqlite: true };
         let (mut pg_only, mut sqlite_only) = (false, false);
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -189,6 +193,10 @@ impl Options {
                 "--drain-only" => {
                     let n = args.next().ok_or("--drain-only needs a number of tasks")?;
                     o.drain_only = Some(parse_count(&n)?);
+                }
+                "--latency-only" => {
+                    let n = args.next().ok_or("--latency-only needs a number of rounds")?;
+                    o.latency_only = Some(parse_count(&n)?);
                 }
                 "--sqlite-only" => sqlite_only = true,
                 "-h" | "--help" => return Ok(None),
@@ -237,6 +245,9 @@ async fn run() -> Res<()> {
     };
     if let Some(n) = opts.drain_only {
         return drain_only(n).await;
+    }
+    if let Some(n) = opts.latency_only {
+        return latency_only(n).await;
     }
     let profile = if opts.quick { QUICK_PROFILE } else { DEFAULT_PROFILE };
     let backlogs: Option<Vec<u64>> = opts.growth.then(|| {
@@ -296,6 +307,48 @@ async fn drain_only(n: u64) -> Res<()> {
     bench_db.drop_database().await
 }
 
+/// Runs a step of the raw limit and the same step of leasehold's in an order that alternates with the
+/// pass (raw first in odd passes), so that neither side always runs first.
+macro_rules! both {
+    ($pass:expr, $raw:block, $ours:block) => {
+        if $pass % 2 == 1 {
+            $raw
+            $ours
+        } else {
+            $ours
+            $raw
+        }
+    };
+}
+
+/// `--latency-only N`: `N` rounds of the LISTEN/NOTIFY floor and leasehold's idle latency on PostgreSQL,
+/// in alternating order, with the default profile's samples; the medians of the rounds' p50s.
+async fn latency_only(rounds: u64) -> Res<()> {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| db::DEFAULT_URL.to_owned());
+    let bench_db = BenchDb::create(&url).await?;
+    let raw_pool = bench_db.pool(4, "leasehold-bench-raw").await?;
+    raw::setup(&raw_pool).await?;
+    let store = PgStore::from_pool(bench_db.store_pool().await?);
+    store.migrate().await?;
+    let samples = DEFAULT_PROFILE.latency_samples;
+    let (mut floor, mut ours) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        both!(
+            round,
+            { floor.push(raw::notify_floor(&raw_pool, samples).await?.p50) },
+            { ours.push(framework::idle_latency(&store, samples).await?.p50) }
+        );
+        clean(&raw_pool, &store).await?;
+        let (f, o) = (floor[floor.len() - 1], ours[ours.len() - 1]);
+        println!("round {round}: floor p50 {f:.3} ms, leasehold p50 {o:.3} ms, {:.2}x", o / f);
+    }
+    let (f, o) = (timing::median(&floor), timing::median(&ours));
+    println!("medians: floor p50 {f:.3} ms, leasehold p50 {o:.3} ms, {:.2}x", o / f);
+    store.close().await;
+    raw_pool.close().await;
+    bench_db.drop_database().await
+}
+
 async fn postgres(
     bench_db: &BenchDb,
     p: &Profile,
@@ -322,20 +375,6 @@ async fn postgres(
     Ok(())
 }
 
-/// Runs a step of the raw limit and the same step of leasehold's in an order that alternates with the
-/// pass (raw first in odd passes), so that neither side always runs first.
-macro_rules! both {
-    ($pass:expr, $raw:block, $ours:block) => {
-        if $pass % 2 == 1 {
-            $raw
-            $ours
-        } else {
-            $ours
-            $raw
-        }
-    };
-}
-
 /// One interleaved pass on PostgreSQL: each figure of the raw limit and leasehold's, step by step.
 /// Both tables are emptied before and after every step, so no step pays for another's dead rows.
 async fn pg_pass(raw_pool: &PgPool, store: &PgStore, p: &Profile, figs: &mut Figures, pass: usize) -> Res<()> {
@@ -348,7 +387,9 @@ async fn pg_pass(raw_pool: &PgPool, store: &PgStore, p: &Profile, figs: &mut Fig
             step("raw: INSERT of 1,000 rows per statement, then claim 100 + complete until empty");
             figs.put(key::RAW_BATCH, raw::insert_batches(raw_pool, p.drain_tasks).await?);
             let before = db::WalMark::take(raw_pool).await?;
+            let allocs = AllocMark::take();
             figs.put(key::RAW_DRAIN, raw::claim(raw_pool, Claim::Hundred, CLIENTS, TIMEOUT).await?);
+            figs.put(key::RAW_DRAIN_ALLOCS, allocs.per_task(p.drain_tasks));
             let cost = before.since(raw_pool, p.drain_tasks).await?;
             figs.put(key::RAW_DRAIN_WAL, cost.wal_bytes);
             figs.put(key::RAW_DRAIN_XACTS, cost.transactions_per_100);
@@ -358,7 +399,9 @@ async fn pg_pass(raw_pool: &PgPool, store: &PgStore, p: &Profile, figs: &mut Fig
             step("leasehold: enqueue_many in chunks of 1,000, then a worker drains them");
             figs.put(key::LH_BATCH, framework::batch_enqueue(store, p.drain_tasks).await?);
             let before = db::WalMark::take(raw_pool).await?;
+            let allocs = AllocMark::take();
             figs.put(key::LH_DRAIN, framework::drain(store, p.drain_tasks).await?);
+            figs.put(key::LH_DRAIN_ALLOCS, allocs.per_task(p.drain_tasks));
             let cost = before.since(raw_pool, p.drain_tasks).await?;
             figs.put(key::LH_DRAIN_WAL, cost.wal_bytes);
             figs.put(key::LH_DRAIN_XACTS, cost.transactions_per_100);
@@ -375,13 +418,17 @@ async fn pg_pass(raw_pool: &PgPool, store: &PgStore, p: &Profile, figs: &mut Fig
         pass,
         {
             step("raw: single-row INSERT, 1 client and 8 clients");
+            let allocs = AllocMark::take();
             figs.put(key::RAW_INSERT_1, raw::insert_single(raw_pool, 1, p.phase).await?);
+            figs.put(key::RAW_INSERT_ALLOCS, allocs.per_task(db::rows(raw_pool, "bench_raw.jobs").await?));
             figs.put(key::RAW_INSERT_N, raw::insert_single(raw_pool, CLIENTS, p.phase).await?);
             clean(raw_pool, store).await?;
         },
         {
             step("leasehold: Client::enqueue, 1 client and 8 clients; then 1 client while a worker waits");
+            let allocs = AllocMark::take();
             figs.put(key::LH_ENQUEUE_1, framework::single_enqueue(store, 1, p.phase).await?);
+            figs.put(key::LH_ENQUEUE_ALLOCS, allocs.per_task(db::rows(raw_pool, "leasehold.tasks").await?));
             figs.put(key::LH_ENQUEUE_N, framework::single_enqueue(store, CLIENTS, p.phase).await?);
             db::announce_waiting(store.pool(), true).await?;
             figs.put(key::LH_ENQUEUE_1_NOTIFY, framework::single_enqueue(store, 1, p.phase).await?);

@@ -24,6 +24,10 @@ pub(crate) mod key {
     pub(crate) const RAW_DRAIN_WAL: &str = "pg.limit.drain_wal_bytes_per_task";
     /// Writing transactions per 100 tasks of the raw drain.
     pub(crate) const RAW_DRAIN_XACTS: &str = "pg.limit.drain_transactions_per_100_tasks";
+    /// Heap allocations per task of the raw drain (the whole program's).
+    pub(crate) const RAW_DRAIN_ALLOCS: &str = "pg.limit.drain_allocations_per_task";
+    /// Heap allocations per row of the single-row INSERTs, 1 client.
+    pub(crate) const RAW_INSERT_ALLOCS: &str = "pg.limit.insert_1_client_allocations_per_row";
     /// Claim 10 + complete, jobs/s.
     pub(crate) const RAW_CLAIM10: &str = "pg.limit.claim10";
     /// Claim 1 + complete, jobs/s.
@@ -46,6 +50,10 @@ pub(crate) mod key {
     pub(crate) const LH_ENQUEUE_1_NOTIFY: &str = "pg.leasehold.enqueue_1_client_notifying";
     /// WAL bytes per task of leasehold's drain.
     pub(crate) const LH_DRAIN_WAL: &str = "pg.leasehold.drain_wal_bytes_per_task";
+    /// Heap allocations per task of leasehold's drain (the whole program's).
+    pub(crate) const LH_DRAIN_ALLOCS: &str = "pg.leasehold.drain_allocations_per_task";
+    /// Heap allocations per task of `Client::enqueue`, 1 client.
+    pub(crate) const LH_ENQUEUE_ALLOCS: &str = "pg.leasehold.enqueue_1_client_allocations_per_task";
     /// Writing transactions per 100 tasks of leasehold's drain.
     pub(crate) const LH_DRAIN_XACTS: &str = "pg.leasehold.drain_transactions_per_100_tasks";
     /// `Client::enqueue_many` in chunks of 1,000, tasks/s.
@@ -233,6 +241,15 @@ pub(crate) fn postgres_section(p: &Profile) -> Section {
             None,
         ),
         Row::new(
+            "pg.drain_allocations",
+            "drain, heap allocations per task in this program (worker / claim 100 + complete of the same tasks)"
+                .to_owned(),
+            Unit::Decimal,
+            key::LH_DRAIN_ALLOCS,
+            key::RAW_DRAIN_ALLOCS,
+            None,
+        ),
+        Row::new(
             "pg.steady",
             format!("steady, producer running, jobs/s (worker, concurrency {c} / claim 100 + complete, {n} clients)"),
             Unit::Rate,
@@ -270,6 +287,14 @@ pub(crate) fn postgres_section(p: &Profile) -> Section {
             Unit::Rate,
             key::LH_ENQUEUE_N,
             key::RAW_INSERT_N,
+            None,
+        ),
+        Row::new(
+            "pg.single_enqueue_allocations",
+            "single enqueue, 1 client, heap allocations per row in this program (Client::enqueue / INSERT)".to_owned(),
+            Unit::Decimal,
+            key::LH_ENQUEUE_ALLOCS,
+            key::RAW_INSERT_ALLOCS,
             None,
         ),
         Row::new(

@@ -14,8 +14,8 @@ use leasehold_core::{AttemptError, ClaimedTask, Error, FencingToken, TaskId, Tas
 #[derive(FromRow)]
 pub(crate) struct ClaimRow {
     id: Option<Uuid>,
-    /// `running`, or `discarded` for an expired task that had no attempt left.
-    state: Option<String>,
+    /// Whether the task now runs: false for an expired task that had no attempt left (discarded).
+    running: Option<bool>,
     fence: Option<i64>,
     kind: Option<String>,
     queue: Option<String>,
@@ -38,7 +38,7 @@ impl ClaimRow {
 
     /// The claimed task, if the row holds one that now runs.
     pub(crate) fn into_task(self) -> Option<ClaimedTask> {
-        if self.state.as_deref() != Some("running") {
+        if self.running != Some(true) {
             return None;
         }
         Some(ClaimedTask {

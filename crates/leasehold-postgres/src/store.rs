@@ -191,19 +191,24 @@ pub(crate) async fn complete_tasks<'e>(
     let ids: Vec<Uuid> = tasks.iter().map(|(l, _)| l.task_id.0).collect();
     let fences: Vec<i64> = tasks.iter().map(|(l, _)| l.fence.0).collect();
     let results: Vec<Option<Json<&serde_json::Value>>> = tasks.iter().map(|(_, r)| r.as_ref().map(Json)).collect();
-    let rows = sqlx::query_scalar::<_, String>(include_str!("sql/task_complete.sql"))
+    let codes: Option<Vec<i16>> = sqlx::query_scalar(include_str!("sql/task_complete.sql"))
         .bind(&ids)
         .bind(&fences)
         .bind(&results)
-        .fetch_all(exec)
+        .fetch_one(exec)
         .await
         .map_err(db)?;
-    rows.iter()
-        .map(|s| match s.as_str() {
-            "completed" => Ok(CompletionStatus::Completed),
-            "already_completed" => Ok(CompletionStatus::AlreadyCompleted),
-            "lease_lost" => Ok(CompletionStatus::LeaseLost),
-            other => Err(Error::Schema(format!("unexpected completion status {other:?}"))),
+    let codes = codes.unwrap_or_default();
+    if codes.len() != tasks.len() {
+        return Err(Error::Schema(format!("{} completion statuses for {} tasks", codes.len(), tasks.len())));
+    }
+    codes
+        .into_iter()
+        .map(|code| match code {
+            0 => Ok(CompletionStatus::Completed),
+            1 => Ok(CompletionStatus::AlreadyCompleted),
+            2 => Ok(CompletionStatus::LeaseLost),
+            other => Err(Error::Schema(format!("unexpected completion status {other}"))),
         })
         .collect()
 }

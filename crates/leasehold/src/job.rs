@@ -90,7 +90,7 @@ pub struct JobOptions {
 /// What a running attempt knows about itself.
 pub struct JobContext<S> {
     pub(crate) lease: TaskLease,
-    pub(crate) kind: Arc<str>,
+    pub(crate) kind: &'static str,
     pub(crate) queue: String,
     pub(crate) attempt: i32,
     pub(crate) max_attempts: i32,
@@ -117,7 +117,7 @@ impl<S> JobContext<S> {
 
     /// The job kind.
     pub fn kind(&self) -> &str {
-        &self.kind
+        self.kind
     }
 
     /// The queue the task was claimed from.

@@ -1,7 +1,7 @@
 -- Claim up to LIMIT tasks from the queues QUEUES: due available tasks, and running tasks whose lease
 -- expired on this server's clock (a crashed or paused holder). Every claimed task gets a new fencing token.
 -- An expired task with no attempt left is discarded instead (its holder kept crashing or stalling), with
--- the error $3; it comes back with state 'discarded' and the caller drops it.
+-- the error $3; it comes back with `running` false and the caller drops it.
 -- $1 default lease ttl in ms, $2 worker id.
 -- The queues (an ARRAY[...] of quoted literals) and the limit (a number) are written into the statement's
 -- placeholders (the comments are left out of the text sent), not bound:
@@ -52,7 +52,7 @@ UPDATE leasehold.tasks AS t
        finalized_at = CASE WHEN picked.exhausted THEN now() END
   FROM picked
  WHERE t.id = picked.id
-RETURNING t.id, t.state, t.fence, t.kind, t.queue, t.payload, t.attempt, t.max_attempts,
+RETURNING t.id, t.state = 'running' AS running, t.fence, t.kind, t.queue, t.payload, t.attempt, t.max_attempts,
           coalesce(t.lease_ttl_ms, $1)::bigint AS lease_ttl_ms, t.run_at, picked.taken_over
 )
 SELECT c.*,

@@ -111,12 +111,12 @@ async fn run_handler<S: TaskStore, St: Send + Sync + 'static>(
     task: ClaimedTask,
     entry: &LeaseEntry,
 ) -> Ran {
-    let Some(handler) = shared.registry.get(&task.kind) else {
+    let Some((kind, handler)) = shared.registry.get_with_kind(&task.kind) else {
         return Ran::UnknownKind;
     };
     let ctx = JobContext {
         lease: task.lease,
-        kind: task.kind.into(),
+        kind,
         queue: task.queue,
         attempt: task.attempt,
         max_attempts: task.max_attempts,

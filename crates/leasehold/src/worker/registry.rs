@@ -46,6 +46,11 @@ impl<St: Send + Sync + 'static> Registry<St> {
         self.handlers.get(kind).map(|h| &**h)
     }
 
+    /// The handler of `kind`, with the kind as registered (so a job's context need not copy it).
+    pub(crate) fn get_with_kind(&self, kind: &str) -> Option<(&'static str, &dyn Handler<St>)> {
+        self.handlers.get_key_value(kind).map(|(k, h)| (*k, &**h))
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.handlers.is_empty()
     }
