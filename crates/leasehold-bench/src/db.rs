@@ -80,7 +80,8 @@ pub(crate) async fn truncate_tasks(pool: &PgPool) -> Res<()> {
 
 /// The rows of `table` (one of the benchmark's own), as a count of the tasks a phase enqueued.
 pub(crate) async fn rows(pool: &PgPool, table: &str) -> Res<u64> {
-    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(pool).await?;
+    let n: i64 =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(pool).await?;
     Ok(n.unsigned_abs())
 }
 

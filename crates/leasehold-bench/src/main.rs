@@ -153,13 +153,14 @@ pub(crate) const GROWTH_BASE_BACKLOG: u64 = 10_000;
 
 const USAGE: &str = "usage: leasehold-bench [--quick] [--growth] [--backlog N] [--sqlite-only] [--pg-only]
 
-  --quick        short phases (about a minute in all), to smoke-run the program
-  --growth       also measure how cost grows: a backlog of 10k and of a large one, and a pinned MVCC horizon
-  --backlog N    the large backlog of --growth (default 1,000,000; 100,000 with --quick); implies --growth
-  --pg-only      PostgreSQL only
-  --sqlite-only  SQLite only
-  --drain-only N leasehold's PostgreSQL drain of N tasks, five times, nothing else (for profiling)
-  --latency-only N  the LISTEN/NOTIFY floor and leasehold's idle latency, N rounds, nothing else
+  --quick           short phases (about a minute in all), to smoke-run the program
+  --growth          also measure how cost grows: a backlog of 10k and of a large one, and a pinned MVCC horizon
+  --backlog N       the large backlog of --growth (default 1,000,000; 100,000 with --quick); implies --growth
+  --pg-only         PostgreSQL only
+  --sqlite-only     SQLite only
+  --drain-only N    leasehold's PostgreSQL drain of N tasks, five times, nothing else (for profiling)
+  --latency-only N  the LISTEN/NOTIFY floor and leasehold's idle latency, N rounds in alternating order,
+                    nothing else (for profiling)
 
 DATABASE_URL names the PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres); a fresh
 database leasehold_bench is created there and dropped at the end.";
@@ -179,7 +180,15 @@ struct Options {
 impl Options {
     /// Parses the arguments; `None` when help was asked for.
     fn parse(mut args: impl Iterator<Item = String>) -> Res<Option<Self>> {
-        let mut o = Self { quick: false, growth: false, backlog: None, drain_only: None, latency_only: None, postgres: true, sqlite: true };
+        let mut o = Self {
+            quick: false,
+            growth: false,
+            backlog: None,
+            drain_only: None,
+            latency_only: None,
+            postgres: true,
+            sqlite: true,
+        };
         let (mut pg_only, mut sqlite_only) = (false, false);
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -333,11 +342,9 @@ async fn latency_only(rounds: u64) -> Res<()> {
     let samples = DEFAULT_PROFILE.latency_samples;
     let (mut floor, mut ours) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        both!(
-            round,
-            { floor.push(raw::notify_floor(&raw_pool, samples).await?.p50) },
-            { ours.push(framework::idle_latency(&store, samples).await?.p50) }
-        );
+        both!(round, { floor.push(raw::notify_floor(&raw_pool, samples).await?.p50) }, {
+            ours.push(framework::idle_latency(&store, samples).await?.p50)
+        });
         clean(&raw_pool, &store).await?;
         let (f, o) = (floor[floor.len() - 1], ours[ours.len() - 1]);
         println!("round {round}: floor p50 {f:.3} ms, leasehold p50 {o:.3} ms, {:.2}x", o / f);
