@@ -27,6 +27,7 @@
 //! - `report.rs`: the figures' names, the tables and the `BENCH_JSON` line.
 
 mod allocs;
+mod cpu;
 mod db;
 mod framework;
 mod growth;
@@ -43,6 +44,7 @@ use sqlx::PgPool;
 use leasehold::postgres::PgStore;
 
 use crate::allocs::AllocMark;
+use crate::cpu::{CpuCost, CpuMark};
 use crate::db::BenchDb;
 use crate::raw::Claim;
 use crate::report::{Figures, key};
@@ -158,7 +160,8 @@ const USAGE: &str = "usage: leasehold-bench [--quick] [--growth] [--backlog N] [
   --backlog N       the large backlog of --growth (default 1,000,000; 100,000 with --quick); implies --growth
   --pg-only         PostgreSQL only
   --sqlite-only     SQLite only
-  --drain-only N    leasehold's PostgreSQL drain of N tasks, five times, nothing else (for profiling)
+  --drain-only N    leasehold's PostgreSQL drain of N tasks and the raw drain of as many, five times, with
+                    the CPU each took, nothing else (for profiling)
   --latency-only N  the LISTEN/NOTIFY floor and leasehold's idle latency, N rounds in alternating order,
                     nothing else (for profiling)
 
@@ -299,20 +302,31 @@ async fn run() -> Res<()> {
     Ok(())
 }
 
-/// Everything measured on PostgreSQL, in the fresh database.
-/// `--drain-only N`: five drains of `N` no-op tasks on PostgreSQL, for a profiler to watch.
+/// `--drain-only N`: five drains of `N` no-op tasks on PostgreSQL, for a profiler to watch, each followed
+/// by the raw limit's drain of as many jobs (a full, vacuumed queue), with the CPU both took.
 async fn drain_only(n: u64) -> Res<()> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| db::DEFAULT_URL.to_owned());
     let bench_db = BenchDb::create(&url).await?;
+    let raw_pool = bench_db.pool(CLIENTS as u32 + 2, "leasehold-bench-raw").await?;
+    raw::setup(&raw_pool).await?;
     let store = PgStore::from_pool(bench_db.store_pool().await?);
     store.migrate().await?;
+    let cost = |c: Option<CpuCost>| c.map_or_else(String::new, |c| format!(" ({c})"));
     for round in 1..=5 {
-        db::truncate_tasks(store.pool()).await?;
+        clean(&raw_pool, &store).await?;
         framework::batch_enqueue(&store, n).await?;
-        let per_s = framework::drain(&store, n).await?;
-        println!("drain {round}: {per_s:.0} jobs/s");
+        let cpu = CpuMark::take();
+        let ours = framework::drain(&store, n).await?;
+        let ours_cpu = cpu.and_then(|c| c.since(n));
+        raw::fill_vacuumed(&raw_pool, n).await?;
+        let cpu = CpuMark::take();
+        let limit = raw::claim(&raw_pool, Claim::Hundred, CLIENTS, TIMEOUT).await?;
+        let limit_cpu = cpu.and_then(|c| c.since(n));
+        println!("drain {round}: {ours:.0} jobs/s{}", cost(ours_cpu));
+        println!("  raw claim 100 + complete of as many, {CLIENTS} clients: {limit:.0} jobs/s{}", cost(limit_cpu));
     }
     store.close().await;
+    raw_pool.close().await;
     bench_db.drop_database().await
 }
 
