@@ -44,7 +44,7 @@ use sqlx::PgPool;
 use leasehold::postgres::PgStore;
 
 use crate::allocs::AllocMark;
-use crate::cpu::{CpuCost, CpuMark};
+use crate::cpu::CpuMark;
 use crate::db::BenchDb;
 use crate::raw::Claim;
 use crate::report::{Figures, key};
@@ -278,11 +278,7 @@ async fn run() -> Res<()> {
     let mut sections = Vec::new();
 
     if opts.postgres {
-        let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| db::DEFAULT_URL.to_owned());
-        if !url.starts_with("postgres") {
-            return Err(format!("DATABASE_URL must name a PostgreSQL server, got {url:?}").into());
-        }
-        let bench_db = BenchDb::create(&url).await?;
+        let bench_db = BenchDb::create(&pg_url()?).await?;
         let outcome = postgres(&bench_db, &profile, backlogs.as_deref(), &mut figs, &mut notes).await;
         let dropped = bench_db.drop_database().await;
         outcome?;
@@ -302,32 +298,77 @@ async fn run() -> Res<()> {
     Ok(())
 }
 
+/// The PostgreSQL server `DATABASE_URL` names, or the default one.
+fn pg_url() -> Res<String> {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| db::DEFAULT_URL.to_owned());
+    if !url.starts_with("postgres") {
+        return Err(format!("DATABASE_URL must name a PostgreSQL server, got {url:?}").into());
+    }
+    Ok(url)
+}
+
+/// Both sides on the benchmark database: the raw limit's pool, its schema set up, and leasehold's
+/// store, migrated.
+struct Sides {
+    raw_pool: PgPool,
+    store: PgStore,
+}
+
+impl Sides {
+    async fn open(bench_db: &BenchDb) -> Res<Self> {
+        // the raw clients, the steady producer, the listener: CLIENTS + 2 connections at most
+        let raw_pool = bench_db.pool(CLIENTS as u32 + 2, "leasehold-bench-raw").await?;
+        raw::setup(&raw_pool).await?;
+        // leasehold gets the pool PgStore::connect would open: its options, its application name
+        let store = PgStore::from_pool(bench_db.store_pool().await?);
+        store.migrate().await?;
+        Ok(Self { raw_pool, store })
+    }
+
+    async fn close(self) {
+        self.store.close().await;
+        self.raw_pool.close().await;
+    }
+}
+
+/// One phase alone (`--drain-only`, `--latency-only`) on a fresh benchmark database, dropped afterwards
+/// whatever the phase answered.
+async fn alone<F>(phase: F) -> Res<()>
+where
+    F: AsyncFnOnce(&Sides) -> Res<()>,
+{
+    let bench_db = BenchDb::create(&pg_url()?).await?;
+    let sides = Sides::open(&bench_db).await?;
+    let outcome = phase(&sides).await;
+    sides.close().await;
+    bench_db.drop_database().await?;
+    outcome
+}
+
 /// `--drain-only N`: five drains of `N` no-op tasks on PostgreSQL, for a profiler to watch, each followed
 /// by the raw limit's drain of as many jobs (a full, vacuumed queue), with the CPU both took.
 async fn drain_only(n: u64) -> Res<()> {
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| db::DEFAULT_URL.to_owned());
-    let bench_db = BenchDb::create(&url).await?;
-    let raw_pool = bench_db.pool(CLIENTS as u32 + 2, "leasehold-bench-raw").await?;
-    raw::setup(&raw_pool).await?;
-    let store = PgStore::from_pool(bench_db.store_pool().await?);
-    store.migrate().await?;
-    let cost = |c: Option<CpuCost>| c.map_or_else(String::new, |c| format!(" ({c})"));
-    for round in 1..=5 {
-        clean(&raw_pool, &store).await?;
-        framework::batch_enqueue(&store, n).await?;
-        let cpu = CpuMark::take();
-        let ours = framework::drain(&store, n).await?;
-        let ours_cpu = cpu.and_then(|c| c.since(n));
-        raw::fill_vacuumed(&raw_pool, n).await?;
-        let cpu = CpuMark::take();
-        let limit = raw::claim(&raw_pool, Claim::Hundred, CLIENTS, TIMEOUT).await?;
-        let limit_cpu = cpu.and_then(|c| c.since(n));
-        println!("drain {round}: {ours:.0} jobs/s{}", cost(ours_cpu));
-        println!("  raw claim 100 + complete of as many, {CLIENTS} clients: {limit:.0} jobs/s{}", cost(limit_cpu));
-    }
-    store.close().await;
-    raw_pool.close().await;
-    bench_db.drop_database().await
+    alone(async |Sides { raw_pool, store }: &Sides| {
+        for round in 1..=5 {
+            clean(raw_pool, store).await?;
+            framework::batch_enqueue(store, n).await?;
+            let (ours, cpu) = with_cpu(n, framework::drain(store, n)).await?;
+            println!("drain {round}: {ours:.0} jobs/s{cpu}");
+            raw::fill_vacuumed(raw_pool, n).await?;
+            let (limit, cpu) = with_cpu(n, raw::claim(raw_pool, Claim::Hundred, CLIENTS, TIMEOUT)).await?;
+            println!("  raw claim 100 + complete of as many, {CLIENTS} clients: {limit:.0} jobs/s{cpu}");
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Runs a phase of `tasks` tasks; answers its figure and, where `/proc` tells, the CPU it took.
+async fn with_cpu(tasks: u64, phase: impl Future<Output = Res<f64>>) -> Res<(f64, String)> {
+    let mark = CpuMark::take();
+    let figure = phase.await?;
+    let cost = mark.and_then(|m| m.since(tasks)).map_or_else(String::new, |c| format!(" ({c})"));
+    Ok((figure, cost))
 }
 
 /// Runs a step of the raw limit and the same step of leasehold's in an order that alternates with the
@@ -347,27 +388,22 @@ macro_rules! both {
 /// `--latency-only N`: `N` rounds of the LISTEN/NOTIFY floor and leasehold's idle latency on PostgreSQL,
 /// in alternating order, with the default profile's samples; the medians of the rounds' p50s.
 async fn latency_only(rounds: u64) -> Res<()> {
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| db::DEFAULT_URL.to_owned());
-    let bench_db = BenchDb::create(&url).await?;
-    let raw_pool = bench_db.pool(4, "leasehold-bench-raw").await?;
-    raw::setup(&raw_pool).await?;
-    let store = PgStore::from_pool(bench_db.store_pool().await?);
-    store.migrate().await?;
-    let samples = DEFAULT_PROFILE.latency_samples;
-    let (mut floor, mut ours) = (Vec::new(), Vec::new());
-    for round in 1..=rounds {
-        both!(round, { floor.push(raw::notify_floor(&raw_pool, samples).await?.p50) }, {
-            ours.push(framework::idle_latency(&store, samples).await?.p50)
-        });
-        clean(&raw_pool, &store).await?;
-        let (f, o) = (floor[floor.len() - 1], ours[ours.len() - 1]);
-        println!("round {round}: floor p50 {f:.3} ms, leasehold p50 {o:.3} ms, {:.2}x", o / f);
-    }
-    let (f, o) = (timing::median(&floor), timing::median(&ours));
-    println!("medians: floor p50 {f:.3} ms, leasehold p50 {o:.3} ms, {:.2}x", o / f);
-    store.close().await;
-    raw_pool.close().await;
-    bench_db.drop_database().await
+    alone(async |Sides { raw_pool, store }: &Sides| {
+        let samples = DEFAULT_PROFILE.latency_samples;
+        let (mut floor, mut ours) = (Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            both!(round, { floor.push(raw::notify_floor(raw_pool, samples).await?.p50) }, {
+                ours.push(framework::idle_latency(store, samples).await?.p50)
+            });
+            clean(raw_pool, store).await?;
+            let (f, o) = (floor[floor.len() - 1], ours[ours.len() - 1]);
+            println!("round {round}: floor p50 {f:.3} ms, leasehold p50 {o:.3} ms, {:.2}x", o / f);
+        }
+        let (f, o) = (timing::median(&floor), timing::median(&ours));
+        println!("medians: floor p50 {f:.3} ms, leasehold p50 {o:.3} ms, {:.2}x", o / f);
+        Ok(())
+    })
+    .await
 }
 
 async fn postgres(
@@ -377,22 +413,17 @@ async fn postgres(
     figs: &mut Figures,
     notes: &mut Vec<String>,
 ) -> Res<()> {
-    // the raw clients, the steady producer, the listener: CLIENTS + 2 connections at most
-    let raw_pool = bench_db.pool(CLIENTS as u32 + 2, "leasehold-bench-raw").await?;
-    notes.push(db::describe(&raw_pool).await?);
-    raw::setup(&raw_pool).await?;
-    // leasehold gets the pool PgStore::connect would open: its options, its application name
-    let store = PgStore::from_pool(bench_db.store_pool().await?);
-    store.migrate().await?;
+    let sides = Sides::open(bench_db).await?;
+    let Sides { raw_pool, store } = &sides;
+    notes.push(db::describe(raw_pool).await?);
 
     for pass in 1..=p.passes {
-        pg_pass(&raw_pool, &store, p, figs, pass).await?;
+        pg_pass(raw_pool, store, p, figs, pass).await?;
     }
     if let Some(backlogs) = backlogs {
-        notes.push(growth::run(&raw_pool, &store, p, backlogs, figs).await?);
+        notes.push(growth::run(raw_pool, store, p, backlogs, figs).await?);
     }
-    store.close().await;
-    raw_pool.close().await;
+    sides.close().await;
     Ok(())
 }
 
@@ -407,25 +438,15 @@ async fn pg_pass(raw_pool: &PgPool, store: &PgStore, p: &Profile, figs: &mut Fig
         {
             step("raw: INSERT of 1,000 rows per statement, then claim 100 + complete until empty");
             figs.put(key::RAW_BATCH, raw::insert_batches(raw_pool, p.drain_tasks).await?);
-            let before = db::WalMark::take(raw_pool).await?;
-            let allocs = AllocMark::take();
-            figs.put(key::RAW_DRAIN, raw::claim(raw_pool, Claim::Hundred, CLIENTS, TIMEOUT).await?);
-            figs.put(key::RAW_DRAIN_ALLOCS, allocs.per_task(p.drain_tasks));
-            let cost = before.since(raw_pool, p.drain_tasks).await?;
-            figs.put(key::RAW_DRAIN_WAL, cost.wal_bytes);
-            figs.put(key::RAW_DRAIN_XACTS, cost.transactions_per_100);
+            let drain = raw::claim(raw_pool, Claim::Hundred, CLIENTS, TIMEOUT);
+            measured_drain(raw_pool, figs, p.drain_tasks, RAW_DRAIN_KEYS, drain).await?;
             clean(raw_pool, store).await?;
         },
         {
             step("leasehold: enqueue_many in chunks of 1,000, then a worker drains them");
             figs.put(key::LH_BATCH, framework::batch_enqueue(store, p.drain_tasks).await?);
-            let before = db::WalMark::take(raw_pool).await?;
-            let allocs = AllocMark::take();
-            figs.put(key::LH_DRAIN, framework::drain(store, p.drain_tasks).await?);
-            figs.put(key::LH_DRAIN_ALLOCS, allocs.per_task(p.drain_tasks));
-            let cost = before.since(raw_pool, p.drain_tasks).await?;
-            figs.put(key::LH_DRAIN_WAL, cost.wal_bytes);
-            figs.put(key::LH_DRAIN_XACTS, cost.transactions_per_100);
+            let drain = framework::drain(store, p.drain_tasks);
+            measured_drain(raw_pool, figs, p.drain_tasks, LH_DRAIN_KEYS, drain).await?;
             clean(raw_pool, store).await?;
         }
     );
@@ -507,6 +528,48 @@ async fn pg_pass(raw_pool: &PgPool, store: &PgStore, p: &Profile, figs: &mut Fig
     raw::fill(raw_pool, p.claim_fill).await?;
     figs.put(key::RAW_CLAIM1, raw::claim(raw_pool, Claim::One, CLIENTS, p.phase).await?);
     clean(raw_pool, store).await?;
+    Ok(())
+}
+
+/// Where one side's drain figures go: its rate, and per task its allocations, WAL bytes and writing
+/// transactions.
+struct DrainKeys {
+    rate: &'static str,
+    allocations: &'static str,
+    wal_bytes: &'static str,
+    transactions: &'static str,
+}
+
+const RAW_DRAIN_KEYS: DrainKeys = DrainKeys {
+    rate: key::RAW_DRAIN,
+    allocations: key::RAW_DRAIN_ALLOCS,
+    wal_bytes: key::RAW_DRAIN_WAL,
+    transactions: key::RAW_DRAIN_XACTS,
+};
+
+const LH_DRAIN_KEYS: DrainKeys = DrainKeys {
+    rate: key::LH_DRAIN,
+    allocations: key::LH_DRAIN_ALLOCS,
+    wal_bytes: key::LH_DRAIN_WAL,
+    transactions: key::LH_DRAIN_XACTS,
+};
+
+/// Runs `drain` (of `tasks` tasks, on either side) and records its rate and what it cost per task: heap
+/// allocations in this program, WAL written and writing transactions on the server.
+async fn measured_drain(
+    raw_pool: &PgPool,
+    figs: &mut Figures,
+    tasks: u64,
+    keys: DrainKeys,
+    drain: impl Future<Output = Res<f64>>,
+) -> Res<()> {
+    let wal = db::WalMark::take(raw_pool).await?;
+    let allocs = AllocMark::take();
+    figs.put(keys.rate, drain.await?);
+    figs.put(keys.allocations, allocs.per_task(tasks));
+    let cost = wal.since(raw_pool, tasks).await?;
+    figs.put(keys.wal_bytes, cost.wal_bytes);
+    figs.put(keys.transactions, cost.transactions_per_100);
     Ok(())
 }
 

@@ -175,19 +175,16 @@ async fn settle<S: TaskStore, St>(
     max_attempts: i32,
     ran: Ran,
 ) -> &'static str {
-    let lease = entry.lease;
     // A handler that completed completes, whatever happened meanwhile: the fence decides.
-    if let Ran::Returned(Ok(Outcome::Complete | Outcome::CompleteWith(_))) = &ran {
-        let result = match ran {
-            Ran::Returned(Ok(Outcome::CompleteWith(v))) => Some(v),
-            _ => None,
-        };
-        return complete(shared, km, lease, result).await;
-    }
-    // Every other outcome writes through the store itself. Those futures are large (the store's own
-    // statement futures) and rare, so they are boxed here rather than inlined into every task's future,
-    // which the worker moves into each task it spawns: about 19 kB inlined, copied twice per task.
-    Box::pin(settle_otherwise(shared, km, entry, attempt, max_attempts, ran)).await
+    let result = match ran {
+        Ran::Returned(Ok(Outcome::Complete)) => None,
+        Ran::Returned(Ok(Outcome::CompleteWith(v))) => Some(v),
+        // Every other outcome writes through the store itself. Those futures are large (the store's own
+        // statement futures) and rare, so they are boxed rather than inlined into every task's future,
+        // which the worker moves into each task it spawns: about 19 kB inlined, copied twice per task.
+        ran => return Box::pin(settle_otherwise(shared, km, entry, attempt, max_attempts, ran)).await,
+    };
+    complete(shared, km, entry.lease, result).await
 }
 
 /// [`settle`] for every outcome but a completion.
@@ -249,7 +246,9 @@ async fn settle_otherwise<S: TaskStore, St>(
         }
     };
     match ran {
-        Ran::Returned(Ok(Outcome::Complete | Outcome::CompleteWith(_))) => unreachable!("handled above"),
+        Ran::Returned(Ok(Outcome::Complete | Outcome::CompleteWith(_))) => {
+            unreachable!("settle completes these itself")
+        }
         Ran::Returned(Ok(Outcome::RetryAfter(d))) => {
             retried(shared, km, retry("retry requested by the job".into(), Some(d)).await)
         }

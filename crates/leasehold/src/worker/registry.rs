@@ -43,7 +43,7 @@ impl<St: Send + Sync + 'static> Registry<St> {
     }
 
     pub(crate) fn get(&self, kind: &str) -> Option<&dyn Handler<St>> {
-        self.handlers.get(kind).map(|h| &**h)
+        self.get_with_kind(kind).map(|(_, h)| h)
     }
 
     /// The handler of `kind`, with the kind as registered (so a job's context need not copy it).
