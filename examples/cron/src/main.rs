@@ -74,13 +74,20 @@ async fn instance(name: String) -> Result<(), BoxError> {
 }
 
 async fn serve<S: ScheduleStore>(store: S, name: String) -> Result<(), BoxError> {
+    let (lease, heartbeat, margin) = (Duration::from_secs(2), Duration::from_millis(500), Duration::from_millis(700));
     let scheduler = Scheduler::builder(store.clone())
         .schedule(schedule()?)
         .holder(name.clone())
-        .lease(Duration::from_secs(2), Duration::from_millis(500), Duration::from_millis(700))
+        .lease(lease, heartbeat, margin)
         .build()?;
+    // the same lease for the runs: one the killed instance had claimed but not finished is taken over
+    // within the program's window (the default lease of 30 s would leave it running past the report)
     let worker = Worker::builder_with_state(store, name)
         .register::<Digest>()
+        .lease_ttl(lease)
+        .heartbeat_interval(heartbeat)
+        .trust_margin(margin)
+        .cancel_grace(Duration::from_millis(300))
         .poll_interval(Duration::from_millis(200))
         .build()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
