@@ -1,4 +1,4 @@
-//! The orchestrator: sets up the shop, starts worker processes, submits orders while injecting faults,
+//! The orchestrator: sets up the shop, submits the orders, starts worker processes and injects faults,
 //! then checks the invariants and prints the figures.
 
 use std::collections::{BTreeMap, HashSet};
@@ -117,6 +117,18 @@ impl Reader<'_> {
         })
     }
 
+    /// Order tasks running under `worker`'s name.
+    async fn held_by(&self, worker: &str) -> Result<i64, BoxError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {} WHERE kind = 'order' AND state = 'running' AND claimed_by = $1",
+            self.tasks
+        ));
+        Ok(match self.db {
+            Db::Pg(p) => sqlx::query_scalar(sql).bind(worker).fetch_one(p).await?,
+            Db::Sqlite(s) => sqlx::query_scalar(sql).bind(worker).fetch_one(s.pool()).await?,
+        })
+    }
+
     async fn stock(&self) -> Result<BTreeMap<String, i64>, BoxError> {
         let sql = "SELECT sku, stock FROM inventory_products";
         let rows: Vec<(String, i64)> = match self.db {
@@ -176,16 +188,9 @@ async fn orchestrate<S: TaskStore>(
         cfg.seed
     );
 
-    let bin = std::env::current_exe()?;
-    let bin = bin.to_str().ok_or("the program's path is not UTF-8")?;
-    let opts = ProcessOptions { concurrency: 4, ..ProcessOptions::default() };
-    let mut workers: Vec<WorkerProcess> =
-        (0..cfg.workers).map(|i| WorkerProcess::spawn(bin, &url, &format!("shop-{i}"), &opts)).collect();
-    let mut next_worker = cfg.workers;
-
     let run_id = &uuid::Uuid::now_v7().simple().to_string()[20..];
     let mut submitted: HashSet<String> = HashSet::new();
-    let (mut duplicates, mut replays, mut kills, mut pauses) = (0usize, 0usize, 0usize, 0usize);
+    let (mut duplicates, mut replays) = (0usize, 0usize);
     for i in 0..cfg.orders {
         let order = Order {
             order_id: format!("{run_id}-{i:05}"),
@@ -214,36 +219,34 @@ async fn orchestrate<S: TaskStore>(
             replays += 1;
         }
     }
-    let total_tasks = (submitted.len() + replays) as i64;
 
-    // faults, paced by progress and aimed at a worker that holds tasks right now
-    let faults = cfg.kills + cfg.pauses;
-    for f in 0..faults {
-        let target = total_tasks * (f as i64 + 1) / (faults as i64 + 2);
+    // the whole backlog is in before the workers start, so every fault lands while work remains
+    let bin = std::env::current_exe()?;
+    let bin = bin.to_str().ok_or("the program's path is not UTF-8")?.to_owned();
+    let mut faults = Faults {
+        bin,
+        url,
+        opts: ProcessOptions { concurrency: 4, ..ProcessOptions::default() },
+        workers: Vec::new(),
+        started: 0,
+        paused: Vec::new(),
+        kills: 0,
+        pauses: 0,
+        on_work: 0,
+    };
+    for _ in 0..cfg.workers {
+        faults.spawn();
+    }
+    let total_tasks = (submitted.len() + replays) as i64;
+    let planned = cfg.kills + cfg.pauses;
+    for f in 0..planned {
+        let target = total_tasks * (f as i64 + 1) / (planned as i64 + 2);
         while reader.settled().await? < target {
+            faults.resume_due();
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let busy = reader.busy_workers().await?;
-        let candidates: Vec<usize> = (0..workers.len()).filter(|i| busy.contains(&workers[*i].name)).collect();
-        let victim = if candidates.is_empty() {
-            rng.random_range(0..workers.len())
-        } else {
-            candidates[rng.random_range(0..candidates.len())]
-        };
-        if kills < cfg.kills && (pauses >= cfg.pauses || rng.random_bool(0.5)) {
-            let mut w = workers.swap_remove(victim);
-            w.kill();
-            kills += 1;
-            workers.push(WorkerProcess::spawn(bin, &url, &format!("shop-{next_worker}"), &opts));
-            next_worker += 1;
-        } else {
-            // frozen for 1.5 to 3 leases: its tasks are taken over; when it wakes, fencing refuses it
-            let w = &workers[victim];
-            w.pause();
-            tokio::time::sleep(opts.lease.mul_f64(rng.random_range(1.5..3.0))).await;
-            w.resume();
-            pauses += 1;
-        }
+        let kill = faults.kills < cfg.kills && (faults.pauses >= cfg.pauses || rng.random_bool(0.5));
+        faults.inject(&reader, &mut rng, kill).await?;
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -251,7 +254,8 @@ async fn orchestrate<S: TaskStore>(
         print!("\r  settled {settled:>4}/{total_tasks}   ");
         use std::io::Write;
         std::io::stdout().flush()?;
-        if reader.unfinished().await? == 0 {
+        faults.resume_due();
+        if faults.paused.is_empty() && reader.unfinished().await? == 0 {
             break;
         }
         if Instant::now() > deadline {
@@ -260,21 +264,110 @@ async fn orchestrate<S: TaskStore>(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!();
-    for w in workers {
+    let (kills, pauses, on_work) = (faults.kills, faults.pauses, faults.on_work);
+    for w in faults.workers {
         w.terminate();
     }
-    check_and_report(&reader, cfg, &submitted, duplicates, replays, kills, pauses, started.elapsed()).await
+    let injected = Injected { kills, pauses, on_work };
+    check_and_report(&reader, cfg, &submitted, duplicates, replays, injected, started.elapsed()).await
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the fault loop did.
+struct Injected {
+    kills: usize,
+    pauses: usize,
+    /// Faults whose victim held a running order task at the signal.
+    on_work: usize,
+}
+
+/// The worker processes and the faults injected into them.
+struct Faults {
+    bin: String,
+    url: String,
+    opts: ProcessOptions,
+    workers: Vec<WorkerProcess>,
+    started: usize,
+    /// Stopped workers (by name) and when they are to continue.
+    paused: Vec<(String, Instant)>,
+    kills: usize,
+    pauses: usize,
+    on_work: usize,
+}
+
+impl Faults {
+    fn spawn(&mut self) {
+        let name = format!("shop-{}", self.started);
+        self.workers.push(WorkerProcess::spawn(&self.bin, &self.url, &name, &self.opts));
+        self.started += 1;
+    }
+
+    /// Sends `SIGCONT` to the stopped workers whose pause is over.
+    fn resume_due(&mut self) {
+        let now = Instant::now();
+        let workers = &self.workers;
+        self.paused.retain(|(name, until)| {
+            if *until > now {
+                return true;
+            }
+            if let Some(w) = workers.iter().find(|w| &w.name == name) {
+                w.resume();
+            }
+            false
+        });
+    }
+
+    /// Kills, or stops for 1.5 to 3 leases, a worker that holds order tasks: one that is running now
+    /// (not stopped) and, when none is busy, waits up to 5 s for one to become so.
+    async fn inject(&mut self, reader: &Reader<'_>, rng: &mut StdRng, kill: bool) -> Result<(), BoxError> {
+        let give_up = Instant::now() + Duration::from_secs(5);
+        let candidates = loop {
+            let busy = reader.busy_workers().await?;
+            let candidates: Vec<usize> = (0..self.workers.len())
+                .filter(|&i| {
+                    let name = &self.workers[i].name;
+                    busy.contains(name) && !self.paused.iter().any(|(p, _)| p == name)
+                })
+                .collect();
+            if !candidates.is_empty() || Instant::now() > give_up {
+                break candidates;
+            }
+            self.resume_due();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let victim = if candidates.is_empty() {
+            rng.random_range(0..self.workers.len())
+        } else {
+            candidates[rng.random_range(0..candidates.len())]
+        };
+        let name = self.workers[victim].name.clone();
+        if kill {
+            let mut w = self.workers.swap_remove(victim);
+            w.kill();
+            self.paused.retain(|(p, _)| *p != name);
+            self.kills += 1;
+            self.spawn();
+        } else {
+            // its tasks are taken over while it is frozen; when it wakes, fencing refuses it
+            self.workers[victim].pause();
+            let until = Instant::now() + self.opts.lease.mul_f64(rng.random_range(1.5..3.0));
+            self.paused.push((name.clone(), until));
+            self.pauses += 1;
+        }
+        // a task still running under the victim's name after the signal was caught in progress
+        if reader.held_by(&name).await? > 0 {
+            self.on_work += 1;
+        }
+        Ok(())
+    }
+}
+
 async fn check_and_report(
     reader: &Reader<'_>,
     cfg: &Config,
     submitted: &HashSet<String>,
     duplicates: usize,
     replays: usize,
-    kills: usize,
-    pauses: usize,
+    injected: Injected,
     elapsed: Duration,
 ) -> Result<(), BoxError> {
     let mut violations: Vec<String> = Vec::new();
@@ -336,7 +429,9 @@ async fn check_and_report(
     println!("  applied / rejected         {applied} / {rejected} (rejected: insufficient stock)");
     println!("  duplicates suppressed      {duplicates} (same idempotency key at enqueue)");
     println!("  replays stopped            {stopped} of {replays} (effect record)");
+    let Injected { kills, pauses, on_work } = injected;
     println!("  faults injected            {kills} kills, {pauses} pauses past the lease");
+    println!("  faults on work in progress {on_work} of {}", kills + pauses);
     println!("  version conflicts retried  {conflicts}");
     println!("  task retries               {retries}");
     println!("  leases lost                {lost}");
