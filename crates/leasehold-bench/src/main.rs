@@ -161,7 +161,7 @@ const USAGE: &str = "usage: leasehold-bench [--quick] [--growth] [--backlog N] [
   --pg-only         PostgreSQL only
   --sqlite-only     SQLite only
   --drain-only N    leasehold's PostgreSQL drain of N tasks and the raw drain of as many, five times, with
-                    the CPU each took, nothing else (for profiling)
+                    the CPU each took, nothing else (for profiling); with --sqlite-only, the same on SQLite
   --latency-only N  the LISTEN/NOTIFY floor and leasehold's idle latency, N rounds in alternating order,
                     nothing else (for profiling)
 
@@ -256,6 +256,9 @@ async fn run() -> Res<()> {
         return Ok(());
     };
     if let Some(n) = opts.drain_only {
+        if !opts.postgres {
+            return sqlite::drain_only(n).await;
+        }
         return drain_only(n).await;
     }
     if let Some(n) = opts.latency_only {
@@ -364,7 +367,7 @@ async fn drain_only(n: u64) -> Res<()> {
 }
 
 /// Runs a phase of `tasks` tasks; answers its figure and, where `/proc` tells, the CPU it took.
-async fn with_cpu(tasks: u64, phase: impl Future<Output = Res<f64>>) -> Res<(f64, String)> {
+pub(crate) async fn with_cpu(tasks: u64, phase: impl Future<Output = Res<f64>>) -> Res<(f64, String)> {
     let mark = CpuMark::take();
     let figure = phase.await?;
     let cost = mark.and_then(|m| m.since(tasks)).map_or_else(String::new, |c| format!(" ({c})"));

@@ -91,6 +91,31 @@ pub(crate) async fn run(p: &Profile, figs: &mut Figures) -> Res<String> {
     Ok(format!("SQLite {version}: WAL, synchronous=FULL, on {}", std::env::temp_dir().display()))
 }
 
+/// `--drain-only N --sqlite-only`: five rounds of leasehold's drain of `N` tasks and the limit's drain of
+/// as many, each on a fresh file, with the CPU both took.
+pub(crate) async fn drain_only(n: u64) -> Res<()> {
+    let raw_path = temp_file("limit");
+    let lh_path = temp_file("leasehold");
+    for round in 1..=5 {
+        remove(&lh_path);
+        let store = SqliteStore::open(&lh_path).await?;
+        framework::batch_enqueue(&store, n).await?;
+        let (ours, cpu) = crate::with_cpu(n, framework::drain(&store, n)).await?;
+        println!("drain {round}: {ours:.0} jobs/s{cpu}");
+        store.pool().close().await;
+        remove(&raw_path);
+        let raw = raw_pool(&raw_path).await?;
+        sqlx::raw_sql(SCHEMA).execute(&raw).await?;
+        insert_batches(&raw, n).await?;
+        let (limit, cpu) = crate::with_cpu(n, claim(&raw, SQLITE_CLIENTS, TIMEOUT)).await?;
+        println!("  limit: claim 100 + complete of as many, 1 client: {limit:.0} jobs/s{cpu}");
+        raw.close().await;
+    }
+    remove(&raw_path);
+    remove(&lh_path);
+    Ok(())
+}
+
 /// A temporary database file of this process.
 fn temp_file(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("leasehold-bench-{}-{name}.sqlite", std::process::id()))

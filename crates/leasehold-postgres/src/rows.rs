@@ -3,15 +3,16 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
+use sqlx::postgres::PgRow;
 use sqlx::types::Json;
+use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
 use leasehold_core::{AttemptError, ClaimedTask, Error, FencingToken, TaskId, TaskLease, TaskRecord, TaskState};
 
 /// One row of a claim's answer: a claimed task, or (when nothing was claimed) a row of NULLs that only
-/// carries `due_seen`.
-#[derive(FromRow)]
+/// carries `due_seen`. Decoded by position, in the order of task_claim.sql's answer (a claim decodes
+/// hundreds of rows, and looking each column up by name hashed its name every time).
 pub(crate) struct ClaimRow {
     id: Option<Uuid>,
     /// Whether the task now runs: false for an expired task that had no attempt left (discarded).
@@ -28,6 +29,25 @@ pub(crate) struct ClaimRow {
     /// Due available tasks the statement's snapshot saw (up to the limit), when it claimed fewer than
     /// the limit; 0 otherwise.
     pub(crate) due_seen: i64,
+}
+
+impl<'r> FromRow<'r, PgRow> for ClaimRow {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(Self {
+            id: row.try_get(0)?,
+            running: row.try_get(1)?,
+            fence: row.try_get(2)?,
+            kind: row.try_get(3)?,
+            queue: row.try_get(4)?,
+            payload: row.try_get(5)?,
+            attempt: row.try_get(6)?,
+            max_attempts: row.try_get(7)?,
+            lease_ttl_ms: row.try_get(8)?,
+            run_at: row.try_get(9)?,
+            taken_over: row.try_get(10)?,
+            due_seen: row.try_get(11)?,
+        })
+    }
 }
 
 impl ClaimRow {

@@ -12,6 +12,7 @@
 -- snapshot saw (up to LIMIT): rows that other claimers held locked still read as available there, so
 -- seeing more than were claimed means this claim was contended. With nothing claimed, one row of NULLs
 -- carries it.
+-- The answer's columns are decoded by position (rows.rs, ClaimRow): keep their order.
 -- Each queue is read on its own, in the order of the available index (queue, priority, run_at, id), so a
 -- claim touches about LIMIT index entries however long the backlog; `queue = ANY(...)` would sort them all.
 WITH available AS (

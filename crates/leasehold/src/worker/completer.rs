@@ -1,10 +1,13 @@
 //! Batched completion: successful tasks are completed many per statement, each still fenced by its
-//! own token. A request waits for its answer, so a job counts as done only once the store said so.
+//! own token. A job counts as done only once the store said so: the request carries the rest of its
+//! task's settlement ([`Settle`]), which the completer runs with the store's answer. The task's own
+//! future ends when its request is queued, so a completion costs no reply channel and no second
+//! wake-up of the task.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::record::WorkerMetrics;
@@ -14,16 +17,21 @@ use leasehold_core::{CompletionStatus, Error, Result, TaskCompleteParams, TaskLe
 pub(crate) const MAX_BATCH: usize = 1_000;
 const RETRY_DELAYS: [Duration; 3] = [Duration::from_millis(50), Duration::from_millis(250), Duration::from_secs(1)];
 
-pub(crate) struct CompleteRequest {
+/// What is left of a task once the store answered its completion.
+pub(crate) trait Settle: Send + 'static {
+    fn settle(self, status: Result<CompletionStatus>);
+}
+
+pub(crate) struct CompleteRequest<T> {
     pub(crate) lease: TaskLease,
     pub(crate) result: Option<serde_json::Value>,
-    pub(crate) reply: oneshot::Sender<Result<CompletionStatus>>,
+    pub(crate) then: T,
 }
 
 /// Flushes whatever is queued, as one batch, until stopped with an empty queue.
-pub(crate) async fn run<S: TaskStore>(
+pub(crate) async fn run<S: TaskStore, T: Settle>(
     store: S,
-    mut rx: mpsc::Receiver<CompleteRequest>,
+    mut rx: mpsc::Receiver<CompleteRequest<T>>,
     metrics: Arc<WorkerMetrics>,
     stop: CancellationToken,
 ) {
@@ -45,8 +53,8 @@ pub(crate) async fn run<S: TaskStore>(
     }
 }
 
-async fn flush<S: TaskStore>(store: &S, batch: Vec<CompleteRequest>) {
-    let (replies, tasks): (Vec<_>, Vec<_>) = batch.into_iter().map(|r| (r.reply, (r.lease, r.result))).unzip();
+async fn flush<S: TaskStore, T: Settle>(store: &S, batch: Vec<CompleteRequest<T>>) {
+    let (thens, tasks): (Vec<_>, Vec<_>) = batch.into_iter().map(|r| (r.then, (r.lease, r.result))).unzip();
     let params = TaskCompleteParams { tasks };
     let mut delays = RETRY_DELAYS.iter();
     let outcome = loop {
@@ -63,13 +71,18 @@ async fn flush<S: TaskStore>(store: &S, batch: Vec<CompleteRequest>) {
     };
     match outcome {
         Ok(statuses) => {
-            for (reply, status) in replies.into_iter().zip(statuses) {
-                let _ = reply.send(Ok(status));
+            let mut statuses = statuses.into_iter();
+            for then in thens {
+                // a store answers one status per task; a missing one is a failed write, not a success
+                let status = statuses
+                    .next()
+                    .ok_or_else(|| Error::database("the store answered fewer statuses than tasks".to_owned()));
+                then.settle(status);
             }
         }
         Err(msg) => {
-            for reply in replies {
-                let _ = reply.send(Err(Error::database(format!("completion failed: {msg}"))));
+            for then in thens {
+                then.settle(Err(Error::database(format!("completion failed: {msg}"))));
             }
         }
     }

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::FutureExt;
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use leasehold_core::*;
 
 use super::Shared;
-use super::completer::CompleteRequest;
+use super::completer::{CompleteRequest, Settle};
 use super::lease::{CancelReason, LeaseEntry};
 use super::registry::Prepared;
 use crate::job::{JobContext, JobResult, Outcome};
@@ -57,38 +57,62 @@ pub(crate) async fn execute<S: TaskStore, St: Send + Sync + 'static>(
     }
     shared.metrics.in_flight(1.0);
     // whatever happens below, even a panic, the lease leaves the active set and the slot frees
-    let mut done = Done { shared: &shared, entry: &entry, permit: Some(permit), settling: None };
-    async {
+    let mut done = Done { shared, entry, permit: Some(permit), settling: None };
+    async move {
         let started = Instant::now();
         let (attempt, max_attempts) = (task.attempt, task.max_attempts);
-        let ran = run_handler(&shared, task, &entry).await;
-        entry.finishing.store(true, Ordering::Release);
+        let ran = run_handler(&done.shared, task, &done.entry).await;
+        done.entry.finishing.store(true, Ordering::Release);
         // the handler is done: its slot takes the next task while the outcome is written, within a
         // second allowance of `concurrency` outcomes in flight, so claims never outrun the store's answers
-        if let Ok(settling) = shared.settling.clone().acquire_owned().await {
+        if let Ok(settling) = done.shared.settling.clone().acquire_owned().await {
             done.settling = Some(settling);
             done.free_slot();
         }
-        let outcome = settle(&shared, &km, &entry, attempt, max_attempts, ran).await;
-        km.settled(outcome, started.elapsed());
-        tracing::Span::current().record("outcome", outcome);
-        tracing::debug!(outcome, "task settled");
+        // A handler that completed completes, whatever happened meanwhile: the fence decides.
+        let result = match ran {
+            Ran::Returned(Ok(Outcome::Complete)) => None,
+            Ran::Returned(Ok(Outcome::CompleteWith(v))) => Some(v),
+            // Every other outcome writes through the store itself. Those futures are large (the store's
+            // own statement futures) and rare, so they are boxed rather than inlined into every task's
+            // future, which the worker moves into each task it spawns.
+            ran => {
+                let outcome =
+                    Box::pin(settle_otherwise(&done.shared, &km, &done.entry, attempt, max_attempts, ran)).await;
+                settled(&km, outcome, started);
+                return;
+            }
+        };
+        // the completer settles the task when the store answers; the task's own future ends here
+        let lease = done.entry.lease;
+        let shared = done.shared.clone();
+        let then = Completing { done: Some(done), km, started, span: tracing::Span::current() };
+        if let Err(refused) = shared.completer.send(CompleteRequest { lease, result, then }).await {
+            refused.0.then.settle(Err(Error::database("the worker's completer has stopped")));
+        }
     }
     .instrument(span)
     .await;
 }
 
+/// Records how a task's attempt ended, in its metrics and its span.
+fn settled(km: &KindMetrics, outcome: &'static str, started: Instant) {
+    km.settled(outcome, started.elapsed());
+    tracing::Span::current().record("outcome", outcome);
+    tracing::debug!(outcome, "task settled");
+}
+
 /// Removes a settled (or abandoned) lease from the active set and frees its slot.
-struct Done<'a, S, St> {
-    shared: &'a Shared<S, St>,
-    entry: &'a LeaseEntry,
+struct Done<S, St> {
+    shared: Arc<Shared<S, St>>,
+    entry: Arc<LeaseEntry>,
     /// The running slot, freed once the handler returned.
     permit: Option<OwnedSemaphorePermit>,
     /// The place among the outcomes being written, held from the handler's return to the end.
     settling: Option<OwnedSemaphorePermit>,
 }
 
-impl<S, St> Done<'_, S, St> {
+impl<S, St> Done<S, St> {
     fn free_slot(&mut self) {
         if let Some(permit) = self.permit.take() {
             drop(permit);
@@ -97,12 +121,60 @@ impl<S, St> Done<'_, S, St> {
     }
 }
 
-impl<S, St> Drop for Done<'_, S, St> {
+impl<S, St> Drop for Done<S, St> {
     fn drop(&mut self) {
         self.shared.active.remove(self.entry.lease);
         self.shared.metrics.in_flight(-1.0);
         self.free_slot();
         drop(self.settling.take());
+    }
+}
+
+/// A completed task waiting for the store's answer to its completion, which the completer hands to
+/// [`Settle::settle`]. Its lease stays in the active set (and renewed) until then. Dropped unanswered
+/// (the completer stopped first), it counts as a failed write: the task runs again after its lease
+/// expires.
+pub(crate) struct Completing<S, St> {
+    done: Option<Done<S, St>>,
+    km: Arc<KindMetrics>,
+    started: Instant,
+    span: tracing::Span,
+}
+
+impl<S: Send + Sync + 'static, St: Send + Sync + 'static> Settle for Completing<S, St> {
+    fn settle(mut self, status: Result<CompletionStatus>) {
+        let Some(done) = self.done.take() else { return };
+        let _in_span = self.span.enter();
+        let stats = &done.shared.stats;
+        let outcome = match status {
+            Ok(CompletionStatus::Completed | CompletionStatus::AlreadyCompleted) => {
+                stats.completed.inc();
+                "completed"
+            }
+            Ok(CompletionStatus::LeaseLost) => {
+                stats.lease_lost.inc();
+                self.km.lease_lost("fenced");
+                record::stale_write("complete");
+                tracing::warn!("completion rejected: the lease was lost before it");
+                "lease_lost"
+            }
+            Err(e) => {
+                stats.write_errors.inc();
+                tracing::warn!(error = %e, "completion failed; the task runs again after its lease expires");
+                "write_failed"
+            }
+        };
+        settled(&self.km, outcome, self.started);
+        // `done` drops here: the lease leaves the active set and the task's last slot frees
+    }
+}
+
+impl<S, St> Drop for Completing<S, St> {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done.shared.stats.write_errors.inc();
+            self.km.settled("write_failed", self.started.elapsed());
+        }
     }
 }
 
@@ -166,28 +238,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a non-string panic payload".to_owned())
 }
 
-/// Writes the outcome; answers its name for the span and logs.
-async fn settle<S: TaskStore, St>(
-    shared: &Shared<S, St>,
-    km: &KindMetrics,
-    entry: &LeaseEntry,
-    attempt: i32,
-    max_attempts: i32,
-    ran: Ran,
-) -> &'static str {
-    // A handler that completed completes, whatever happened meanwhile: the fence decides.
-    let result = match ran {
-        Ran::Returned(Ok(Outcome::Complete)) => None,
-        Ran::Returned(Ok(Outcome::CompleteWith(v))) => Some(v),
-        // Every other outcome writes through the store itself. Those futures are large (the store's own
-        // statement futures) and rare, so they are boxed rather than inlined into every task's future,
-        // which the worker moves into each task it spawns: about 19 kB inlined, copied twice per task.
-        ran => return Box::pin(settle_otherwise(shared, km, entry, attempt, max_attempts, ran)).await,
-    };
-    complete(shared, km, entry.lease, result).await
-}
-
-/// [`settle`] for every outcome but a completion.
+/// Writes every outcome but a completion, through the store; answers its name for the span and logs.
 async fn settle_otherwise<S: TaskStore, St>(
     shared: &Shared<S, St>,
     km: &KindMetrics,
@@ -247,7 +298,7 @@ async fn settle_otherwise<S: TaskStore, St>(
     };
     match ran {
         Ran::Returned(Ok(Outcome::Complete | Outcome::CompleteWith(_))) => {
-            unreachable!("settle completes these itself")
+            unreachable!("execute hands these to the completer")
         }
         Ran::Returned(Ok(Outcome::RetryAfter(d))) => {
             retried(shared, km, retry("retry requested by the job".into(), Some(d)).await)
@@ -282,41 +333,6 @@ async fn settle_otherwise<S: TaskStore, St>(
         }
         Ran::Undecodable(msg) => discard(shared, km, lease, msg).await,
         Ran::Abandoned => unreachable!("only a cancelled job is abandoned, and a cancelled job has a reason"),
-    }
-}
-
-async fn complete<S: TaskStore, St>(
-    shared: &Shared<S, St>,
-    km: &KindMetrics,
-    lease: TaskLease,
-    result: Option<serde_json::Value>,
-) -> &'static str {
-    let (reply, answer) = oneshot::channel();
-    if shared.completer.send(CompleteRequest { lease, result, reply }).await.is_err() {
-        shared.stats.write_errors.inc();
-        return "write_failed";
-    }
-    match answer.await {
-        Ok(Ok(CompletionStatus::Completed | CompletionStatus::AlreadyCompleted)) => {
-            shared.stats.completed.inc();
-            "completed"
-        }
-        Ok(Ok(CompletionStatus::LeaseLost)) => {
-            shared.stats.lease_lost.inc();
-            km.lease_lost("fenced");
-            record::stale_write("complete");
-            tracing::warn!("completion rejected: the lease was lost before it");
-            "lease_lost"
-        }
-        Ok(Err(e)) => {
-            shared.stats.write_errors.inc();
-            tracing::warn!(error = %e, "completion failed; the task runs again after its lease expires");
-            "write_failed"
-        }
-        Err(_) => {
-            shared.stats.write_errors.inc();
-            "write_failed"
-        }
     }
 }
 

@@ -61,7 +61,7 @@ pub(crate) struct Shared<S, St> {
     /// When tasks this worker put back (retry, snooze) become due, for those due before the next poll.
     due_soon: std::sync::Mutex<BinaryHeap<Reverse<tokio::time::Instant>>>,
     rescheduled: Notify,
-    completer: mpsc::Sender<completer::CompleteRequest>,
+    completer: mpsc::Sender<completer::CompleteRequest<executor::Completing<S, St>>>,
     metrics: Arc<WorkerMetrics>,
     health: Arc<health::HealthState>,
 }
