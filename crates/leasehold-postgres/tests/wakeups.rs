@@ -97,3 +97,43 @@ async fn each_waiter_announces_and_withdraws_for_itself() {
     store.task_insert(task("z")).await.unwrap();
     assert_eq!(next(&mut short).await, "z");
 }
+
+/// An enqueue that raced a worker's announcement (its statement ran before the announcement, so it
+/// notifies nobody, and it committed after the worker's first look for work) is found by the worker's
+/// later look a second after the announcement, not at its next poll two minutes on.
+#[tokio::test]
+async fn a_task_committed_just_after_a_worker_began_to_wait_runs_before_the_next_poll() {
+    use leasehold::Worker;
+    use leasehold_testkit::jobs::{Echo, Probe};
+    use leasehold_testkit::wait;
+
+    let db = TestDb::create().await;
+    let store = PgStore::from_pool(db.pool().clone());
+    let mut tx = db.pool().begin().await.unwrap();
+    let id = leasehold_postgres::tx::task_insert_in(&mut tx, NewTask::new("echo", serde_json::json!({"n": 1})))
+        .await
+        .unwrap();
+    let worker = Worker::builder_with_state(store.clone(), Probe::default())
+        .register::<Echo>()
+        .poll_interval(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    worker.start().await;
+    wait::until("the worker's announcement", Duration::from_secs(10), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM leasehold.waiting WHERE until > now()")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        (n > 0).then_some(())
+    })
+    .await;
+    // the worker looks for work right after announcing; the commit comes after that look, and before
+    // the one a second after the announcement (a real pause: the race is with the server)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.commit().await.unwrap();
+    wait::until("the raced task to run", Duration::from_secs(10), || async {
+        (store.task_get(id).await.unwrap().state == TaskState::Completed).then_some(())
+    })
+    .await;
+    worker.stop().await;
+}

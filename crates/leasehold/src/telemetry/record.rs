@@ -152,6 +152,11 @@ impl WorkerMetrics {
 }
 
 impl KindMetrics {
+    /// Whether these are the handles of `queue` and `kind`.
+    pub(crate) fn labels(&self, queue: &str, kind: &str) -> bool {
+        self.queue == queue && self.kind == kind
+    }
+
     pub(crate) fn started(&self, waited: Duration) {
         self.queue_wait.record(waited);
     }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -34,12 +36,16 @@ enum Ran {
     Undecodable(String),
 }
 
-pub(crate) async fn execute<S: TaskStore, St: Send + Sync + 'static>(
+/// Starts a claimed task: decodes its payload and builds its job (user code, so panics are caught),
+/// and answers the future that runs the job and writes its outcome. The preparation runs here, before
+/// the future exists, so that the claimed task's fields are not part of the future the worker spawns.
+pub(crate) fn execute<S: TaskStore, St: Send + Sync + 'static>(
     shared: Arc<Shared<S, St>>,
     task: ClaimedTask,
     entry: Arc<LeaseEntry>,
     permit: OwnedSemaphorePermit,
-) {
+    km: Arc<KindMetrics>,
+) -> impl Future<Output = ()> + Send + 'static {
     let span = tracing::info_span!(
         "leasehold.job",
         task_id = %task.lease.task_id,
@@ -50,22 +56,29 @@ pub(crate) async fn execute<S: TaskStore, St: Send + Sync + 'static>(
         outcome = tracing::field::Empty,
         error = tracing::field::Empty,
     );
-    let km = shared.kind_metrics(&task);
     // a takeover keeps the task's run_at: its wait would include the previous holder's run
     if !task.taken_over {
         km.started((Utc::now() - task.run_at).to_std().unwrap_or_default());
     }
     shared.metrics.in_flight(1.0);
+    let (attempt, max_attempts) = (task.attempt, task.max_attempts);
+    let job = span.in_scope(|| prepare(&shared, task, &entry));
     // whatever happens below, even a panic, the lease leaves the active set and the slot frees
     let mut done = Done { shared, entry, permit: Some(permit), settling: None };
     async move {
         let started = Instant::now();
-        let (attempt, max_attempts) = (task.attempt, task.max_attempts);
-        let ran = run_handler(&done.shared, task, &done.entry).await;
+        let ran = match job {
+            Ok(job) => run_job(&done.entry, job).await,
+            Err(ran) => ran,
+        };
         done.entry.finishing.store(true, Ordering::Release);
         // the handler is done: its slot takes the next task while the outcome is written, within a
         // second allowance of `concurrency` outcomes in flight, so claims never outrun the store's answers
-        if let Ok(settling) = done.shared.settling.clone().acquire_owned().await {
+        let settling = match done.shared.settling.clone().try_acquire_owned() {
+            Ok(permit) => Ok(permit),
+            Err(_) => Box::pin(done.shared.settling.clone().acquire_owned()).await,
+        };
+        if let Ok(settling) = settling {
             done.settling = Some(settling);
             done.free_slot();
         }
@@ -87,12 +100,19 @@ pub(crate) async fn execute<S: TaskStore, St: Send + Sync + 'static>(
         let lease = done.entry.lease;
         let shared = done.shared.clone();
         let then = Completing { done: Some(done), km, started, span: tracing::Span::current() };
-        if let Err(refused) = shared.completer.send(CompleteRequest { lease, result, then }).await {
-            refused.0.then.settle(Err(Error::database("the worker's completer has stopped")));
-        }
+        // queued at once unless the completer is a full batch behind; the wait, when there is one, is
+        // boxed, which keeps it out of every task's future
+        let refused = match shared.completer.try_send(CompleteRequest { lease, result, then }) {
+            Ok(()) => return,
+            Err(TrySendError::Full(request)) => match Box::pin(shared.completer.send(request)).await {
+                Ok(()) => return,
+                Err(refused) => refused.0,
+            },
+            Err(TrySendError::Closed(request)) => request,
+        };
+        refused.then.settle(Err(Error::database("the worker's completer has stopped")));
     }
     .instrument(span)
-    .await;
 }
 
 /// Records how a task's attempt ended, in its metrics and its span.
@@ -178,13 +198,14 @@ impl<S, St> Drop for Completing<S, St> {
     }
 }
 
-async fn run_handler<S: TaskStore, St: Send + Sync + 'static>(
+/// The job's future, or why there is none.
+fn prepare<S, St: Send + Sync + 'static>(
     shared: &Shared<S, St>,
     task: ClaimedTask,
     entry: &LeaseEntry,
-) -> Ran {
+) -> std::result::Result<BoxFuture<'static, JobResult>, Ran> {
     let Some((kind, handler)) = shared.registry.get_with_kind(&task.kind) else {
-        return Ran::UnknownKind;
+        return Err(Ran::UnknownKind);
     };
     let ctx = JobContext {
         lease: task.lease,
@@ -196,16 +217,18 @@ async fn run_handler<S: TaskStore, St: Send + Sync + 'static>(
         state: shared.state.clone(),
     };
     // decoding the payload and building the job's future run user code too: catch its panics
-    let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.prepare(task.payload, ctx))) {
-        Ok(Prepared::Run(fut)) => fut,
-        Ok(Prepared::Undecodable(msg)) => return Ran::Undecodable(msg),
+    match std::panic::catch_unwind(AssertUnwindSafe(|| handler.prepare(task.payload, ctx))) {
+        Ok(Prepared::Run(fut)) => Ok(fut),
+        Ok(Prepared::Undecodable(msg)) => Err(Ran::Undecodable(msg)),
         Err(panic) => {
-            return Ran::Panicked(format!(
-                "while decoding the payload or starting the job: {}",
-                panic_message(&*panic)
-            ));
+            Err(Ran::Panicked(format!("while decoding the payload or starting the job: {}", panic_message(&*panic))))
         }
-    };
+    }
+}
+
+/// Runs the job until it returns, or until its lease is lost or the worker stops and then for the
+/// grace period at most.
+async fn run_job(entry: &LeaseEntry, fut: BoxFuture<'static, JobResult>) -> Ran {
     let mut fut = AssertUnwindSafe(fut).catch_unwind();
     let stop = async {
         tokio::select! {
@@ -217,10 +240,14 @@ async fn run_handler<S: TaskStore, St: Send + Sync + 'static>(
         r = &mut fut => return caught(r),
         _ = stop => {}
     }
-    match tokio::time::timeout(entry.grace, &mut fut).await {
-        Ok(r) => caught(r),
-        Err(_) => Ran::Abandoned,
-    }
+    // cancelled: the grace period is rare, so its timer is boxed rather than part of every task's future
+    Box::pin(async move {
+        match tokio::time::timeout(entry.grace, fut).await {
+            Ok(r) => caught(r),
+            Err(_) => Ran::Abandoned,
+        }
+    })
+    .await
 }
 
 fn caught(r: std::thread::Result<JobResult>) -> Ran {

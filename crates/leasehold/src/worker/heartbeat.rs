@@ -31,7 +31,7 @@ pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(shared: Arc<Sha
                 due = Instant::now() + interval(&shared);
             }
             // a new lease may be shorter than any held so far
-            _ = shared.active.added.notified() => due = due.min(Instant::now() + interval(&shared)),
+            _ = shared.active.added_shorter.notified() => due = due.min(Instant::now() + interval(&shared)),
         }
     }
 }

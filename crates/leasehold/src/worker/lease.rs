@@ -96,14 +96,18 @@ impl LeaseEntry {
 #[derive(Default)]
 pub(crate) struct ActiveSet {
     map: Mutex<HashMap<TaskLease, Arc<LeaseEntry>>>,
-    /// Notified when a lease is added, so the heartbeat can renew sooner for a short one.
-    pub(crate) added: tokio::sync::Notify,
+    /// Notified when a lease shorter than the worker's own is added, so the heartbeat can renew
+    /// sooner for it. (A lease of the worker's length needs no new round: the next one is due within
+    /// one heartbeat interval anyway.)
+    pub(crate) added_shorter: tokio::sync::Notify,
 }
 
 impl ActiveSet {
-    pub(crate) fn insert(&self, entry: Arc<LeaseEntry>) {
+    pub(crate) fn insert(&self, entry: Arc<LeaseEntry>, shorter_than_the_workers: bool) {
         self.map.lock().unwrap().insert(entry.lease, entry);
-        self.added.notify_one();
+        if shorter_than_the_workers {
+            self.added_shorter.notify_one();
+        }
     }
 
     pub(crate) fn remove(&self, lease: TaskLease) {

@@ -14,7 +14,7 @@ use leasehold_core::{Result, TaskClaimParams, TaskStore, Wakeup};
 use super::Shared;
 use super::executor::execute;
 use super::lease::LeaseEntry;
-use crate::telemetry::record::ClaimOutcome;
+use crate::telemetry::record::{ClaimOutcome, KindMetrics};
 
 pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(
     shared: Arc<Shared<S, St>>,
@@ -40,6 +40,8 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
     let mut subscribe_at = Instant::now();
     // until when the store sends this worker's queues wake-ups (as far as this clock can tell)
     let mut announced_until = Instant::now();
+    // when to look for work again after the latest announcement, for enqueues that raced it
+    let mut settle_checks = SettleChecks::default();
     while !stop.is_cancelled() {
         if wakeup.is_none() && Instant::now() >= subscribe_at {
             match shared.store.wakeup_subscribe().await {
@@ -71,15 +73,17 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
                 match w.announce(&cfg.queues, ttl).await {
                     Ok(()) => {
                         announced_until = now + ttl;
+                        settle_checks = SettleChecks::after(Instant::now());
                         continue;
                     }
                     Err(e) => tracing::warn!(error = %e, "announcing a wait for wake-ups failed; polling meanwhile"),
                 }
             }
         }
+        let next_claim = settle_checks.next().map_or(shared.next_claim_at(), |at| at.min(shared.next_claim_at()));
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep_until(shared.next_claim_at()) => {}
+            _ = tokio::time::sleep_until(next_claim) => settle_checks.passed(Instant::now()),
             _ = shared.rescheduled.notified() => {}
             _ = shared.capacity_freed.notified(), if at_capacity => {}
             r = hint(wakeup, &cfg.queues), if !at_capacity => {
@@ -96,6 +100,37 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
 /// An idle worker's announcement that it waits for wake-ups lasts this many poll intervals; it is
 /// renewed once less than one is left.
 const ANNOUNCE_POLLS: u32 = 4;
+
+/// After announcing a wait, the claim loop looks for work at once and again this long after the
+/// announcement: an enqueue whose statement began before the announcement took effect saw no waiter,
+/// sent no wake-up, and may commit only after the first look (its own run and commit, longer on a
+/// loaded server). The later looks find it then rather than at the next poll.
+const SETTLE_CHECKS: [Duration; 2] = [Duration::from_millis(100), Duration::from_secs(1)];
+
+/// The looks for work still due after the latest announcement.
+#[derive(Default)]
+struct SettleChecks {
+    announced: Option<Instant>,
+    done: usize,
+}
+
+impl SettleChecks {
+    fn after(announced: Instant) -> Self {
+        Self { announced: Some(announced), done: 0 }
+    }
+
+    /// When the next look is due, if one is.
+    fn next(&self) -> Option<Instant> {
+        Some(self.announced? + *SETTLE_CHECKS.get(self.done)?)
+    }
+
+    /// Marks the looks due by `now` as taken (the loop claims next).
+    fn passed(&mut self, now: Instant) {
+        while self.next().is_some_and(|at| at <= now) {
+            self.done += 1;
+        }
+    }
+}
 
 /// How long the claim loop waits for more running tasks to finish when only a few slots are free.
 const LINGER: Duration = Duration::from_millis(5);
@@ -157,6 +192,8 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
     let tasks = batch.tasks;
     shared.metrics.claim(outcome, took, tasks.len());
     let full = tasks.len() == asked;
+    // the metric handles of the previous task: a batch mostly holds one kind of one queue
+    let mut km: Option<Arc<KindMetrics>> = None;
     for task in tasks {
         let Ok(permit) = shared.capacity.clone().try_acquire_owned() else {
             unreachable!("only the claim loop takes permits, and it claimed no more than were free");
@@ -173,8 +210,12 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
             drop(permit);
             continue;
         }
-        shared.active.insert(entry.clone());
-        tracker.spawn(execute(shared.clone(), task, entry, permit));
+        shared.active.insert(entry.clone(), task.lease_ttl < shared.config.lease_ttl);
+        let metrics = match &km {
+            Some(m) if m.labels(&task.queue, &task.kind) => m.clone(),
+            _ => km.insert(shared.kind_metrics(&task)).clone(),
+        };
+        tracker.spawn(execute(shared.clone(), task, entry, permit, metrics));
     }
     full
 }
@@ -203,7 +244,25 @@ async fn hint(wakeup: &mut Option<Box<dyn Wakeup>>, queues: &[String]) -> Result
 
 #[cfg(test)]
 mod tests {
-    use super::claim_size;
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::{SETTLE_CHECKS, SettleChecks, claim_size};
+
+    #[test]
+    fn settle_checks_follow_an_announcement_at_their_delays_then_stop() {
+        assert_eq!(SettleChecks::default().next(), None);
+        let t0 = Instant::now();
+        let mut checks = SettleChecks::after(t0);
+        assert_eq!(checks.next(), Some(t0 + SETTLE_CHECKS[0]));
+        checks.passed(t0 + SETTLE_CHECKS[0] - Duration::from_millis(1));
+        assert_eq!(checks.next(), Some(t0 + SETTLE_CHECKS[0]), "not due yet");
+        checks.passed(t0 + SETTLE_CHECKS[0]);
+        assert_eq!(checks.next(), Some(t0 + SETTLE_CHECKS[1]));
+        checks.passed(t0 + SETTLE_CHECKS[1] + Duration::from_secs(60));
+        assert_eq!(checks.next(), None);
+    }
 
     #[test]
     fn claim_sizes_are_powers_of_two_and_halfway_between() {
