@@ -18,6 +18,7 @@
 //! every process sharing a file runs on the same host, hence the same clock.
 
 mod keyed;
+mod local;
 pub mod migrate;
 mod open;
 mod rows;

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use sqlx::FromRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow, Row, Sqlite};
 use uuid::Uuid;
 
 use leasehold_core::{AttemptError, ClaimedTask, Error, FencingToken, TaskId, TaskLease, TaskRecord, TaskState};
@@ -25,7 +26,8 @@ pub(crate) fn parse_state(s: &str) -> Result<TaskState, Error> {
     TaskState::parse(s).ok_or_else(|| Error::Schema(format!("unknown task state {s:?} in the database")))
 }
 
-#[derive(FromRow)]
+/// One row of a claim's answer, decoded by position in the order of task_claim_update.sql's
+/// `RETURNING` (a claim decodes hundreds of rows, and looking each column up by name hashed its name).
 pub(crate) struct ClaimRow {
     pub(crate) id: String,
     fence: i64,
@@ -36,6 +38,31 @@ pub(crate) struct ClaimRow {
     max_attempts: i32,
     lease_ttl_ms: i64,
     run_at: i64,
+}
+
+impl<'r> FromRow<'r, SqliteRow> for ClaimRow {
+    fn from_row(row: &'r SqliteRow) -> sqlx::Result<Self> {
+        Ok(Self {
+            id: column(row, 0)?,
+            fence: column(row, 1)?,
+            kind: column(row, 2)?,
+            queue: column(row, 3)?,
+            payload: column(row, 4)?,
+            attempt: column(row, 5)?,
+            max_attempts: column(row, 6)?,
+            lease_ttl_ms: column(row, 7)?,
+            run_at: column(row, 8)?,
+        })
+    }
+}
+
+/// Column `i` of a claim's row. The statement's columns are fixed, so the type check `try_get` makes on
+/// every value runs in debug builds only, where every test decodes through it.
+fn column<'r, T>(row: &'r SqliteRow, i: usize) -> sqlx::Result<T>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    if cfg!(debug_assertions) { row.try_get(i) } else { row.try_get_unchecked(i) }
 }
 
 impl ClaimRow {

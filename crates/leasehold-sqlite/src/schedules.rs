@@ -55,6 +55,7 @@ impl SqliteStore {
 
 impl ScheduleStore for SqliteStore {
     async fn leader_acquire(&self, p: LeaderAcquireParams) -> Result<Option<FencingToken>> {
+        let _writing = self.writing().await;
         let mut tx = self.begin().await?;
         // a new term's token comes from the same counter as the claims' tokens
         let next: i64 = sqlx::query_scalar("UPDATE leasehold_fence SET value = value + 1 WHERE id = 1 RETURNING value")
@@ -74,6 +75,7 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn leader_release(&self, leader: LeaderToken) -> Result<()> {
+        let _writing = self.writing().await;
         sqlx::query("DELETE FROM leasehold_leaders WHERE name = ?1 AND token = ?2")
             .bind(&leader.name)
             .bind(leader.token.0)
@@ -97,6 +99,7 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn schedule_upsert(&self, def: ScheduleDef) -> Result<ScheduleRecord> {
+        let _writing = self.writing().await;
         def.compile()?;
         sqlx::query(include_str!("sql/schedule_upsert.sql"))
             .bind(&def.name)
@@ -109,6 +112,7 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn schedule_retire(&self, keep: Vec<String>) -> Result<()> {
+        let _writing = self.writing().await;
         sqlx::query(
             "UPDATE leasehold_schedules SET removed = NOT (name IN (SELECT value FROM json_each(?1)))
               WHERE removed = (name IN (SELECT value FROM json_each(?1)))",
@@ -125,6 +129,7 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn schedule_control(&self, name: &str, action: ScheduleAction) -> Result<ScheduleRecord> {
+        let _writing = self.writing().await;
         let sql = match action {
             ScheduleAction::Pause => "UPDATE leasehold_schedules SET paused = 1 WHERE name = ?1",
             ScheduleAction::Resume => {
@@ -144,6 +149,7 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn schedule_tick_record(&self, p: ScheduleTickParams) -> Result<bool> {
+        let _writing = self.writing().await;
         let mut tx = self.begin().await?;
         let current: Option<i64> = sqlx::query_scalar("SELECT token FROM leasehold_leaders WHERE name = ?1")
             .bind(&p.leader.name)

@@ -2,24 +2,25 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::json;
 use sqlx::{Row, SqliteExecutor, SqlitePool};
-use tokio::sync::broadcast;
 
 use leasehold_core::params::duration_ms;
 use leasehold_core::*;
 
 use crate::db;
+use crate::local::{FileLocal, for_file};
 use crate::open::{SqliteOptions, open_checked, url_path};
 use crate::rows::{ClaimRow, TaskRow, parse_id, parse_state};
-use crate::wakeup::{SqliteWakeup, channel_for};
+use crate::wakeup::SqliteWakeup;
 
 /// The SQLite task store. Cheap to clone: it shares one pool and one wake-up channel.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    hints: broadcast::Sender<String>,
+    local: Arc<FileLocal>,
 }
 
 impl SqliteStore {
@@ -36,7 +37,7 @@ impl SqliteStore {
     pub async fn open_with(path: impl AsRef<Path>, opts: &SqliteOptions) -> Result<Self> {
         let path = path.as_ref();
         let pool = open_checked(path, opts).await?;
-        let store = Self { hints: channel_for(path), pool };
+        let store = Self { local: for_file(path), pool };
         store.migrate().await?;
         Ok(store)
     }
@@ -50,8 +51,8 @@ impl SqliteStore {
     /// Wraps an existing pool (the application's own, in WAL mode with a busy timeout). Run
     /// [`SqliteStore::migrate`] once before use.
     pub fn from_pool(pool: SqlitePool) -> Self {
-        let hints = channel_for(pool.connect_options().get_filename());
-        Self { pool, hints }
+        let local = for_file(pool.connect_options().get_filename());
+        Self { pool, local }
     }
 
     /// Applies leasehold's migrations.
@@ -70,10 +71,16 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
     }
 
+    /// Waits for this process's other writes to the file to finish (see `local.rs`); held until the
+    /// write commits.
+    pub(crate) async fn writing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.local.writer.lock().await
+    }
+
     pub(crate) fn hint(&self, queues: impl IntoIterator<Item = String>) {
         let unique: HashSet<String> = queues.into_iter().collect();
         for q in unique {
-            let _ = self.hints.send(q);
+            let _ = self.local.hints.send(q);
         }
     }
 }
@@ -129,15 +136,27 @@ pub(crate) async fn complete_tasks(
     conn: &mut sqlx::SqliteConnection,
     tasks: &[(TaskLease, Option<serde_json::Value>)],
 ) -> Result<Vec<CompletionStatus>> {
-    let spec: Vec<serde_json::Value> =
-        tasks.iter().map(|(l, r)| json!([l.task_id.0.to_string(), l.fence.0, r.is_some(), r])).collect();
-    let done: HashSet<(String, i64)> = sqlx::query_as(include_str!("sql/task_complete.sql"))
-        .bind(serde_json::to_string(&spec)?)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?
-        .into_iter()
-        .collect();
+    let mut done: HashSet<(String, i64)> = HashSet::with_capacity(tasks.len());
+    let (plain, with_result): (Vec<_>, Vec<_>) = tasks.iter().partition(|(_, r)| r.is_none());
+    if !plain.is_empty() {
+        let spec = json_strings(plain.iter().map(|(l, _)| format!("{}:{}", l.task_id.0, l.fence.0)));
+        let rows: Vec<(String, i64)> = sqlx::query_as(include_str!("sql/task_complete_plain.sql"))
+            .bind(spec)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+        done.extend(rows);
+    }
+    if !with_result.is_empty() {
+        let spec: Vec<serde_json::Value> =
+            with_result.iter().map(|(l, r)| json!([l.task_id.0.to_string(), l.fence.0, true, r])).collect();
+        let rows: Vec<(String, i64)> = sqlx::query_as(include_str!("sql/task_complete.sql"))
+            .bind(serde_json::to_string(&spec)?)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+        done.extend(rows);
+    }
     let key = |l: &TaskLease| (l.task_id.0.to_string(), l.fence.0);
     let rest: Vec<serde_json::Value> = tasks
         .iter()
@@ -170,6 +189,17 @@ pub(crate) async fn complete_tasks(
         .collect())
 }
 
+/// A JSON array of strings that need no escaping (task ids, `id:fence` pairs), written directly.
+fn json_strings<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("[");
+    for (i, item) in items.enumerate() {
+        let _ = write!(out, "{}\"{item}\"", if i == 0 { "" } else { "," });
+    }
+    out.push(']');
+    out
+}
+
 fn lost(lease: TaskLease) -> Error {
     Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }
 }
@@ -196,6 +226,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn task_insert_idempotent(&self, task: NewTask) -> Result<Enqueued> {
+        let _writing = self.writing().await;
         let mut conn = self.pool.acquire().await.map_err(db)?;
         let enqueued = crate::keyed::insert_keyed(&mut conn, &task).await?;
         if !enqueued.existing {
@@ -208,7 +239,10 @@ impl TaskStore for SqliteStore {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = insert_tasks(&self.pool, &tasks).await?;
+        let ids = {
+            let _writing = self.writing().await;
+            insert_tasks(&self.pool, &tasks).await?
+        };
         self.hint(due_queues(&tasks));
         Ok(ids)
     }
@@ -228,6 +262,7 @@ impl TaskStore for SqliteStore {
             return Ok(ClaimBatch::default());
         }
         let asked = std::time::Instant::now();
+        let writing = self.writing().await;
         let mut tx = self.begin().await?;
         // the write lock was free within a few hundred microseconds, or another writer held it
         let contended = asked.elapsed() > CONTENDED_WAIT;
@@ -266,25 +301,25 @@ impl TaskStore for SqliteStore {
         let picked: Vec<(String, bool)> = picked.into_iter().map(|(id, t, _)| (id, t)).collect();
         if picked.is_empty() {
             tx.commit().await.map_err(db)?;
+            drop(writing);
             return Ok(ClaimBatch { tasks: Vec::new(), contended });
         }
         let n = i64::try_from(picked.len()).unwrap_or(i64::MAX);
         let last: i64 =
             sqlx::query_scalar(include_str!("sql/fence_next.sql")).bind(n).fetch_one(&mut *tx).await.map_err(db)?;
-        let first = last - n + 1;
-        let spec: Vec<serde_json::Value> = picked
-            .iter()
-            .zip(first..)
-            .map(|((id, taken_over), fence)| json!([id, fence, i64::from(*taken_over)]))
-            .collect();
+        let ids = json_strings(picked.iter().map(|(id, _)| id));
+        let taken_over = json_strings(picked.iter().filter(|(_, t)| *t).map(|(id, _)| id));
         let mut rows: Vec<ClaimRow> = sqlx::query_as(include_str!("sql/task_claim_update.sql"))
-            .bind(serde_json::to_string(&spec)?)
+            .bind(ids)
             .bind(duration_ms(p.default_lease_ttl))
             .bind(&p.worker_id)
+            .bind(last - n + 1)
+            .bind(taken_over)
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        drop(writing);
         rows.sort_by_key(ClaimRow::fence);
         let taken_over: HashMap<String, bool> = picked.into_iter().collect();
         let tasks = rows
@@ -303,6 +338,7 @@ impl TaskStore for SqliteStore {
         }
         let spec: Vec<serde_json::Value> =
             p.leases.iter().map(|(l, ttl)| json!([l.task_id.0.to_string(), l.fence.0, duration_ms(*ttl)])).collect();
+        let _writing = self.writing().await;
         let rows = sqlx::query(include_str!("sql/lease_renew.sql"))
             .bind(serde_json::to_string(&spec)?)
             .fetch_all(&self.pool)
@@ -316,11 +352,13 @@ impl TaskStore for SqliteStore {
         if p.tasks.is_empty() {
             return Ok(Vec::new());
         }
+        let _writing = self.writing().await;
         let mut conn = self.pool.acquire().await.map_err(db)?;
         complete_tasks(&mut conn, &p.tasks).await
     }
 
     async fn task_retry(&self, p: TaskRetryParams) -> Result<TaskState> {
+        let _writing = self.writing().await;
         let state: Option<String> = sqlx::query_scalar(include_str!("sql/task_retry.sql"))
             .bind(p.lease.task_id.0.to_string())
             .bind(p.lease.fence.0)
@@ -333,6 +371,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn task_snooze(&self, p: TaskSnoozeParams) -> Result<()> {
+        let _writing = self.writing().await;
         let done = sqlx::query(include_str!("sql/task_snooze.sql"))
             .bind(p.lease.task_id.0.to_string())
             .bind(p.lease.fence.0)
@@ -347,6 +386,7 @@ impl TaskStore for SqliteStore {
         if !matches!(p.state, TaskState::Cancelled | TaskState::Discarded) {
             return Err(Error::InvalidInput(format!("a holder cannot finish a task as {}", p.state)));
         }
+        let _writing = self.writing().await;
         let done = sqlx::query(include_str!("sql/task_finish.sql"))
             .bind(p.lease.task_id.0.to_string())
             .bind(p.lease.fence.0)
@@ -364,6 +404,7 @@ impl TaskStore for SqliteStore {
         }
         let spec: Vec<serde_json::Value> =
             p.leases.iter().map(|l| json!([l.task_id.0.to_string(), l.fence.0])).collect();
+        let _writing = self.writing().await;
         let rows = sqlx::query(include_str!("sql/task_release.sql"))
             .bind(serde_json::to_string(&spec)?)
             .bind(i64::from(p.lease_lost))
@@ -375,6 +416,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn task_cancel(&self, p: TaskCancelParams) -> Result<TaskState> {
+        let _writing = self.writing().await;
         let state: Option<String> = sqlx::query_scalar(include_str!("sql/task_cancel.sql"))
             .bind(p.id.0.to_string())
             .fetch_optional(&self.pool)
@@ -404,6 +446,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn task_prune(&self, p: TaskPruneParams) -> Result<u64> {
+        let _writing = self.writing().await;
         let done = sqlx::query(include_str!("sql/task_prune.sql"))
             .bind(duration_ms(p.older_than))
             .bind(i64::from(p.limit))
@@ -426,6 +469,6 @@ impl TaskStore for SqliteStore {
     }
 
     async fn wakeup_subscribe(&self) -> Result<Box<dyn Wakeup>> {
-        Ok(Box::new(SqliteWakeup { rx: self.hints.subscribe() }))
+        Ok(Box::new(SqliteWakeup { rx: self.local.hints.subscribe() }))
     }
 }

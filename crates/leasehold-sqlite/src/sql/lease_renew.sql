@@ -2,7 +2,7 @@
 -- ?1 is a JSON array of [id, fence, ttl_ms]. A lease missing from the answer is lost.
 UPDATE leasehold_tasks AS t
    SET lease_expires_at = n.ms + h.ttl_ms
-  FROM (SELECT value ->> 0 AS id, value ->> 1 AS fence, value ->> 2 AS ttl_ms FROM json_each(?1)) AS h,
+  FROM (SELECT value ->> 0 AS id, value ->> 1 AS fence, value ->> 2 AS ttl_ms FROM jsonb_each(?1)) AS h,
        (SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER) AS ms) AS n
  WHERE t.id = h.id AND t.fence = h.fence AND t.state = 'running'
 RETURNING id, fence

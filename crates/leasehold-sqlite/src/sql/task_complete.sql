@@ -1,7 +1,7 @@
 -- Complete tasks, each fenced by its token. ?1 is a JSON array of [id, fence, has_result, result].
 UPDATE leasehold_tasks AS t
    SET state = 'completed', result = h.result, lease_expires_at = NULL, finalized_at = n.ms
-  FROM (SELECT value ->> 0 AS id, value ->> 1 AS fence, CASE WHEN value ->> 2 THEN json(value -> 3) END AS result FROM json_each(?1)) AS h,
+  FROM (SELECT value ->> 0 AS id, value ->> 1 AS fence, CASE WHEN value ->> 2 THEN json(value -> 3) END AS result FROM jsonb_each(?1)) AS h,
        (SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER) AS ms) AS n
  WHERE t.id = h.id AND t.fence = h.fence AND t.state = 'running'
 RETURNING id, fence

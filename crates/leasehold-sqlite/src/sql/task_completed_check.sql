@@ -2,5 +2,5 @@
 -- transaction).
 SELECT t.id, t.fence
   FROM leasehold_tasks AS t
-  JOIN (SELECT value ->> 0 AS id, value ->> 1 AS fence FROM json_each(?1)) AS h ON t.id = h.id AND t.fence = h.fence
+  JOIN (SELECT value ->> 0 AS id, value ->> 1 AS fence FROM jsonb_each(?1)) AS h ON t.id = h.id AND t.fence = h.fence
  WHERE t.state = 'completed'

@@ -6,7 +6,7 @@ UPDATE leasehold_tasks AS t
        lease_expires_at = NULL,
        attempt = CASE WHEN ?2 THEN t.attempt ELSE t.attempt - 1 END,
        lease_losses = t.lease_losses + ?2
-  FROM (SELECT value ->> 0 AS id, value ->> 1 AS fence FROM json_each(?1)) AS h,
+  FROM (SELECT value ->> 0 AS id, value ->> 1 AS fence FROM jsonb_each(?1)) AS h,
        (SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER) AS ms) AS n
  WHERE t.id = h.id AND t.fence = h.fence AND t.state = 'running'
 RETURNING id, fence, queue
