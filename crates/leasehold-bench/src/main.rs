@@ -164,6 +164,8 @@ const USAGE: &str = "usage: leasehold-bench [--quick] [--growth] [--backlog N] [
                     the CPU each took, nothing else (for profiling); with --sqlite-only, the same on SQLite
   --latency-only N  the LISTEN/NOTIFY floor and leasehold's idle latency, N rounds in alternating order,
                     nothing else (for profiling)
+  --limit-sweep N   the raw claim 100 + complete on a full queue of N jobs with 1 to 32 clients, twice,
+                    nothing else (where the raw limit peaks on this machine)
 
 DATABASE_URL names the PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres); a fresh
 database leasehold_bench is created there and dropped at the end.";
@@ -176,6 +178,7 @@ struct Options {
     backlog: Option<u64>,
     drain_only: Option<u64>,
     latency_only: Option<u64>,
+    limit_sweep: Option<u64>,
     postgres: bool,
     sqlite: bool,
 }
@@ -189,6 +192,7 @@ impl Options {
             backlog: None,
             drain_only: None,
             latency_only: None,
+            limit_sweep: None,
             postgres: true,
             sqlite: true,
         };
@@ -209,6 +213,10 @@ impl Options {
                 "--latency-only" => {
                     let n = args.next().ok_or("--latency-only needs a number of rounds")?;
                     o.latency_only = Some(parse_count(&n)?);
+                }
+                "--limit-sweep" => {
+                    let n = args.next().ok_or("--limit-sweep needs a number of tasks")?;
+                    o.limit_sweep = Some(parse_count(&n)?);
                 }
                 "--sqlite-only" => sqlite_only = true,
                 "-h" | "--help" => return Ok(None),
@@ -263,6 +271,9 @@ async fn run() -> Res<()> {
     }
     if let Some(n) = opts.latency_only {
         return latency_only(n).await;
+    }
+    if let Some(n) = opts.limit_sweep {
+        return limit_sweep(n).await;
     }
     let profile = if opts.quick { QUICK_PROFILE } else { DEFAULT_PROFILE };
     let backlogs: Option<Vec<u64>> = opts.growth.then(|| {
@@ -364,6 +375,31 @@ async fn drain_only(n: u64) -> Res<()> {
         Ok(())
     })
     .await
+}
+
+/// `--limit-sweep N`: the raw limit's claim 100 + complete on a full, vacuumed queue of `N` jobs with 1,
+/// 2, 4, 8, 16 and 32 clients, in two rounds, so that the client count of the drain's limit (8) can be
+/// checked against this machine's best.
+async fn limit_sweep(n: u64) -> Res<()> {
+    const SWEEP: [usize; 6] = [1, 2, 4, 8, 16, 32];
+    let bench_db = BenchDb::create(&pg_url()?).await?;
+    let outcome = async {
+        let pool = bench_db.pool(SWEEP[SWEEP.len() - 1] as u32 + 2, "leasehold-bench-raw").await?;
+        raw::setup(&pool).await?;
+        for round in 1..=2 {
+            for clients in SWEEP {
+                sqlx::query("TRUNCATE bench_raw.jobs").execute(&pool).await?;
+                raw::fill_vacuumed(&pool, n).await?;
+                let rate = raw::claim(&pool, Claim::Hundred, clients, TIMEOUT).await?;
+                println!("round {round}: claim 100 + complete, {clients:>2} clients: {rate:.0} jobs/s");
+            }
+        }
+        pool.close().await;
+        Ok::<_, BoxError>(())
+    }
+    .await;
+    bench_db.drop_database().await?;
+    outcome
 }
 
 /// Runs a phase of `tasks` tasks; answers its figure and, where `/proc` tells, the CPU it took.
