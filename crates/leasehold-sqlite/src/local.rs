@@ -42,3 +42,22 @@ pub(crate) fn for_file(path: &Path) -> Arc<FileLocal> {
         })
         .clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::for_file;
+
+    #[test]
+    fn one_file_named_two_ways_shares_one_state() {
+        let dir = std::env::temp_dir().join(format!("leasehold-local-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a.sqlite");
+        std::fs::write(&file, b"").unwrap();
+        let other = dir.join(".").join("a.sqlite");
+        assert!(Arc::ptr_eq(&for_file(&file), &for_file(&other)));
+        assert!(!Arc::ptr_eq(&for_file(&file), &for_file(&dir.join("b.sqlite"))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
