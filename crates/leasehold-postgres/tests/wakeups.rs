@@ -100,12 +100,28 @@ async fn each_waiter_announces_and_withdraws_for_itself() {
 
 /// An enqueue that raced a worker's announcement (its statement ran before the announcement, so it
 /// notifies nobody, and it committed after the worker's first look for work) is found by the worker's
-/// later look a second after the announcement, not at its next poll two minutes on.
+/// later looks after the announcement, not at its next poll two minutes on.
 #[tokio::test]
 async fn a_task_committed_just_after_a_worker_began_to_wait_runs_before_the_next_poll() {
     use leasehold::Worker;
     use leasehold_testkit::jobs::{Echo, Probe};
     use leasehold_testkit::wait;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    // the worker's claims are counted through the metrics it emits, so the test knows when it looked
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().unwrap();
+    let empty_claims = || {
+        snapshotter.snapshot().into_vec().into_iter().find_map(|(key, _, _, value)| {
+            let key = key.key();
+            let empty = key.labels().any(|l| l.key() == "outcome" && l.value() == "empty");
+            match value {
+                DebugValue::Counter(n) if key.name() == "leasehold_claims_total" && empty => Some(n),
+                _ => None,
+            }
+        })
+    };
 
     let db = TestDb::create().await;
     let store = PgStore::from_pool(db.pool().clone());
@@ -119,17 +135,12 @@ async fn a_task_committed_just_after_a_worker_began_to_wait_runs_before_the_next
         .build()
         .unwrap();
     worker.start().await;
-    wait::until("the worker's announcement", Duration::from_secs(10), || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM leasehold.waiting WHERE until > now()")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-        (n > 0).then_some(())
+    // its first claim finds nothing, it announces, and its look right after finds nothing either: the
+    // insert is not committed yet
+    wait::until("the worker's look after its announcement", Duration::from_secs(10), || async {
+        (empty_claims().unwrap_or(0) >= 2).then_some(())
     })
     .await;
-    // the worker looks for work right after announcing; the commit comes after that look, and before
-    // the one a second after the announcement (a real pause: the race is with the server)
-    tokio::time::sleep(Duration::from_millis(300)).await;
     tx.commit().await.unwrap();
     wait::until("the raced task to run", Duration::from_secs(10), || async {
         (store.task_get(id).await.unwrap().state == TaskState::Completed).then_some(())

@@ -55,8 +55,8 @@ impl SqliteStore {
 
 impl ScheduleStore for SqliteStore {
     async fn leader_acquire(&self, p: LeaderAcquireParams) -> Result<Option<FencingToken>> {
-        let _writing = self.writing().await;
-        let mut tx = self.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *writer, "BEGIN IMMEDIATE").await.map_err(db)?;
         // a new term's token comes from the same counter as the claims' tokens
         let next: i64 = sqlx::query_scalar("UPDATE leasehold_fence SET value = value + 1 WHERE id = 1 RETURNING value")
             .fetch_one(&mut *tx)
@@ -75,11 +75,11 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn leader_release(&self, leader: LeaderToken) -> Result<()> {
-        let _writing = self.writing().await;
+        let mut writer = self.writer().await?;
         sqlx::query("DELETE FROM leasehold_leaders WHERE name = ?1 AND token = ?2")
             .bind(&leader.name)
             .bind(leader.token.0)
-            .execute(self.pool())
+            .execute(&mut *writer)
             .await
             .map_err(db)?;
         Ok(())
@@ -99,26 +99,27 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn schedule_upsert(&self, def: ScheduleDef) -> Result<ScheduleRecord> {
-        let _writing = self.writing().await;
+        let mut writer = self.writer().await?;
         def.compile()?;
         sqlx::query(include_str!("sql/schedule_upsert.sql"))
             .bind(&def.name)
             .bind(serde_json::to_string(&def)?)
             .bind(def.fingerprint())
-            .execute(self.pool())
+            .execute(&mut *writer)
             .await
             .map_err(db)?;
+        drop(writer);
         self.schedule_one(&def.name).await
     }
 
     async fn schedule_retire(&self, keep: Vec<String>) -> Result<()> {
-        let _writing = self.writing().await;
+        let mut writer = self.writer().await?;
         sqlx::query(
             "UPDATE leasehold_schedules SET removed = NOT (name IN (SELECT value FROM json_each(?1)))
               WHERE removed = (name IN (SELECT value FROM json_each(?1)))",
         )
         .bind(serde_json::to_string(&keep)?)
-        .execute(self.pool())
+        .execute(&mut *writer)
         .await
         .map_err(db)?;
         Ok(())
@@ -129,7 +130,7 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn schedule_control(&self, name: &str, action: ScheduleAction) -> Result<ScheduleRecord> {
-        let _writing = self.writing().await;
+        let mut writer = self.writer().await?;
         let sql = match action {
             ScheduleAction::Pause => "UPDATE leasehold_schedules SET paused = 1 WHERE name = ?1",
             ScheduleAction::Resume => {
@@ -141,7 +142,8 @@ impl ScheduleStore for SqliteStore {
                 "UPDATE leasehold_schedules SET trigger_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) WHERE name = ?1"
             }
         };
-        let done = sqlx::query(sql).bind(name).execute(self.pool()).await.map_err(db)?;
+        let done = sqlx::query(sql).bind(name).execute(&mut *writer).await.map_err(db)?;
+        drop(writer);
         if done.rows_affected() == 0 {
             return Err(Error::ScheduleNotFound(name.to_owned()));
         }
@@ -149,8 +151,8 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn schedule_tick_record(&self, p: ScheduleTickParams) -> Result<bool> {
-        let _writing = self.writing().await;
-        let mut tx = self.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *writer, "BEGIN IMMEDIATE").await.map_err(db)?;
         let current: Option<i64> = sqlx::query_scalar("SELECT token FROM leasehold_leaders WHERE name = ?1")
             .bind(&p.leader.name)
             .fetch_optional(&mut *tx)

@@ -71,10 +71,14 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
     }
 
-    /// Waits for this process's other writes to the file to finish (see `local.rs`); held until the
-    /// write commits.
-    pub(crate) async fn writing(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.local.writer.lock().await
+    /// A connection for one of the store's own writes, once this process's other writes to the file
+    /// are done (see `local.rs`). Every write of the store runs on one, so none meets another at
+    /// SQLite's lock; the lock is taken before the connection, so no waiting writer holds one of the
+    /// pool's connections.
+    pub(crate) async fn writer(&self) -> Result<Writer<'_>> {
+        let turn = self.local.writer.lock().await;
+        let conn = self.pool.acquire().await.map_err(db)?;
+        Ok(Writer { conn, _turn: turn })
     }
 
     pub(crate) fn hint(&self, queues: impl IntoIterator<Item = String>) {
@@ -189,6 +193,26 @@ pub(crate) async fn complete_tasks(
         .collect())
 }
 
+/// A connection that holds this process's turn to write the file, until it is dropped (the connection
+/// goes back to the pool first, then the turn passes).
+pub(crate) struct Writer<'a> {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    _turn: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl std::ops::Deref for Writer<'_> {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Writer<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
 /// A JSON array of strings that need no escaping (task ids, `id:fence` pairs), written directly.
 fn json_strings<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
     use std::fmt::Write;
@@ -226,9 +250,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn task_insert_idempotent(&self, task: NewTask) -> Result<Enqueued> {
-        let _writing = self.writing().await;
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        let enqueued = crate::keyed::insert_keyed(&mut conn, &task).await?;
+        let enqueued = crate::keyed::insert_keyed(&mut *self.writer().await?, &task).await?;
         if !enqueued.existing {
             self.hint(due_queues(std::slice::from_ref(&task)));
         }
@@ -239,10 +261,7 @@ impl TaskStore for SqliteStore {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = {
-            let _writing = self.writing().await;
-            insert_tasks(&self.pool, &tasks).await?
-        };
+        let ids = insert_tasks(&mut *self.writer().await?, &tasks).await?;
         self.hint(due_queues(&tasks));
         Ok(ids)
     }
@@ -262,8 +281,8 @@ impl TaskStore for SqliteStore {
             return Ok(ClaimBatch::default());
         }
         let asked = std::time::Instant::now();
-        let writing = self.writing().await;
-        let mut tx = self.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *writer, "BEGIN IMMEDIATE").await.map_err(db)?;
         // the write lock was free within a few hundred microseconds, or another writer held it
         let contended = asked.elapsed() > CONTENDED_WAIT;
         // each queue on its own, then the expired leases; merged in claim order, the first `limit` taken
@@ -301,7 +320,7 @@ impl TaskStore for SqliteStore {
         let picked: Vec<(String, bool)> = picked.into_iter().map(|(id, t, _)| (id, t)).collect();
         if picked.is_empty() {
             tx.commit().await.map_err(db)?;
-            drop(writing);
+            drop(writer);
             return Ok(ClaimBatch { tasks: Vec::new(), contended });
         }
         let n = i64::try_from(picked.len()).unwrap_or(i64::MAX);
@@ -319,7 +338,7 @@ impl TaskStore for SqliteStore {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        drop(writing);
+        drop(writer);
         rows.sort_by_key(ClaimRow::fence);
         let taken_over: HashMap<String, bool> = picked.into_iter().collect();
         let tasks = rows
@@ -338,10 +357,10 @@ impl TaskStore for SqliteStore {
         }
         let spec: Vec<serde_json::Value> =
             p.leases.iter().map(|(l, ttl)| json!([l.task_id.0.to_string(), l.fence.0, duration_ms(*ttl)])).collect();
-        let _writing = self.writing().await;
+        let mut writer = self.writer().await?;
         let rows = sqlx::query(include_str!("sql/lease_renew.sql"))
             .bind(serde_json::to_string(&spec)?)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *writer)
             .await
             .map_err(db)?;
         // SQLite's one write lock serializes renewals with every other writer: nothing is ever busy
@@ -352,31 +371,29 @@ impl TaskStore for SqliteStore {
         if p.tasks.is_empty() {
             return Ok(Vec::new());
         }
-        let _writing = self.writing().await;
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        complete_tasks(&mut conn, &p.tasks).await
+        complete_tasks(&mut *self.writer().await?, &p.tasks).await
     }
 
     async fn task_retry(&self, p: TaskRetryParams) -> Result<TaskState> {
-        let _writing = self.writing().await;
+        let mut writer = self.writer().await?;
         let state: Option<String> = sqlx::query_scalar(include_str!("sql/task_retry.sql"))
             .bind(p.lease.task_id.0.to_string())
             .bind(p.lease.fence.0)
             .bind(truncate_error(&p.error))
             .bind(p.retry_in.map(duration_ms))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *writer)
             .await
             .map_err(db)?;
         parse_state(&state.ok_or_else(|| lost(p.lease))?)
     }
 
     async fn task_snooze(&self, p: TaskSnoozeParams) -> Result<()> {
-        let _writing = self.writing().await;
+        let mut writer = self.writer().await?;
         let done = sqlx::query(include_str!("sql/task_snooze.sql"))
             .bind(p.lease.task_id.0.to_string())
             .bind(p.lease.fence.0)
             .bind(duration_ms(p.delay))
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await
             .map_err(db)?;
         if done.rows_affected() == 0 { Err(lost(p.lease)) } else { Ok(()) }
@@ -386,13 +403,13 @@ impl TaskStore for SqliteStore {
         if !matches!(p.state, TaskState::Cancelled | TaskState::Discarded) {
             return Err(Error::InvalidInput(format!("a holder cannot finish a task as {}", p.state)));
         }
-        let _writing = self.writing().await;
+        let mut writer = self.writer().await?;
         let done = sqlx::query(include_str!("sql/task_finish.sql"))
             .bind(p.lease.task_id.0.to_string())
             .bind(p.lease.fence.0)
             .bind(p.state.as_str())
             .bind(truncate_error(&p.reason))
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await
             .map_err(db)?;
         if done.rows_affected() == 0 { Err(lost(p.lease)) } else { Ok(()) }
@@ -404,11 +421,11 @@ impl TaskStore for SqliteStore {
         }
         let spec: Vec<serde_json::Value> =
             p.leases.iter().map(|l| json!([l.task_id.0.to_string(), l.fence.0])).collect();
-        let _writing = self.writing().await;
+        let mut writer = self.writer().await?;
         let rows = sqlx::query(include_str!("sql/task_release.sql"))
             .bind(serde_json::to_string(&spec)?)
             .bind(i64::from(p.lease_lost))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *writer)
             .await
             .map_err(db)?;
         self.hint(rows.iter().map(|r| r.get::<String, _>("queue")));
@@ -416,12 +433,13 @@ impl TaskStore for SqliteStore {
     }
 
     async fn task_cancel(&self, p: TaskCancelParams) -> Result<TaskState> {
-        let _writing = self.writing().await;
+        let mut writer = self.writer().await?;
         let state: Option<String> = sqlx::query_scalar(include_str!("sql/task_cancel.sql"))
             .bind(p.id.0.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *writer)
             .await
             .map_err(db)?;
+        drop(writer);
         match state {
             Some(s) => parse_state(&s),
             None => Ok(self.task_get(p.id).await?.state),
@@ -446,11 +464,11 @@ impl TaskStore for SqliteStore {
     }
 
     async fn task_prune(&self, p: TaskPruneParams) -> Result<u64> {
-        let _writing = self.writing().await;
+        let mut writer = self.writer().await?;
         let done = sqlx::query(include_str!("sql/task_prune.sql"))
             .bind(duration_ms(p.older_than))
             .bind(i64::from(p.limit))
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await
             .map_err(db)?;
         Ok(done.rows_affected())

@@ -161,8 +161,10 @@ pub(crate) struct Completing<S, St> {
     span: tracing::Span,
 }
 
-impl<S: Send + Sync + 'static, St: Send + Sync + 'static> Settle for Completing<S, St> {
-    fn settle(mut self, status: Result<CompletionStatus>) {
+impl<S, St> Completing<S, St> {
+    /// Counts and records the store's answer, then lets the task go: dropping `done` takes the lease out
+    /// of the active set and frees the task's last slot. Only the first answer counts.
+    fn finish(&mut self, status: Result<CompletionStatus>) {
         let Some(done) = self.done.take() else { return };
         let _in_span = self.span.enter();
         let stats = &done.shared.stats;
@@ -185,16 +187,18 @@ impl<S: Send + Sync + 'static, St: Send + Sync + 'static> Settle for Completing<
             }
         };
         settled(&self.km, outcome, self.started);
-        // `done` drops here: the lease leaves the active set and the task's last slot frees
+    }
+}
+
+impl<S: Send + Sync + 'static, St: Send + Sync + 'static> Settle for Completing<S, St> {
+    fn settle(mut self, status: Result<CompletionStatus>) {
+        self.finish(status);
     }
 }
 
 impl<S, St> Drop for Completing<S, St> {
     fn drop(&mut self) {
-        if let Some(done) = self.done.take() {
-            done.shared.stats.write_errors.inc();
-            self.km.settled("write_failed", self.started.elapsed());
-        }
+        self.finish(Err(Error::database("the worker's completer stopped before the store answered")));
     }
 }
 

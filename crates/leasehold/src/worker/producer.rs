@@ -80,7 +80,8 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
                 }
             }
         }
-        let next_claim = settle_checks.next().map_or(shared.next_claim_at(), |at| at.min(shared.next_claim_at()));
+        let poll = shared.next_claim_at();
+        let next_claim = settle_checks.next().map_or(poll, |at| at.min(poll));
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(next_claim) => settle_checks.passed(Instant::now()),
