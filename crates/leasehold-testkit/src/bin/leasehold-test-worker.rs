@@ -160,7 +160,20 @@ impl Job for Effect {
                 _ = tokio::time::sleep(Duration::from_millis(self.work_ms)) => None,
             };
         }
-        let done = st.complete_with_effect(lease).await;
+        // still noted while the completion waits on the database (a stalled session): the job goes on
+        // like a zombie all the same
+        let complete = st.complete_with_effect(lease);
+        tokio::pin!(complete);
+        let done = match cancelled_ms {
+            Some(_) => complete.await,
+            None => tokio::select! {
+                r = &mut complete => r,
+                at = &mut watch => {
+                    cancelled_ms = Some(at);
+                    complete.await
+                }
+            },
+        };
         let completion = match &done {
             Ok(()) => "completed",
             Err(e) if e.is_lease_lost() => "rejected",
