@@ -2,7 +2,7 @@
 //! measured in the same run, as ratios.
 //!
 //! ```text
-//! cargo run --release -p leasehold-bench -- [--quick] [--growth] [--backlog N] [--sqlite-only] [--pg-only]
+//! cargo run --release -p leasehold-bench -- [--quick] [--growth] [--backlog N]... [--sqlite-only] [--pg-only]
 //! ```
 //!
 //! `DATABASE_URL` names the PostgreSQL server and a database to administer it from (default
@@ -19,12 +19,27 @@
 //! - `raw.rs`: the raw SQL limit on PostgreSQL, a minimal jobs table driven directly through sqlx.
 //! - `framework.rs`: the same figures through leasehold's client, worker and store (generic over the
 //!   store, so SQLite is measured by the same code).
-//! - `sqlite.rs`: SQLite's own limit, and leasehold on SQLite.
+//! - `sqlite.rs`: leasehold on SQLite beside SQLite's own limit; `sqlite_limit.rs`: that limit, a minimal
+//!   jobs table and a lease table driven directly through sqlx.
 //! - `growth.rs`: how cost grows with the backlog and with a pinned MVCC horizon (`--growth`).
 //! - `jobs.rs`: the no-op job and the probe job.
 //! - `timing.rs`: client loops that start together, rates, percentiles, medians.
 //! - `db.rs`: the benchmark database.
 //! - `report.rs`: the figures' names, the tables and the `BENCH_JSON` line.
+
+/// Runs a step of the raw limit and the same step of leasehold's in an order that alternates with the
+/// pass (raw first in odd passes), so that neither side always runs first.
+macro_rules! both {
+    ($pass:expr, $raw:block, $ours:block) => {
+        if $pass % 2 == 1 {
+            $raw
+            $ours
+        } else {
+            $ours
+            $raw
+        }
+    };
+}
 
 mod allocs;
 mod cpu;
@@ -35,6 +50,7 @@ mod jobs;
 mod raw;
 mod report;
 mod sqlite;
+mod sqlite_limit;
 mod timing;
 
 use std::time::{Duration, Instant};
@@ -153,11 +169,12 @@ pub(crate) const SQLITE_CLIENTS: usize = 1;
 /// `--growth`: the small backlog every larger one is compared with.
 pub(crate) const GROWTH_BASE_BACKLOG: u64 = 10_000;
 
-const USAGE: &str = "usage: leasehold-bench [--quick] [--growth] [--backlog N] [--sqlite-only] [--pg-only]
+const USAGE: &str = "usage: leasehold-bench [--quick] [--growth] [--backlog N]... [--sqlite-only] [--pg-only]
 
   --quick           short phases (about a minute in all), to smoke-run the program
   --growth          also measure how cost grows: a backlog of 10k and of a large one, and a pinned MVCC horizon
-  --backlog N       the large backlog of --growth (default 1,000,000; 100,000 with --quick); implies --growth
+  --backlog N       a large backlog of --growth (default 1,000,000; 100,000 with --quick); implies --growth;
+                    give it more than once to measure several (--backlog 1000000 --backlog 10000000)
   --pg-only         PostgreSQL only
   --sqlite-only     SQLite only
   --drain-only N    leasehold's PostgreSQL drain of N tasks and the raw drain of as many, five times, with
@@ -175,7 +192,7 @@ database leasehold_bench is created there and dropped at the end.";
 struct Options {
     quick: bool,
     growth: bool,
-    backlog: Option<u64>,
+    backlogs: Vec<u64>,
     drain_only: Option<u64>,
     latency_only: Option<u64>,
     limit_sweep: Option<u64>,
@@ -189,7 +206,7 @@ impl Options {
         let mut o = Self {
             quick: false,
             growth: false,
-            backlog: None,
+            backlogs: Vec::new(),
             drain_only: None,
             latency_only: None,
             limit_sweep: None,
@@ -203,7 +220,7 @@ impl Options {
                 "--growth" => o.growth = true,
                 "--backlog" => {
                     let n = args.next().ok_or("--backlog needs a number of tasks")?;
-                    o.backlog = Some(parse_count(&n)?);
+                    o.backlogs.push(parse_count(&n)?);
                 }
                 "--pg-only" => pg_only = true,
                 "--drain-only" => {
@@ -221,7 +238,7 @@ impl Options {
                 "--sqlite-only" => sqlite_only = true,
                 "-h" | "--help" => return Ok(None),
                 other => match other.strip_prefix("--backlog=") {
-                    Some(n) => o.backlog = Some(parse_count(n)?),
+                    Some(n) => o.backlogs.push(parse_count(n)?),
                     None => return Err(format!("unknown argument {other:?}\n\n{USAGE}").into()),
                 },
             }
@@ -229,7 +246,13 @@ impl Options {
         if pg_only && sqlite_only {
             return Err("--pg-only and --sqlite-only exclude each other".into());
         }
-        o.growth |= o.backlog.is_some();
+        if let Some(n) = o.backlogs.iter().find(|n| **n < GROWTH_BASE_BACKLOG) {
+            return Err(format!(
+                "--backlog {n} is below the {GROWTH_BASE_BACKLOG} tasks every backlog is compared with"
+            )
+            .into());
+        }
+        o.growth |= !o.backlogs.is_empty();
         o.postgres = !sqlite_only;
         o.sqlite = !pg_only;
         Ok(Some(o))
@@ -277,8 +300,15 @@ async fn run() -> Res<()> {
     }
     let profile = if opts.quick { QUICK_PROFILE } else { DEFAULT_PROFILE };
     let backlogs: Option<Vec<u64>> = opts.growth.then(|| {
-        let large = opts.backlog.unwrap_or(profile.growth_backlog);
-        if large > GROWTH_BASE_BACKLOG { vec![GROWTH_BASE_BACKLOG, large] } else { vec![large] }
+        let mut sizes = opts.backlogs.clone();
+        if sizes.is_empty() {
+            sizes.push(profile.growth_backlog);
+        }
+        // the 10k baseline first, then each larger backlog once, smallest first
+        sizes.push(GROWTH_BASE_BACKLOG);
+        sizes.sort_unstable();
+        sizes.dedup();
+        sizes
     });
     if backlogs.is_some() && !opts.postgres {
         eprintln!("leasehold-bench: --growth measures PostgreSQL only; ignored with --sqlite-only");
@@ -408,20 +438,6 @@ pub(crate) async fn with_cpu(tasks: u64, phase: impl Future<Output = Res<f64>>) 
     let figure = phase.await?;
     let cost = mark.and_then(|m| m.since(tasks)).map_or_else(String::new, |c| format!(" ({c})"));
     Ok((figure, cost))
-}
-
-/// Runs a step of the raw limit and the same step of leasehold's in an order that alternates with the
-/// pass (raw first in odd passes), so that neither side always runs first.
-macro_rules! both {
-    ($pass:expr, $raw:block, $ours:block) => {
-        if $pass % 2 == 1 {
-            $raw
-            $ours
-        } else {
-            $ours
-            $raw
-        }
-    };
 }
 
 /// `--latency-only N`: `N` rounds of the LISTEN/NOTIFY floor and leasehold's idle latency on PostgreSQL,

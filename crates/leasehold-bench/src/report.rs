@@ -82,6 +82,23 @@ pub(crate) mod key {
     pub(crate) const SQ_LH_BATCH: &str = "sqlite.leasehold.enqueue_many_1000";
     /// SQLite: worker drain, jobs/s.
     pub(crate) const SQ_LH_DRAIN: &str = "sqlite.leasehold.drain";
+    /// SQLite: claim 100 + complete with a producer running, jobs/s.
+    pub(crate) const SQ_RAW_STEADY: &str = "sqlite.limit.steady_claim100";
+    /// SQLite: worker with a producer running, jobs/s.
+    pub(crate) const SQ_LH_STEADY: &str = "sqlite.leasehold.steady";
+    /// SQLite: insert, in-process signal, claim of one, ms (p50, p95, p99).
+    pub(crate) const SQ_RAW_SIGNAL: [&str; 3] =
+        ["sqlite.limit.signal_floor_p50_ms", "sqlite.limit.signal_floor_p95_ms", "sqlite.limit.signal_floor_p99_ms"];
+    /// SQLite: idle enqueue-to-start latency, ms (p50, p95, p99).
+    pub(crate) const SQ_LH_LATENCY: [&str; 3] = [
+        "sqlite.leasehold.idle_latency_p50_ms",
+        "sqlite.leasehold.idle_latency_p95_ms",
+        "sqlite.leasehold.idle_latency_p99_ms",
+    ];
+    /// SQLite: lease row acquire + release, 1 client, pairs/s.
+    pub(crate) const SQ_RAW_LEASE_1: &str = "sqlite.limit.lease_pairs_1_client";
+    /// SQLite: leader lease acquire + release, 1 client, pairs/s.
+    pub(crate) const SQ_LH_LEASE_1: &str = "sqlite.leasehold.lease_pairs_1_client";
 }
 
 /// Every figure measured, in the order of the passes.
@@ -384,6 +401,38 @@ pub(crate) fn sqlite_section(p: &Profile) -> Section {
             Unit::Rate,
             key::SQ_LH_ENQUEUE_1,
             key::SQ_RAW_INSERT_1,
+            None,
+        ),
+        Row::new(
+            "sqlite.steady",
+            format!("steady, producer running, jobs/s (worker, concurrency {c} / claim 100 + complete, {n} client)"),
+            Unit::Rate,
+            key::SQ_LH_STEADY,
+            key::SQ_RAW_STEADY,
+            None,
+        ),
+        Row::new(
+            "sqlite.idle_latency_p50",
+            "idle enqueue-to-start latency p50 (floor: insert, in-process signal, claim of one)".to_owned(),
+            Unit::Millis,
+            key::SQ_LH_LATENCY[0],
+            key::SQ_RAW_SIGNAL[0],
+            None,
+        ),
+        Row::new(
+            "sqlite.idle_latency_p99",
+            "idle enqueue-to-start latency p99".to_owned(),
+            Unit::Millis,
+            key::SQ_LH_LATENCY[2],
+            key::SQ_RAW_SIGNAL[2],
+            None,
+        ),
+        Row::new(
+            "sqlite.lease_pairs_1",
+            "lease acquire + release, 1 client, pairs/s (leader lease / lease row)".to_owned(),
+            Unit::Rate,
+            key::SQ_LH_LEASE_1,
+            key::SQ_RAW_LEASE_1,
             None,
         ),
     ];

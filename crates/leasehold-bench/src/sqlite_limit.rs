@@ -1,0 +1,283 @@
+//! SQLite's own limit, measured beside leasehold's SQLite store: a minimal jobs table and a lease
+//! table on a temporary file of their own, driven directly through sqlx with the fewest, plainest
+//! statements that do the work. Every write is its own transaction, or its own `BEGIN IMMEDIATE`
+//! transaction where it reads before it writes (SQLite's way of taking the write lock up front), on a
+//! file in WAL mode with `synchronous = FULL`, as leasehold opens its own.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
+use tokio::sync::mpsc;
+
+use crate::timing::{IDLE, Percentiles, SteadyClock, ms, rate, timed};
+use crate::{BoxError, CHUNK, LATENCY_GAP, LATENCY_WARMUP, LEASE_KEYS, Res, SAMPLE_TIMEOUT, STEADY_MAX_BACKLOG};
+
+/// The limit's minimal jobs table, in SQLite's terms (times in ms since the epoch).
+/// state: 0 = available, 1 = running, 2 = completed.
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE jobs (
+  id               INTEGER PRIMARY KEY,
+  queue            TEXT    NOT NULL DEFAULT 'default',
+  state            INTEGER NOT NULL DEFAULT 0,
+  run_at           INTEGER NOT NULL,
+  lease_expires_at INTEGER,
+  attempt          INTEGER NOT NULL DEFAULT 0,
+  payload          TEXT    NOT NULL DEFAULT '{}'
+);
+CREATE INDEX jobs_available_idx ON jobs (run_at, id) WHERE state = 0;
+CREATE TABLE leases (
+  key        TEXT    PRIMARY KEY,
+  token      INTEGER NOT NULL,
+  owner      TEXT    NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE TABLE lease_seq (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+INSERT INTO lease_seq VALUES (1, 0);";
+
+/// One row, its own transaction.
+const INSERT_ONE: &str = r#"
+INSERT INTO jobs (queue, run_at, payload)
+VALUES ('default', CAST(unixepoch('subsec') * 1000 AS INTEGER), '{"k": 1}')
+RETURNING id"#;
+
+/// 1,000 rows (= [`CHUNK`]) in one statement.
+const INSERT_CHUNK: &str = r#"
+WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 1000)
+INSERT INTO jobs (queue, run_at, payload)
+SELECT 'default', CAST(unixepoch('subsec') * 1000 AS INTEGER), '{"k": 1}' FROM s"#;
+
+/// Claim 100 due jobs with a lease, in a `BEGIN IMMEDIATE` transaction...
+const CLAIM_HUNDRED: &str = "
+UPDATE jobs SET state = 1, attempt = attempt + 1,
+       lease_expires_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) + 30000
+ WHERE id IN (SELECT id FROM jobs
+               WHERE state = 0 AND run_at <= CAST(unixepoch('subsec') * 1000 AS INTEGER)
+               ORDER BY run_at, id LIMIT 100)
+RETURNING id";
+
+/// Claim one due job with a lease (the floor's claim), in a `BEGIN IMMEDIATE` transaction.
+const CLAIM_ONE: &str = "
+UPDATE jobs SET state = 1, attempt = attempt + 1,
+       lease_expires_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) + 30000
+ WHERE id = (SELECT id FROM jobs
+              WHERE state = 0 AND run_at <= CAST(unixepoch('subsec') * 1000 AS INTEGER)
+              ORDER BY run_at, id LIMIT 1)
+RETURNING id";
+
+/// ...then complete it.
+const COMPLETE_ONE: &str = "UPDATE jobs SET state = 2, lease_expires_at = NULL WHERE id = ?1 AND state = 1";
+
+/// ...then complete them in another (`?1` is a JSON array of ids).
+const COMPLETE_MANY: &str =
+    "UPDATE jobs SET state = 2, lease_expires_at = NULL WHERE id IN (SELECT value FROM json_each(?1)) AND state = 1";
+
+/// A lease row's token: the next value of a one-row counter (SQLite has no sequences), in the
+/// acquiring transaction.
+const LEASE_TOKEN: &str = "UPDATE lease_seq SET n = n + 1 WHERE id = 1 RETURNING n";
+
+/// Take the lease `?1` if it is free or expired, with the token `?2`; answers the token, or no row
+/// when another holds it.
+const LEASE_ACQUIRE: &str = "
+INSERT INTO leases AS l (key, token, owner, expires_at)
+VALUES (?1, ?2, 'w', CAST(unixepoch('subsec') * 1000 AS INTEGER) + 30000)
+ON CONFLICT (key) DO UPDATE
+   SET token = excluded.token, owner = excluded.owner, expires_at = excluded.expires_at
+ WHERE l.expires_at < CAST(unixepoch('subsec') * 1000 AS INTEGER)
+RETURNING token";
+
+/// Release the lease, fenced by its token.
+const LEASE_RELEASE: &str = "DELETE FROM leases WHERE key = ?1 AND token = ?2";
+
+/// The limit's pool, opened as leasehold opens its own file: WAL, `synchronous = FULL`, a busy timeout.
+pub(crate) async fn pool(path: &Path) -> Res<SqlitePool> {
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10));
+    Ok(SqlitePoolOptions::new().max_connections(2).connect_with(opts).await?)
+}
+
+/// `total` rows in INSERTs of 1,000 rows each; rows/s.
+pub(crate) async fn insert_batches(pool: &SqlitePool, total: u64) -> Res<f64> {
+    let mut conn = pool.acquire().await?;
+    let statements = total.div_ceil(CHUNK);
+    let started = Instant::now();
+    for _ in 0..statements {
+        sqlx::query(INSERT_CHUNK).execute(&mut *conn).await?;
+    }
+    Ok(rate(statements * CHUNK, started.elapsed()))
+}
+
+/// Single-row INSERTs by one client for `run_for`; rows/s.
+pub(crate) async fn insert_single(pool: &SqlitePool, run_for: Duration) -> Res<f64> {
+    timed(1, run_for, |gate| {
+        let pool = pool.clone();
+        async move {
+            let conn = pool.acquire().await;
+            let deadline = gate.start().await;
+            let mut conn = conn?;
+            let mut rows = 0u64;
+            while Instant::now() < deadline {
+                sqlx::query_scalar::<_, i64>(INSERT_ONE).fetch_one(&mut *conn).await?;
+                rows += 1;
+            }
+            Ok::<_, BoxError>(rows)
+        }
+    })
+    .await
+}
+
+/// Claim 100 + complete by `clients` clients until nothing is left or `run_for` passed; jobs/s.
+pub(crate) async fn claim(pool: &SqlitePool, clients: usize, run_for: Duration) -> Res<f64> {
+    timed(clients, run_for, |gate| {
+        let pool = pool.clone();
+        async move {
+            let conn = pool.acquire().await;
+            let deadline = gate.start().await;
+            let mut conn = conn?;
+            let mut jobs = 0u64;
+            while Instant::now() < deadline {
+                let n = claim_complete(&mut conn).await?;
+                if n == 0 {
+                    break;
+                }
+                jobs += n;
+            }
+            Ok::<_, BoxError>(jobs)
+        }
+    })
+    .await
+}
+
+/// Claim 100 + complete by one client while a producer on another connection inserts chunks of 1,000
+/// whenever fewer than [`STEADY_MAX_BACKLOG`] wait; completed jobs/s over `measure`, after `warmup`.
+pub(crate) async fn steady(pool: &SqlitePool, warmup: Duration, measure: Duration) -> Res<f64> {
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let claimer = {
+        let (pool, done, stop) = (pool.clone(), done.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut conn = pool.acquire().await?;
+            while !stop.load(Ordering::Relaxed) {
+                let n = claim_complete(&mut conn).await?;
+                if n == 0 {
+                    tokio::time::sleep(IDLE).await;
+                }
+                done.fetch_add(n, Ordering::Relaxed);
+            }
+            Ok::<_, BoxError>(())
+        })
+    };
+    let produced = async {
+        let mut conn = pool.acquire().await?;
+        let mut clock = SteadyClock::new(warmup, measure);
+        let mut added = 0u64;
+        while clock.running(done.load(Ordering::Relaxed)) {
+            if added.saturating_sub(done.load(Ordering::Relaxed)) < STEADY_MAX_BACKLOG {
+                sqlx::query(INSERT_CHUNK).execute(&mut *conn).await?;
+                added += CHUNK;
+            } else {
+                tokio::time::sleep(IDLE).await;
+            }
+        }
+        Ok::<_, BoxError>(clock.rate(done.load(Ordering::Relaxed)))
+    }
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    claimer.await??;
+    produced
+}
+
+/// The floor of a wake-up inside one process (SQLite has no LISTEN/NOTIFY; leasehold's SQLite store
+/// wakes its workers in-process): one connection inserts a job, then signals a waiting claimer over a
+/// channel; the claimer claims one job on its own connection. Latency from before the insert was sent
+/// to the claim's answer, in ms.
+pub(crate) async fn signal_floor(pool: &SqlitePool, samples: usize) -> Res<Percentiles> {
+    let (signal, mut signals) = mpsc::unbounded_channel::<()>();
+    let (claimed_tx, mut claimed) = mpsc::unbounded_channel();
+    let mut claimer_conn = pool.acquire().await?;
+    let claimer = tokio::spawn(async move {
+        while signals.recv().await.is_some() {
+            let mut tx = claimer_conn.begin_with("BEGIN IMMEDIATE").await?;
+            let id = sqlx::query_scalar::<_, i64>(CLAIM_ONE).fetch_optional(&mut *tx).await?;
+            tx.commit().await?;
+            let at = Instant::now();
+            if let Some(id) = id {
+                if claimed_tx.send(at).is_err() {
+                    break;
+                }
+                sqlx::query(COMPLETE_ONE).bind(id).execute(&mut *claimer_conn).await?;
+            }
+        }
+        Ok::<_, BoxError>(())
+    });
+
+    let mut conn = pool.acquire().await?;
+    let mut out = Vec::with_capacity(samples);
+    for i in 0..LATENCY_WARMUP + samples {
+        let sent = Instant::now();
+        sqlx::query_scalar::<_, i64>(INSERT_ONE).fetch_one(&mut *conn).await?;
+        signal.send(()).map_err(|_| "the signalled claimer stopped")?;
+        let Some(at) = tokio::time::timeout(SAMPLE_TIMEOUT, claimed.recv()).await? else {
+            return Err(match claimer.await {
+                Ok(Err(e)) => e,
+                _ => "the signalled claimer stopped".into(),
+            });
+        };
+        if i >= LATENCY_WARMUP {
+            out.push(ms(at.saturating_duration_since(sent)));
+        }
+        tokio::time::sleep(LATENCY_GAP).await;
+    }
+    drop(signal);
+    claimer.await??;
+    Ok(Percentiles::of(out))
+}
+
+/// Lease row acquire (the token counter and the upsert in one `BEGIN IMMEDIATE` transaction) + release
+/// pairs on random keys, one client; pairs/s.
+pub(crate) async fn lease_pairs(pool: &SqlitePool, run_for: Duration) -> Res<f64> {
+    timed(1, run_for, |gate| {
+        let pool = pool.clone();
+        async move {
+            let conn = pool.acquire().await;
+            let deadline = gate.start().await;
+            let mut conn = conn?;
+            let mut pairs = 0u64;
+            while Instant::now() < deadline {
+                let key = format!("k{}", rand::random_range(1..=LEASE_KEYS));
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                let next = sqlx::query_scalar::<_, i64>(LEASE_TOKEN).fetch_one(&mut *tx).await?;
+                let token =
+                    sqlx::query_scalar::<_, i64>(LEASE_ACQUIRE).bind(&key).bind(next).fetch_optional(&mut *tx).await?;
+                tx.commit().await?;
+                if let Some(token) = token {
+                    sqlx::query(LEASE_RELEASE).bind(&key).bind(token).execute(&mut *conn).await?;
+                }
+                pairs += 1;
+            }
+            Ok::<_, BoxError>(pairs)
+        }
+    })
+    .await
+}
+
+/// One claim of 100 (committed), then the completion of what it claimed (committed).
+async fn claim_complete(conn: &mut SqliteConnection) -> Res<u64> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let ids: Vec<i64> = sqlx::query_scalar(CLAIM_HUNDRED).fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query(COMPLETE_MANY).bind(serde_json::to_string(&ids)?).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(ids.len() as u64)
+}
