@@ -108,19 +108,27 @@ async fn a_task_committed_just_after_a_worker_began_to_wait_runs_before_the_next
     use leasehold_testkit::wait;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
-    // the worker's claims are counted through the metrics it emits, so the test knows when it looked
+    // the worker's claims are counted through the metrics it emits, so the test knows when it looked;
+    // a snapshot hands over each counter's increments since the previous one, so they are summed here
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     recorder.install().unwrap();
+    let seen_empty = std::sync::atomic::AtomicU64::new(0);
     let empty_claims = || {
-        snapshotter.snapshot().into_vec().into_iter().find_map(|(key, _, _, value)| {
-            let key = key.key();
-            let empty = key.labels().any(|l| l.key() == "outcome" && l.value() == "empty");
-            match value {
-                DebugValue::Counter(n) if key.name() == "leasehold_claims_total" && empty => Some(n),
-                _ => None,
-            }
-        })
+        let new: u64 = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| {
+                let key = key.key();
+                let empty = key.labels().any(|l| l.key() == "outcome" && l.value() == "empty");
+                match value {
+                    DebugValue::Counter(n) if key.name() == "leasehold_claims_total" && empty => Some(n),
+                    _ => None,
+                }
+            })
+            .sum();
+        seen_empty.fetch_add(new, std::sync::atomic::Ordering::Relaxed) + new
     };
 
     let db = TestDb::create().await;
@@ -138,7 +146,7 @@ async fn a_task_committed_just_after_a_worker_began_to_wait_runs_before_the_next
     // its first claim finds nothing, it announces, and its look right after finds nothing either: the
     // insert is not committed yet
     wait::until("the worker's look after its announcement", Duration::from_secs(10), || async {
-        (empty_claims().unwrap_or(0) >= 2).then_some(())
+        (empty_claims() >= 2).then_some(())
     })
     .await;
     tx.commit().await.unwrap();
