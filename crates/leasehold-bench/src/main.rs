@@ -106,7 +106,7 @@ pub(crate) struct Profile {
 }
 
 /// The default profile: a few minutes on two cores.
-const DEFAULT_PROFILE: Profile = Profile {
+pub(crate) const DEFAULT_PROFILE: Profile = Profile {
     name: "default",
     passes: 3,
     phase: Duration::from_secs(2),
@@ -180,7 +180,8 @@ const USAGE: &str = "usage: leasehold-bench [--quick] [--growth] [--backlog N]..
   --drain-only N    leasehold's PostgreSQL drain of N tasks and the raw drain of as many, five times, with
                     the CPU each took, nothing else (for profiling); with --sqlite-only, the same on SQLite
   --latency-only N  the LISTEN/NOTIFY floor and leasehold's idle latency, N rounds in alternating order,
-                    nothing else (for profiling)
+                    nothing else (for profiling); with --sqlite-only, the in-process wake-up floor and
+                    leasehold's idle latency on SQLite
   --limit-sweep N   the raw claim 100 + complete on a full queue of N jobs with 1 to 32 clients, twice,
                     nothing else (where the raw limit peaks on this machine)
 
@@ -257,6 +258,18 @@ impl Options {
         o.sqlite = !pg_only;
         Ok(Some(o))
     }
+
+    /// With `--growth`, the backlogs to measure, smallest first: the 10k baseline, then each one named
+    /// by `--backlog` (or `default`) once.
+    fn growth_backlogs(&self, default: u64) -> Option<Vec<u64>> {
+        self.growth.then(|| {
+            let mut sizes = if self.backlogs.is_empty() { vec![default] } else { self.backlogs.clone() };
+            sizes.push(GROWTH_BASE_BACKLOG);
+            sizes.sort_unstable();
+            sizes.dedup();
+            sizes
+        })
+    }
 }
 
 /// A count such as `10000000`, `10_000_000` or `10,000,000`.
@@ -293,23 +306,16 @@ async fn run() -> Res<()> {
         return drain_only(n).await;
     }
     if let Some(n) = opts.latency_only {
+        if !opts.postgres {
+            return sqlite::latency_only(n).await;
+        }
         return latency_only(n).await;
     }
     if let Some(n) = opts.limit_sweep {
         return limit_sweep(n).await;
     }
     let profile = if opts.quick { QUICK_PROFILE } else { DEFAULT_PROFILE };
-    let backlogs: Option<Vec<u64>> = opts.growth.then(|| {
-        let mut sizes = opts.backlogs.clone();
-        if sizes.is_empty() {
-            sizes.push(profile.growth_backlog);
-        }
-        // the 10k baseline first, then each larger backlog once, smallest first
-        sizes.push(GROWTH_BASE_BACKLOG);
-        sizes.sort_unstable();
-        sizes.dedup();
-        sizes
-    });
+    let backlogs = opts.growth_backlogs(profile.growth_backlog);
     if backlogs.is_some() && !opts.postgres {
         eprintln!("leasehold-bench: --growth measures PostgreSQL only; ignored with --sqlite-only");
     }
@@ -632,4 +638,32 @@ async fn measured_drain(
 async fn clean(raw_pool: &PgPool, store: &PgStore) -> Res<()> {
     raw::reset(raw_pool).await?;
     db::truncate_tasks(store.pool()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{GROWTH_BASE_BACKLOG, Options};
+
+    fn parse(args: &[&str]) -> Result<Options, String> {
+        Options::parse(args.iter().map(|a| (*a).to_owned()))
+            .map(|o| o.expect("not a help request"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn each_backlog_named_is_measured_once_after_the_baseline() {
+        let o =
+            parse(&["--pg-only", "--backlog", "10,000,000", "--backlog=1_000_000", "--backlog", "1000000"]).unwrap();
+        assert_eq!(o.growth_backlogs(5), Some(vec![GROWTH_BASE_BACKLOG, 1_000_000, 10_000_000]));
+        let o = parse(&["--growth"]).unwrap();
+        assert_eq!(o.growth_backlogs(1_000_000), Some(vec![GROWTH_BASE_BACKLOG, 1_000_000]));
+        assert_eq!(parse(&[]).unwrap().growth_backlogs(1_000_000), None);
+    }
+
+    #[test]
+    fn a_backlog_below_the_baseline_is_refused() {
+        let e = parse(&["--backlog", "5000"]).unwrap_err();
+        assert!(e.contains("below the 10000 tasks"), "{e}");
+        assert!(parse(&["--backlog", "0"]).is_err());
+    }
 }

@@ -131,6 +131,34 @@ pub(crate) async fn drain_only(n: u64) -> Res<()> {
     Ok(())
 }
 
+/// `--latency-only N --sqlite-only`: `N` rounds of the in-process wake-up floor and leasehold's idle
+/// latency on SQLite, in alternating order, each on fresh files; the medians of the rounds' p50s.
+pub(crate) async fn latency_only(rounds: u64) -> Res<()> {
+    let raw_path = temp_file("limit");
+    let lh_path = temp_file("leasehold");
+    let samples = crate::DEFAULT_PROFILE.latency_samples;
+    let (mut floor, mut ours) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        remove(&raw_path);
+        remove(&lh_path);
+        let raw = limit::pool(&raw_path).await?;
+        sqlx::raw_sql(limit::SCHEMA).execute(&raw).await?;
+        let store = SqliteStore::open(&lh_path).await?;
+        both!(round, { floor.push(limit::signal_floor(&raw, samples).await?.p50) }, {
+            ours.push(framework::idle_latency(&store, samples).await?.p50)
+        });
+        raw.close().await;
+        store.pool().close().await;
+        let (f, o) = (floor[floor.len() - 1], ours[ours.len() - 1]);
+        println!("round {round}: floor p50 {f:.3} ms, leasehold p50 {o:.3} ms, {:.2}x", o / f);
+    }
+    remove(&raw_path);
+    remove(&lh_path);
+    let (f, o) = (crate::timing::median(&floor), crate::timing::median(&ours));
+    println!("medians: floor p50 {f:.3} ms, leasehold p50 {o:.3} ms, {:.2}x", o / f);
+    Ok(())
+}
+
 /// A temporary database file of this process.
 fn temp_file(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("leasehold-bench-{}-{name}.sqlite", std::process::id()))

@@ -94,7 +94,14 @@ async fn open_pool(path: &Path, opts: &SqliteOptions) -> sqlx::Result<SqlitePool
         .synchronous(if opts.synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
         .busy_timeout(opts.busy_timeout)
         .foreign_keys(true);
-    SqlitePoolOptions::new().max_connections(opts.max_connections).connect_with(connect).await
+    // No liveness ping before each use: a connection to a local file is not lost the way a network one
+    // is, and sqlx's SQLite connection runs on a thread of its own, so each ping is a round trip to
+    // that thread before every statement the store sends through the pool.
+    SqlitePoolOptions::new()
+        .max_connections(opts.max_connections)
+        .test_before_acquire(false)
+        .connect_with(connect)
+        .await
 }
 
 /// The file a `sqlite:` URL names.
