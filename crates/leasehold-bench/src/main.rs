@@ -47,6 +47,7 @@ mod db;
 mod framework;
 mod growth;
 mod jobs;
+mod loops;
 mod raw;
 mod report;
 mod sqlite;

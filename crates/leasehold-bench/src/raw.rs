@@ -4,16 +4,15 @@
 //! its own transaction (autocommit), committed with the server's own durability settings; each client
 //! holds one connection, as a pgbench client does.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::mpsc;
 
-use crate::timing::{IDLE, Percentiles, SteadyClock, ms, rate, timed};
-use crate::{BoxError, CHUNK, LATENCY_GAP, LATENCY_WARMUP, LEASE_KEYS, Res, SAMPLE_TIMEOUT, STEADY_MAX_BACKLOG};
+use crate::loops::{steady_steps, timed_steps};
+use crate::timing::{Percentiles, ms, rate};
+use crate::{CHUNK, LATENCY_GAP, LATENCY_WARMUP, LEASE_KEYS, Res, SAMPLE_TIMEOUT};
 
 /// The limit's tables, in the schema `bench_raw`.
 const SCHEMA: &str = r#"
@@ -156,21 +155,13 @@ pub(crate) async fn fill_vacuumed(pool: &PgPool, n: u64) -> Res<()> {
 
 /// Single-row INSERTs by `clients` clients for `run_for`; rows/s.
 pub(crate) async fn insert_single(pool: &PgPool, clients: usize, run_for: Duration) -> Res<f64> {
-    timed(clients, run_for, |gate| {
-        let pool = pool.clone();
-        async move {
-            let conn = pool.acquire().await;
-            let deadline = gate.start().await;
-            let mut conn = conn?;
-            let mut rows = 0u64;
-            while Instant::now() < deadline {
-                sqlx::query_scalar::<_, i64>(INSERT_ONE).fetch_one(&mut *conn).await?;
-                rows += 1;
-            }
-            Ok::<_, BoxError>(rows)
-        }
-    })
-    .await
+    timed_steps(pool, clients, run_for, |conn| Box::pin(insert_one(conn))).await
+}
+
+/// One single-row INSERT; answers 1.
+async fn insert_one(conn: &mut PgConnection) -> Res<u64> {
+    sqlx::query_scalar::<_, i64>(INSERT_ONE).fetch_one(&mut *conn).await?;
+    Ok(1)
 }
 
 /// `total` rows in INSERTs of 1,000 rows each, one client; rows/s.
@@ -187,25 +178,7 @@ pub(crate) async fn insert_batches(pool: &PgPool, total: u64) -> Res<f64> {
 /// Claims and completes jobs of `size` per claim with `clients` clients, until the table has none
 /// left available or `run_for` passed; jobs/s (claims x jobs each, per second).
 pub(crate) async fn claim(pool: &PgPool, size: Claim, clients: usize, run_for: Duration) -> Res<f64> {
-    timed(clients, run_for, |gate| {
-        let pool = pool.clone();
-        async move {
-            let conn = pool.acquire().await;
-            let deadline = gate.start().await;
-            let mut conn = conn?;
-            let mut jobs = 0u64;
-            while Instant::now() < deadline {
-                let n = claim_complete(&mut conn, size).await?;
-                if n == 0 {
-                    // nothing available: what is left is held by the other clients' claims
-                    break;
-                }
-                jobs += n;
-            }
-            Ok::<_, BoxError>(jobs)
-        }
-    })
-    .await
+    timed_steps(pool, clients, run_for, move |conn| Box::pin(claim_complete(conn, size))).await
 }
 
 /// One claim of `size` (committed), then the completion of what it claimed (committed); answers the
@@ -234,45 +207,21 @@ async fn claim_complete(conn: &mut PgConnection, size: Claim) -> Res<u64> {
 /// than [`STEADY_MAX_BACKLOG`] wait; completed jobs/s over `measure`, after `warmup`.
 pub(crate) async fn steady(pool: &PgPool, clients: usize, warmup: Duration, measure: Duration) -> Res<f64> {
     reset(pool).await?;
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let claimers: Vec<_> = (0..clients)
-        .map(|_| {
-            let (pool, done, stop) = (pool.clone(), done.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut conn = pool.acquire().await?;
-                while !stop.load(Ordering::Relaxed) {
-                    let n = claim_complete(&mut conn, Claim::Hundred).await?;
-                    if n == 0 {
-                        tokio::time::sleep(IDLE).await;
-                    }
-                    done.fetch_add(n, Ordering::Relaxed);
-                }
-                Ok::<_, BoxError>(())
-            })
-        })
-        .collect();
+    steady_steps(
+        pool,
+        clients,
+        warmup,
+        measure,
+        |conn| Box::pin(claim_complete(conn, Claim::Hundred)),
+        |conn| Box::pin(insert_chunk(conn)),
+    )
+    .await
+}
 
-    let produced = async {
-        let mut conn = pool.acquire().await?;
-        let mut clock = SteadyClock::new(warmup, measure);
-        let mut added = 0u64;
-        while clock.running(done.load(Ordering::Relaxed)) {
-            if added.saturating_sub(done.load(Ordering::Relaxed)) < STEADY_MAX_BACKLOG {
-                sqlx::query(INSERT_CHUNK).execute(&mut *conn).await?;
-                added += CHUNK;
-            } else {
-                tokio::time::sleep(IDLE).await;
-            }
-        }
-        Ok::<_, BoxError>(clock.rate(done.load(Ordering::Relaxed)))
-    }
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    for c in claimers {
-        c.await??;
-    }
-    produced
+/// One INSERT of [`CHUNK`] rows; answers the rows.
+async fn insert_chunk(conn: &mut PgConnection) -> Res<u64> {
+    sqlx::query(INSERT_CHUNK).execute(&mut *conn).await?;
+    Ok(CHUNK)
 }
 
 /// The LISTEN/NOTIFY floor: one connection inserts a job and notifies in one statement; a listening
@@ -323,21 +272,13 @@ async fn listen_and_claim(mut listener: PgListener, tx: mpsc::UnboundedSender<In
 
 /// Lease row acquire + release pairs on random keys, by `clients` clients; pairs/s.
 pub(crate) async fn lease_pairs(pool: &PgPool, clients: usize, run_for: Duration) -> Res<f64> {
-    timed(clients, run_for, |gate| {
-        let pool = pool.clone();
-        async move {
-            let conn = pool.acquire().await;
-            let deadline = gate.start().await;
-            let mut conn = conn?;
-            let mut pairs = 0u64;
-            while Instant::now() < deadline {
-                let key = format!("k{}", rand::random_range(1..=LEASE_KEYS));
-                let token = sqlx::query_scalar::<_, i64>(LEASE_ACQUIRE).bind(&key).fetch_one(&mut *conn).await?;
-                sqlx::query(LEASE_RELEASE).bind(&key).bind(token).execute(&mut *conn).await?;
-                pairs += 1;
-            }
-            Ok::<_, BoxError>(pairs)
-        }
-    })
-    .await
+    timed_steps(pool, clients, run_for, |conn| Box::pin(lease_pair(conn))).await
+}
+
+/// One lease row acquire on a random key, then its fenced release; answers 1.
+async fn lease_pair(conn: &mut PgConnection) -> Res<u64> {
+    let key = format!("k{}", rand::random_range(1..=LEASE_KEYS));
+    let token = sqlx::query_scalar::<_, i64>(LEASE_ACQUIRE).bind(&key).fetch_one(&mut *conn).await?;
+    sqlx::query(LEASE_RELEASE).bind(&key).bind(token).execute(&mut *conn).await?;
+    Ok(1)
 }

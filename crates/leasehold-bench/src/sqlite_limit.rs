@@ -5,16 +5,15 @@
 //! file in WAL mode with `synchronous = FULL`, as leasehold opens its own.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::mpsc;
 
-use crate::timing::{IDLE, Percentiles, SteadyClock, ms, rate, timed};
-use crate::{BoxError, CHUNK, LATENCY_GAP, LATENCY_WARMUP, LEASE_KEYS, Res, SAMPLE_TIMEOUT, STEADY_MAX_BACKLOG};
+use crate::loops::{steady_steps, timed_steps};
+use crate::timing::{Percentiles, ms, rate};
+use crate::{BoxError, CHUNK, LATENCY_GAP, LATENCY_WARMUP, LEASE_KEYS, Res, SAMPLE_TIMEOUT};
 
 /// The limit's minimal jobs table, in SQLite's terms (times in ms since the epoch).
 /// state: 0 = available, 1 = running, 2 = completed.
@@ -116,82 +115,31 @@ pub(crate) async fn insert_batches(pool: &SqlitePool, total: u64) -> Res<f64> {
 
 /// Single-row INSERTs by one client for `run_for`; rows/s.
 pub(crate) async fn insert_single(pool: &SqlitePool, run_for: Duration) -> Res<f64> {
-    timed(1, run_for, |gate| {
-        let pool = pool.clone();
-        async move {
-            let conn = pool.acquire().await;
-            let deadline = gate.start().await;
-            let mut conn = conn?;
-            let mut rows = 0u64;
-            while Instant::now() < deadline {
-                sqlx::query_scalar::<_, i64>(INSERT_ONE).fetch_one(&mut *conn).await?;
-                rows += 1;
-            }
-            Ok::<_, BoxError>(rows)
-        }
-    })
-    .await
+    timed_steps(pool, 1, run_for, |conn| Box::pin(insert_one(conn))).await
+}
+
+/// One single-row INSERT; answers 1.
+async fn insert_one(conn: &mut SqliteConnection) -> Res<u64> {
+    sqlx::query_scalar::<_, i64>(INSERT_ONE).fetch_one(&mut *conn).await?;
+    Ok(1)
 }
 
 /// Claim 100 + complete by `clients` clients until nothing is left or `run_for` passed; jobs/s.
 pub(crate) async fn claim(pool: &SqlitePool, clients: usize, run_for: Duration) -> Res<f64> {
-    timed(clients, run_for, |gate| {
-        let pool = pool.clone();
-        async move {
-            let conn = pool.acquire().await;
-            let deadline = gate.start().await;
-            let mut conn = conn?;
-            let mut jobs = 0u64;
-            while Instant::now() < deadline {
-                let n = claim_complete(&mut conn).await?;
-                if n == 0 {
-                    break;
-                }
-                jobs += n;
-            }
-            Ok::<_, BoxError>(jobs)
-        }
-    })
-    .await
+    timed_steps(pool, clients, run_for, |conn| Box::pin(claim_complete(conn))).await
 }
 
 /// Claim 100 + complete by one client while a producer on another connection inserts chunks of 1,000
 /// whenever fewer than [`STEADY_MAX_BACKLOG`] wait; completed jobs/s over `measure`, after `warmup`.
 pub(crate) async fn steady(pool: &SqlitePool, warmup: Duration, measure: Duration) -> Res<f64> {
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let claimer = {
-        let (pool, done, stop) = (pool.clone(), done.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut conn = pool.acquire().await?;
-            while !stop.load(Ordering::Relaxed) {
-                let n = claim_complete(&mut conn).await?;
-                if n == 0 {
-                    tokio::time::sleep(IDLE).await;
-                }
-                done.fetch_add(n, Ordering::Relaxed);
-            }
-            Ok::<_, BoxError>(())
-        })
-    };
-    let produced = async {
-        let mut conn = pool.acquire().await?;
-        let mut clock = SteadyClock::new(warmup, measure);
-        let mut added = 0u64;
-        while clock.running(done.load(Ordering::Relaxed)) {
-            if added.saturating_sub(done.load(Ordering::Relaxed)) < STEADY_MAX_BACKLOG {
-                sqlx::query(INSERT_CHUNK).execute(&mut *conn).await?;
-                added += CHUNK;
-            } else {
-                tokio::time::sleep(IDLE).await;
-            }
-        }
-        Ok::<_, BoxError>(clock.rate(done.load(Ordering::Relaxed)))
-    }
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    claimer.await??;
-    produced
+    steady_steps(pool, 1, warmup, measure, |conn| Box::pin(claim_complete(conn)), |conn| Box::pin(insert_chunk(conn)))
+        .await
+}
+
+/// One INSERT of [`CHUNK`] rows; answers the rows.
+async fn insert_chunk(conn: &mut SqliteConnection) -> Res<u64> {
+    sqlx::query(INSERT_CHUNK).execute(&mut *conn).await?;
+    Ok(CHUNK)
 }
 
 /// The floor of a wake-up inside one process (SQLite has no LISTEN/NOTIFY; leasehold's SQLite store
@@ -243,29 +191,21 @@ pub(crate) async fn signal_floor(pool: &SqlitePool, samples: usize) -> Res<Perce
 /// Lease row acquire (the token counter and the upsert in one `BEGIN IMMEDIATE` transaction) + release
 /// pairs on random keys, one client; pairs/s.
 pub(crate) async fn lease_pairs(pool: &SqlitePool, run_for: Duration) -> Res<f64> {
-    timed(1, run_for, |gate| {
-        let pool = pool.clone();
-        async move {
-            let conn = pool.acquire().await;
-            let deadline = gate.start().await;
-            let mut conn = conn?;
-            let mut pairs = 0u64;
-            while Instant::now() < deadline {
-                let key = format!("k{}", rand::random_range(1..=LEASE_KEYS));
-                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-                let next = sqlx::query_scalar::<_, i64>(LEASE_TOKEN).fetch_one(&mut *tx).await?;
-                let token =
-                    sqlx::query_scalar::<_, i64>(LEASE_ACQUIRE).bind(&key).bind(next).fetch_optional(&mut *tx).await?;
-                tx.commit().await?;
-                if let Some(token) = token {
-                    sqlx::query(LEASE_RELEASE).bind(&key).bind(token).execute(&mut *conn).await?;
-                }
-                pairs += 1;
-            }
-            Ok::<_, BoxError>(pairs)
-        }
-    })
-    .await
+    timed_steps(pool, 1, run_for, |conn| Box::pin(lease_pair(conn))).await
+}
+
+/// One lease row acquire on a random key (the counter's next token and the upsert in one `BEGIN
+/// IMMEDIATE`), then its fenced release when it was taken; answers 1.
+async fn lease_pair(conn: &mut SqliteConnection) -> Res<u64> {
+    let key = format!("k{}", rand::random_range(1..=LEASE_KEYS));
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let next = sqlx::query_scalar::<_, i64>(LEASE_TOKEN).fetch_one(&mut *tx).await?;
+    let token = sqlx::query_scalar::<_, i64>(LEASE_ACQUIRE).bind(&key).bind(next).fetch_optional(&mut *tx).await?;
+    tx.commit().await?;
+    if let Some(token) = token {
+        sqlx::query(LEASE_RELEASE).bind(&key).bind(token).execute(&mut *conn).await?;
+    }
+    Ok(1)
 }
 
 /// One claim of 100 (committed), then the completion of what it claimed (committed).

@@ -56,7 +56,7 @@ impl SqliteStore {
 impl ScheduleStore for SqliteStore {
     async fn leader_acquire(&self, p: LeaderAcquireParams) -> Result<Option<FencingToken>> {
         let mut writer = self.writer().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, "BEGIN IMMEDIATE").await.map_err(db)?;
+        let mut tx = writer.begin().await?;
         // a new term's token comes from the same counter as the claims' tokens
         let next: i64 = sqlx::query_scalar("UPDATE leasehold_fence SET value = value + 1 WHERE id = 1 RETURNING value")
             .fetch_one(&mut *tx)
@@ -152,7 +152,7 @@ impl ScheduleStore for SqliteStore {
 
     async fn schedule_tick_record(&self, p: ScheduleTickParams) -> Result<bool> {
         let mut writer = self.writer().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, "BEGIN IMMEDIATE").await.map_err(db)?;
+        let mut tx = writer.begin().await?;
         let current: Option<i64> = sqlx::query_scalar("SELECT token FROM leasehold_leaders WHERE name = ?1")
             .bind(&p.leader.name)
             .fetch_optional(&mut *tx)

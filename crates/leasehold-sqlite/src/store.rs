@@ -200,6 +200,14 @@ pub(crate) struct Writer<'a> {
     _turn: tokio::sync::MutexGuard<'a, ()>,
 }
 
+impl Writer<'_> {
+    /// Begins a write transaction on this connection, taking SQLite's write lock at once (`BEGIN
+    /// IMMEDIATE`), as [`SqliteStore::begin`] does on a pooled connection.
+    pub(crate) async fn begin(&mut self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
+        sqlx::Connection::begin_with(&mut *self.conn, "BEGIN IMMEDIATE").await.map_err(db)
+    }
+}
+
 impl std::ops::Deref for Writer<'_> {
     type Target = sqlx::SqliteConnection;
     fn deref(&self) -> &Self::Target {
@@ -282,7 +290,7 @@ impl TaskStore for SqliteStore {
         }
         let asked = std::time::Instant::now();
         let mut writer = self.writer().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, "BEGIN IMMEDIATE").await.map_err(db)?;
+        let mut tx = writer.begin().await?;
         // the write lock was free within a few hundred microseconds, or another writer held it
         let contended = asked.elapsed() > CONTENDED_WAIT;
         // each queue on its own, then the expired leases; merged in claim order, the first `limit` taken

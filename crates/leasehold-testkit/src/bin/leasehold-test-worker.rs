@@ -10,6 +10,8 @@
 //! zombie that ignores cancellation, still tries to record its effect and complete the task in one
 //! fenced transaction, and records whether that was accepted.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -133,6 +135,23 @@ struct Effect {
     work_ms: u64,
 }
 
+/// Runs `work` to its end, noting in `noted` the moment `watch` (the job's cancellation) resolves
+/// meanwhile, unless an earlier moment is noted already.
+async fn noting<T>(
+    work: impl Future<Output = T>,
+    mut watch: Pin<&mut impl Future<Output = i64>>,
+    noted: &mut Option<i64>,
+) -> T {
+    tokio::pin!(work);
+    tokio::select! {
+        r = &mut work => r,
+        at = &mut watch, if noted.is_none() => {
+            *noted = Some(at);
+            work.await
+        }
+    }
+}
+
 impl Job for Effect {
     const KIND: &'static str = "effect";
     type State = State;
@@ -147,13 +166,7 @@ impl Job for Effect {
         };
         tokio::pin!(watch);
         let mut cancelled_ms = None;
-        tokio::select! {
-            r = st.record_start(lease) => r?,
-            at = &mut watch => {
-                cancelled_ms = Some(at);
-                st.record_start(lease).await?;
-            }
-        }
+        noting(st.record_start(lease), watch.as_mut(), &mut cancelled_ms).await?;
         if cancelled_ms.is_none() {
             cancelled_ms = tokio::select! {
                 at = &mut watch => Some(at),
@@ -162,18 +175,7 @@ impl Job for Effect {
         }
         // still noted while the completion waits on the database (a stalled session): the job goes on
         // like a zombie all the same
-        let complete = st.complete_with_effect(lease);
-        tokio::pin!(complete);
-        let done = match cancelled_ms {
-            Some(_) => complete.await,
-            None => tokio::select! {
-                r = &mut complete => r,
-                at = &mut watch => {
-                    cancelled_ms = Some(at);
-                    complete.await
-                }
-            },
-        };
+        let done = noting(st.complete_with_effect(lease), watch.as_mut(), &mut cancelled_ms).await;
         let completion = match &done {
             Ok(()) => "completed",
             Err(e) if e.is_lease_lost() => "rejected",
