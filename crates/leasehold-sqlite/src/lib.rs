@@ -11,6 +11,8 @@
 //! - `keyed.rs`: idempotent enqueue and the record of effects.
 //! - `schedules.rs`: the leader lease, schedules and per-tick ledger of singleton scheduled jobs.
 //! - `rows.rs`: decoding rows into the core records.
+//! - `local.rs`, `writer.rs`: the store's own writes take turns within the process, on one
+//!   connection the store keeps for them.
 //!
 //! Claims run inside `BEGIN IMMEDIATE`, so two processes never pick the same task. Fencing tokens come
 //! from a counter row in the same file, bumped in the claiming transaction. Lease expiry is measured by
@@ -26,6 +28,7 @@ mod schedules;
 mod store;
 pub mod tx;
 mod wakeup;
+mod writer;
 
 pub use leasehold_core::{Error, Result};
 pub use open::{APPLICATION_ID, SqliteOptions};

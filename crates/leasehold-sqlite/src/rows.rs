@@ -26,7 +26,7 @@ pub(crate) fn parse_state(s: &str) -> Result<TaskState, Error> {
     TaskState::parse(s).ok_or_else(|| Error::Schema(format!("unknown task state {s:?} in the database")))
 }
 
-/// One row of a claim's answer, decoded by position in the order of task_claim_update.sql's
+/// One row of a claim's answer, decoded by position in the order of task_claim.sql's
 /// `RETURNING` (a claim decodes hundreds of rows, and looking each column up by name hashed its name).
 pub(crate) struct ClaimRow {
     pub(crate) id: String,
@@ -38,6 +38,8 @@ pub(crate) struct ClaimRow {
     max_attempts: i32,
     lease_ttl_ms: i64,
     run_at: i64,
+    running: bool,
+    taken_over: bool,
 }
 
 impl<'r> FromRow<'r, SqliteRow> for ClaimRow {
@@ -52,6 +54,8 @@ impl<'r> FromRow<'r, SqliteRow> for ClaimRow {
             max_attempts: column(row, 6)?,
             lease_ttl_ms: column(row, 7)?,
             run_at: column(row, 8)?,
+            running: column(row, 9)?,
+            taken_over: column(row, 10)?,
         })
     }
 }
@@ -66,7 +70,7 @@ where
 }
 
 impl ClaimRow {
-    pub(crate) fn into_claimed(self, taken_over: bool) -> Result<ClaimedTask, Error> {
+    pub(crate) fn into_claimed(self) -> Result<ClaimedTask, Error> {
         Ok(ClaimedTask {
             lease: TaskLease { task_id: parse_id(&self.id)?, fence: FencingToken(self.fence) },
             payload: parse_json(&self.payload, "a payload")?,
@@ -76,12 +80,17 @@ impl ClaimRow {
             max_attempts: self.max_attempts,
             lease_ttl: Duration::from_millis(u64::try_from(self.lease_ttl_ms).unwrap_or(0)),
             run_at: ms_to_time(self.run_at),
-            taken_over,
+            taken_over: self.taken_over,
         })
     }
 
     pub(crate) fn fence(&self) -> i64 {
         self.fence
+    }
+
+    /// False for an expired task the claim discarded (it had no attempt left).
+    pub(crate) fn running(&self) -> bool {
+        self.running
     }
 }
 

@@ -1,8 +1,8 @@
 //! [`SqliteStore`]: the task store on a SQLite file.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use sqlx::{Row, SqliteExecutor, SqlitePool};
@@ -15,12 +15,17 @@ use crate::local::{FileLocal, for_file};
 use crate::open::{SqliteOptions, open_checked, url_path};
 use crate::rows::{ClaimRow, TaskRow, parse_id, parse_state};
 use crate::wakeup::SqliteWakeup;
+use crate::writer::{Kept, Writer, kept};
 
 /// The SQLite task store. Cheap to clone: it shares one pool and one wake-up channel.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
     local: Arc<FileLocal>,
+    /// The connection the store's own writes run on (see `writer.rs`).
+    kept: Arc<Kept>,
+    /// The queue sets (as JSON arrays) whose latest claim found work: their next claim skips the peek.
+    busy: Arc<Mutex<HashSet<String>>>,
 }
 
 impl SqliteStore {
@@ -37,7 +42,7 @@ impl SqliteStore {
     pub async fn open_with(path: impl AsRef<Path>, opts: &SqliteOptions) -> Result<Self> {
         let path = path.as_ref();
         let pool = open_checked(path, opts).await?;
-        let store = Self { local: for_file(path), pool };
+        let store = Self { local: for_file(path), pool, kept: kept(), busy: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -52,7 +57,7 @@ impl SqliteStore {
     /// [`SqliteStore::migrate`] once before use.
     pub fn from_pool(pool: SqlitePool) -> Self {
         let local = for_file(pool.connect_options().get_filename());
-        Self { pool, local }
+        Self { pool, local, kept: kept(), busy: Default::default() }
     }
 
     /// Applies leasehold's migrations.
@@ -60,9 +65,19 @@ impl SqliteStore {
         crate::migrate::run(&self.pool).await
     }
 
-    /// The pool, for the application's own queries.
+    /// The pool, for the application's own queries. The store's own writes run on one more
+    /// connection, which it keeps outside the pool (see [`SqliteStore::close`]).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Closes the pool, waiting for its connections still in use, then the connection the store keeps
+    /// for its writes, once the write running on it (if any) has ended; later writes fail. Closing
+    /// only the pool leaves the kept connection open until the store's next write (which fails) or
+    /// until the last clone of the store is dropped.
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.kept.close(&self.local).await;
     }
 
     /// Begins a transaction that takes the write lock at once (`BEGIN IMMEDIATE`), as transactions that
@@ -71,14 +86,11 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
     }
 
-    /// A connection for one of the store's own writes, once this process's other writes to the file
-    /// are done (see `local.rs`). Every write of the store runs on one, so none meets another at
-    /// SQLite's lock; the lock is taken before the connection, so no waiting writer holds one of the
-    /// pool's connections.
+    /// The connection for one of the store's own writes, once this process's other writes to the file
+    /// are done (see `local.rs` and `writer.rs`). Every write of the store runs on it, so none meets
+    /// another at SQLite's lock, and its page cache stays warm between them.
     pub(crate) async fn writer(&self) -> Result<Writer<'_>> {
-        let turn = self.local.writer.lock().await;
-        let conn = self.pool.acquire().await.map_err(db)?;
-        Ok(Writer { conn, _turn: turn })
+        self.kept.writer(&self.pool, &self.local).await
     }
 
     pub(crate) fn hint(&self, queues: impl IntoIterator<Item = String>) {
@@ -193,34 +205,6 @@ pub(crate) async fn complete_tasks(
         .collect())
 }
 
-/// A connection that holds this process's turn to write the file, until it is dropped (the connection
-/// goes back to the pool first, then the turn passes).
-pub(crate) struct Writer<'a> {
-    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
-    _turn: tokio::sync::MutexGuard<'a, ()>,
-}
-
-impl Writer<'_> {
-    /// Begins a write transaction on this connection, taking SQLite's write lock at once (`BEGIN
-    /// IMMEDIATE`), as [`SqliteStore::begin`] does on a pooled connection.
-    pub(crate) async fn begin(&mut self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
-        sqlx::Connection::begin_with(&mut *self.conn, "BEGIN IMMEDIATE").await.map_err(db)
-    }
-}
-
-impl std::ops::Deref for Writer<'_> {
-    type Target = sqlx::SqliteConnection;
-    fn deref(&self) -> &Self::Target {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for Writer<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.conn
-    }
-}
-
 /// A JSON array of strings that need no escaping (task ids, `id:fence` pairs), written directly.
 fn json_strings<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
     use std::fmt::Write;
@@ -241,6 +225,20 @@ fn leases_of(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<TaskLease>> {
         .map(|r| Ok(TaskLease { task_id: parse_id(r.get::<&str, _>("id"))?, fence: FencingToken(r.get("fence")) }))
         .collect()
 }
+
+/// The claim statement for `queues` queues: task_claim.sql with one branch of
+/// task_claim_available.sql per queue, the queues bound from ?5 on.
+fn claim_sql(queues: usize) -> String {
+    let placeholders: Vec<String> = (0..queues).map(|i| format!("?{}", i + 5)).collect();
+    let available: Vec<String> =
+        placeholders.iter().map(|q| include_str!("sql/task_claim_available.sql").replace("{queue}", q)).collect();
+    include_str!("sql/task_claim.sql")
+        .replace("{available}", &available.join("    UNION ALL\n"))
+        .replace("{queues}", &placeholders.join(", "))
+}
+
+/// The queue sets whose latest claim found work are remembered up to this many (a process has a few).
+const MAX_BUSY_QUEUE_SETS: usize = 64;
 
 /// A claim that waited longer than this for the write lock counts as contended.
 const CONTENDED_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
@@ -279,83 +277,51 @@ impl TaskStore for SqliteStore {
             return Ok(ClaimBatch::default());
         }
         let queues = serde_json::to_string(&p.queues)?;
-        // a cheap read first, so idle polling never takes the write lock
-        let any: bool = sqlx::query_scalar(include_str!("sql/task_claim_peek.sql"))
-            .bind(&queues)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
-        if !any {
-            return Ok(ClaimBatch::default());
+        // a cheap read first, so idle polling never takes the write lock; skipped while the previous
+        // claim of these queues found work, since a busy worker's next claim almost always does too
+        let busy = self.busy.lock().unwrap().contains(&queues);
+        if !busy {
+            let any: bool = sqlx::query_scalar(include_str!("sql/task_claim_peek.sql"))
+                .bind(&queues)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+            if !any {
+                return Ok(ClaimBatch::default());
+            }
         }
         let asked = std::time::Instant::now();
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await?;
         // the write lock was free within a few hundred microseconds, or another writer held it
         let contended = asked.elapsed() > CONTENDED_WAIT;
-        // each queue on its own, then the expired leases; merged in claim order, the first `limit` taken
-        let mut candidates: Vec<(i16, i64, String, bool, bool)> = Vec::new();
-        for queue in &p.queues {
-            let rows: Vec<(String, i16, i64)> = sqlx::query_as(include_str!("sql/task_claim_available.sql"))
-                .bind(queue)
-                .bind(i64::from(p.limit))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db)?;
-            candidates.extend(rows.into_iter().map(|(id, prio, run_at)| (prio, run_at, id, false, false)));
-        }
-        let expired: Vec<(String, i16, i64, bool)> = sqlx::query_as(include_str!("sql/task_claim_expired.sql"))
-            .bind(&queues)
+        let mut q = sqlx::query_as::<_, ClaimRow>(sqlx::AssertSqlSafe(claim_sql(p.queues.len())))
             .bind(i64::from(p.limit))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-        candidates.extend(expired.into_iter().map(|(id, prio, run_at, exhausted)| (prio, run_at, id, true, exhausted)));
-        candidates.sort();
-        candidates.truncate(p.limit as usize);
-        let selected: Vec<(String, bool, bool)> =
-            candidates.into_iter().map(|(_, _, id, taken_over, exhausted)| (id, taken_over, exhausted)).collect();
-        let (exhausted, picked): (Vec<_>, Vec<_>) = selected.into_iter().partition(|(_, _, exhausted)| *exhausted);
-        if !exhausted.is_empty() {
-            let ids: Vec<&str> = exhausted.iter().map(|(id, _, _)| id.as_str()).collect();
-            sqlx::query(include_str!("sql/task_discard_exhausted.sql"))
-                .bind(serde_json::to_string(&ids)?)
-                .bind(LEASE_LOST_ON_LAST_ATTEMPT)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        let picked: Vec<(String, bool)> = picked.into_iter().map(|(id, t, _)| (id, t)).collect();
-        if picked.is_empty() {
-            tx.commit().await.map_err(db)?;
-            drop(writer);
-            return Ok(ClaimBatch { tasks: Vec::new(), contended });
-        }
-        let n = i64::try_from(picked.len()).unwrap_or(i64::MAX);
-        let last: i64 =
-            sqlx::query_scalar(include_str!("sql/fence_next.sql")).bind(n).fetch_one(&mut *tx).await.map_err(db)?;
-        let ids = json_strings(picked.iter().map(|(id, _)| id));
-        let taken_over = json_strings(picked.iter().filter(|(_, t)| *t).map(|(id, _)| id));
-        let mut rows: Vec<ClaimRow> = sqlx::query_as(include_str!("sql/task_claim_update.sql"))
-            .bind(ids)
             .bind(duration_ms(p.default_lease_ttl))
             .bind(&p.worker_id)
-            .bind(last - n + 1)
-            .bind(taken_over)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
+            .bind(LEASE_LOST_ON_LAST_ATTEMPT);
+        for queue in &p.queues {
+            q = q.bind(queue);
+        }
+        let mut rows: Vec<ClaimRow> = q.fetch_all(&mut *tx).await.map_err(db)?;
+        if !rows.is_empty() {
+            let ranks = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+            sqlx::query(include_str!("sql/fence_advance.sql")).bind(ranks).execute(&mut *tx).await.map_err(db)?;
+        }
         tx.commit().await.map_err(db)?;
         drop(writer);
+        {
+            let mut busy = self.busy.lock().unwrap();
+            if rows.is_empty() {
+                busy.remove(&queues);
+            } else if busy.len() < MAX_BUSY_QUEUE_SETS {
+                busy.insert(queues);
+            }
+        }
+        // the exhausted tasks were discarded, not claimed
+        rows.retain(ClaimRow::running);
         rows.sort_by_key(ClaimRow::fence);
-        let taken_over: HashMap<String, bool> = picked.into_iter().collect();
-        let tasks = rows
-            .into_iter()
-            .map(|r| {
-                let t = taken_over.get(&r.id).copied().unwrap_or(false);
-                r.into_claimed(t)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let tasks = rows.into_iter().map(ClaimRow::into_claimed).collect::<Result<Vec<_>>>()?;
         Ok(ClaimBatch { tasks, contended })
     }
 

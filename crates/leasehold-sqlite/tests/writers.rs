@@ -53,3 +53,27 @@ async fn a_store_write_waits_for_the_applications_transaction() {
         assert_eq!(store.task_get(id).await.unwrap().state, TaskState::Available);
     }
 }
+
+/// The store's writes run on one connection it keeps outside the pool: a write whose caller gave up
+/// while it waited for SQLite's lock leaves that connection usable for the next write, and once the
+/// store is closed its writes fail with an error instead of reopening a connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kept_write_connection_survives_a_cancelled_write_and_closes_with_the_store() {
+    let file = TestFile::create().await;
+    let s = SqliteStore::open(file.path()).await.unwrap();
+    // an application transaction holds SQLite's lock, so the store's batch waits inside its statement
+    let mut app = s.begin().await.unwrap();
+    sqlx::query("UPDATE leasehold_fence SET value = value WHERE id = 1").execute(&mut *app).await.unwrap();
+    let batch = (0..50).map(task).collect::<Vec<_>>();
+    let cancelled = tokio::time::timeout(Duration::from_millis(200), s.task_insert_many(batch)).await;
+    assert!(cancelled.is_err(), "the batch should still be waiting for SQLite's lock");
+    app.rollback().await.unwrap();
+    let id = s.task_insert(task(1)).await.unwrap();
+    assert_eq!(s.task_get(id).await.unwrap().state, TaskState::Available);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM leasehold_tasks").fetch_one(s.pool()).await.unwrap();
+    assert!(n == 1 || n == 51, "the cancelled batch landed whole or not at all, not {n} tasks");
+    s.close().await;
+    let err =
+        tokio::time::timeout(Duration::from_secs(5), s.task_insert(task(2))).await.expect("a write after close hung");
+    assert!(err.is_err(), "a write after close succeeded");
+}

@@ -1,8 +1,8 @@
--- Inside BEGIN IMMEDIATE: due available tasks of the queue ?1, at most ?2, in claim order. One queue per
--- statement, so the read follows the available index (queue, priority, run_at, id) and touches about ?2
--- entries however long the backlog.
-SELECT id, priority, run_at
-  FROM leasehold_tasks INDEXED BY leasehold_tasks_available_idx
- WHERE queue = ?1 AND state = 'available' AND run_at <= CAST(unixepoch('subsec') * 1000 AS INTEGER)
- ORDER BY priority, run_at, id
- LIMIT ?2
+-- One branch of task_claim.sql's candidates: the due available tasks of one queue (its placeholder is
+-- written in by store.rs), at most ?1, in claim order.
+SELECT * FROM (
+        SELECT t.id, t.priority, t.run_at, 0 AS taken_over, 0 AS exhausted
+          FROM leasehold_tasks AS t INDEXED BY leasehold_tasks_available_idx, n
+         WHERE t.queue = {queue} AND t.state = 'available' AND t.run_at <= n.ms
+         ORDER BY t.priority, t.run_at, t.id
+         LIMIT ?1)

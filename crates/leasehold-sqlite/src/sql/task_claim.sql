@@ -1,0 +1,48 @@
+-- Inside BEGIN IMMEDIATE: claim up to ?1 tasks of the queues bound from ?5 on (store.rs writes one
+-- placeholder per queue into the statement's text): due available tasks, and running tasks whose lease expired
+-- on SQLite's clock (a crashed or paused holder). Every claimed task gets a token: the counter's value
+-- plus its rank in claim order; the caller then moves the counter past the ranks it used
+-- (fence_advance.sql). An expired task with no attempt left is discarded instead, with the error ?4 (its
+-- holder kept crashing or stalling); it comes back with `running` false and the caller drops it.
+-- ?2 the default lease ttl in ms, ?3 the worker id.
+-- One statement, where a claim was once five (a read per queue, the expired leases, the counter, the
+-- update): sqlx hands each statement, and each row of its answer, between threads.
+-- Each queue is read on its own (one branch of task_claim_available.sql per queue), in the order of the available index
+-- (queue, priority, run_at, id), so a claim touches about ?1 index entries however long the backlog.
+-- `taken` holds the picks taken over from an expired lease (almost always none): RETURNING sees only
+-- the updated table, so it looks them up there.
+-- The answer's columns are decoded by position (rows.rs, ClaimRow): keep their order.
+WITH n AS MATERIALIZED (
+    SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER) AS ms
+), candidates AS (
+    {available}
+    UNION ALL
+    SELECT * FROM (
+        SELECT t.id, t.priority, t.run_at, 1 AS taken_over, t.attempt >= t.max_attempts AS exhausted
+          FROM leasehold_tasks AS t INDEXED BY leasehold_tasks_lease_expiry_idx, n
+         WHERE t.state = 'running' AND t.lease_expires_at < n.ms AND t.queue IN ({queues})
+         ORDER BY t.lease_expires_at
+         LIMIT ?1)
+), picked AS MATERIALIZED (
+    SELECT id, taken_over, exhausted, row_number() OVER (ORDER BY priority, run_at, id) AS rank
+      FROM candidates
+     ORDER BY priority, run_at, id
+     LIMIT ?1
+), taken AS MATERIALIZED (
+    SELECT id AS taken_id FROM picked WHERE taken_over
+)
+UPDATE leasehold_tasks AS t
+   SET state = CASE WHEN p.exhausted THEN 'discarded' ELSE 'running' END,
+       attempt = CASE WHEN p.exhausted THEN t.attempt ELSE t.attempt + 1 END,
+       fence = CASE WHEN p.exhausted THEN t.fence ELSE f.value + p.rank END,
+       lease_expires_at = CASE WHEN p.exhausted THEN NULL ELSE n.ms + coalesce(t.lease_ttl_ms, ?2) END,
+       claimed_by = CASE WHEN p.exhausted THEN t.claimed_by ELSE ?3 END,
+       lease_losses = t.lease_losses + p.taken_over,
+       errors = CASE WHEN p.exhausted
+                     THEN json_insert(t.errors, '$[#]', json_object('attempt', t.attempt, 'at', n.ms, 'message', ?4))
+                     ELSE t.errors END,
+       finalized_at = CASE WHEN p.exhausted THEN n.ms ELSE t.finalized_at END
+  FROM picked AS p, n, leasehold_fence AS f
+ WHERE t.id = p.id AND f.id = 1
+RETURNING id, fence, kind, queue, payload, attempt, max_attempts, coalesce(lease_ttl_ms, ?2) AS lease_ttl_ms, run_at,
+          state = 'running' AS running, EXISTS (SELECT 1 FROM taken WHERE taken_id = id) AS taken_over

@@ -1,0 +1,115 @@
+//! The connection the store's own writes run on.
+//!
+//! Within one process, the store's writes take turns on an in-process lock (see `local.rs`), and each
+//! runs on a connection the store keeps for them, outside the pool, rather than on whichever of the
+//! pool's connections is idle. Every SQLite connection has a page cache of its own, which it must throw
+//! away when it finds that another connection wrote the file since it last looked. Writes spread over
+//! the pool's connections (sqlx lends its idle connections in turn) each began with a cold cache and
+//! read back from the file the pages of the tables and indexes they were about to change: a drain of
+//! 20,000 tasks read about 8,800 pages with `pread`, where SQLite's own limit, on one connection, read
+//! 730. sqlx also checks a connection it is handed back with a round trip to the connection's thread,
+//! which a kept connection never pays.
+//!
+//! The kept connection comes from the pool and is detached from it, so it does not count against the
+//! pool's size: the store opens at most one more connection than the pool's maximum. Once the pool is
+//! closed the kept connection is closed too, and writes fail as the pool's statements do. A connection
+//! not used for [`CHECK_AFTER`] is checked before its next write and replaced if it broke.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, SqliteConnection, SqlitePool};
+
+use leasehold_core::Result;
+
+use crate::db;
+use crate::local::FileLocal;
+
+/// How long the kept connection may sit unused before it is checked (a round trip to its thread).
+const CHECK_AFTER: Duration = Duration::from_secs(10);
+
+/// The store's kept connection for its writes (shared by the store's clones) and the time it was
+/// last handed back.
+#[derive(Debug, Default)]
+pub(crate) struct Kept(Mutex<Option<(SqliteConnection, Instant)>>);
+
+/// A connection that holds this process's turn to write the file, until it is dropped (the connection
+/// goes back to the store first, then the turn passes).
+pub(crate) struct Writer<'a> {
+    conn: Option<SqliteConnection>,
+    kept: &'a Kept,
+    _turn: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Kept {
+    /// Waits for this process's turn to write the file, then lends the kept connection (opening it
+    /// first if there is none, or if it broke).
+    pub(crate) async fn writer<'a>(&'a self, pool: &SqlitePool, local: &'a FileLocal) -> Result<Writer<'a>> {
+        let turn = local.writer.lock().await;
+        let taken = self.0.lock().unwrap().take();
+        if pool.is_closed() {
+            drop(taken);
+            return Err(db(sqlx::Error::PoolClosed));
+        }
+        let conn = match taken {
+            Some((conn, at)) if at.elapsed() < CHECK_AFTER => conn,
+            Some((mut conn, _)) => match conn.ping().await {
+                Ok(()) => conn,
+                Err(e) => {
+                    tracing::debug!(error = %e, "the kept SQLite connection broke; opening another");
+                    drop(conn);
+                    pool.acquire().await.map_err(db)?.detach()
+                }
+            },
+            None => pool.acquire().await.map_err(db)?.detach(),
+        };
+        Ok(Writer { conn: Some(conn), kept: self, _turn: turn })
+    }
+
+    /// Closes the kept connection once the write that holds it (if any) has ended. Call it once the
+    /// pool is closed, so that no later write opens another.
+    pub(crate) async fn close(&self, local: &FileLocal) {
+        let _turn = local.writer.lock().await;
+        let taken = self.0.lock().unwrap().take();
+        if let Some((conn, _)) = taken {
+            let _ = conn.close().await;
+        }
+    }
+}
+
+impl Writer<'_> {
+    /// Begins a write transaction on this connection, taking SQLite's write lock at once (`BEGIN
+    /// IMMEDIATE`), as [`crate::SqliteStore::begin`] does on a pooled connection.
+    pub(crate) async fn begin(&mut self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
+        Connection::begin_with(&mut **self, "BEGIN IMMEDIATE").await.map_err(db)
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        // a transaction dropped before its commit queued its rollback on the connection, which runs
+        // before the connection's next statement
+        if let Some(conn) = self.conn.take() {
+            *self.kept.0.lock().unwrap() = Some((conn, Instant::now()));
+        }
+    }
+}
+
+impl Deref for Writer<'_> {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        self.conn.as_ref().expect("a writer holds its connection until dropped")
+    }
+}
+
+impl DerefMut for Writer<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.conn.as_mut().expect("a writer holds its connection until dropped")
+    }
+}
+
+/// The kept connection of a store, shared by its clones.
+pub(crate) fn kept() -> Arc<Kept> {
+    Arc::new(Kept::default())
+}
