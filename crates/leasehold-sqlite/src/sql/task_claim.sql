@@ -9,6 +9,9 @@
 -- update): sqlx hands each statement, and each row of its answer, between threads.
 -- Each queue is read on its own (one branch of task_claim_available.sql per queue), in the order of the available index
 -- (queue, priority, run_at, id), so a claim touches about ?1 index entries however long the backlog.
+-- The reads compare with SQLite's clock itself, not with `n`, so that the comparison bounds the index
+-- range they read (a join with `n` scanned every running task's entry); SQLite reads the clock once per
+-- statement, so every use sees the same time.
 -- `taken` holds the picks taken over from an expired lease (almost always none): RETURNING sees only
 -- the updated table, so it looks them up there.
 -- The answer's columns are decoded by position (rows.rs, ClaimRow): keep their order.
@@ -19,8 +22,9 @@ WITH n AS MATERIALIZED (
     UNION ALL
     SELECT * FROM (
         SELECT t.id, t.priority, t.run_at, 1 AS taken_over, t.attempt >= t.max_attempts AS exhausted
-          FROM leasehold_tasks AS t INDEXED BY leasehold_tasks_lease_expiry_idx, n
-         WHERE t.state = 'running' AND t.lease_expires_at < n.ms AND t.queue IN ({queues})
+          FROM leasehold_tasks AS t INDEXED BY leasehold_tasks_lease_expiry_idx
+         WHERE t.state = 'running' AND t.lease_expires_at < CAST(unixepoch('subsec') * 1000 AS INTEGER)
+           AND t.queue IN ({queues})
          ORDER BY t.lease_expires_at
          LIMIT ?1)
 ), picked AS MATERIALIZED (
