@@ -464,3 +464,41 @@ impl TaskStore for SqliteStore {
         Ok(Box::new(SqliteWakeup { rx: self.local.hints.subscribe() }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{SqliteStore, claim_sql};
+
+    /// Every read of the claim follows its index as a range: each queue's available tasks from the
+    /// queue's first entry, the expired leases up to SQLite's clock. A read that scans (a comparison
+    /// the planner cannot bound) costs every claim one index entry per waiting or running task.
+    #[tokio::test]
+    async fn the_claims_reads_are_index_ranges() {
+        let dir = std::env::temp_dir().join(format!("leasehold-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open(dir.join("plan.sqlite")).await.unwrap();
+        for queues in 1..=3 {
+            let plan = explain(&store, queues).await;
+            let available = plan.iter().filter(|d| d.contains("leasehold_tasks_available_idx (queue=?)")).count();
+            assert_eq!(available, queues, "{plan:#?}");
+            assert!(
+                plan.iter().any(|d| d.contains("leasehold_tasks_lease_expiry_idx (lease_expires_at<?)")),
+                "{plan:#?}"
+            );
+            assert!(!plan.iter().any(|d| d == "SCAN t" || d.starts_with("SCAN t ")), "{plan:#?}");
+        }
+        store.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The claim's plan: the `detail` column of EXPLAIN QUERY PLAN (id, parent, notused, detail).
+    async fn explain(store: &SqliteStore, queues: usize) -> Vec<String> {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", claim_sql(queues))));
+        q = q.bind(10).bind(30_000).bind("w").bind("lost");
+        for i in 0..queues {
+            q = q.bind(format!("q{i}"));
+        }
+        let rows = q.fetch_all(store.pool()).await.unwrap();
+        rows.iter().map(|r| sqlx::Row::get::<String, _>(r, 3)).collect()
+    }
+}
