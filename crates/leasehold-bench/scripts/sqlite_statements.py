@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""What SQLite itself spends on leasehold's claim and completion, against the limit's statements.
+
+Runs the statements of a drain directly through SQLite (Python's binding, one connection, no sqlx, no
+worker), so the figures hold only SQLite's own work: claims of 100 in BEGIN IMMEDIATE, then their
+completion, on a file in WAL mode, for leasehold's schema and statements (read from the repository)
+and for the limit's minimal table (crates/leasehold-bench/src/sqlite_limit.rs). Prints microseconds
+per task for each step, medians of three interleaved rounds, with `synchronous = FULL` (as the store
+opens files) and `OFF` (the statements without the flush).
+
+    pip install pysqlite3-binary   # SQLite 3.42 or later, for unixepoch('subsec')
+    python3 crates/leasehold-bench/scripts/sqlite_statements.py
+"""
+
+import glob
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+
+try:
+    import pysqlite3 as sqlite3
+except ImportError:
+    import sqlite3
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+SQL = os.path.join(ROOT, "crates", "leasehold-sqlite", "src", "sql")
+TASKS = 20_000
+BATCH = 100
+STEPS = ("claim", "commit of the claim", "completion")
+
+LIMIT_SCHEMA = """
+CREATE TABLE jobs (id INTEGER PRIMARY KEY, queue TEXT NOT NULL DEFAULT 'default',
+  state INTEGER NOT NULL DEFAULT 0, run_at INTEGER NOT NULL, lease_expires_at INTEGER,
+  attempt INTEGER NOT NULL DEFAULT 0, payload TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX jobs_available_idx ON jobs (run_at, id) WHERE state = 0;
+"""
+LIMIT_CLAIM = f"""
+UPDATE jobs SET state = 1, attempt = attempt + 1,
+       lease_expires_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) + 30000
+ WHERE id IN (SELECT id FROM jobs WHERE state = 0 AND run_at <= CAST(unixepoch('subsec') * 1000 AS INTEGER)
+               ORDER BY run_at, id LIMIT {BATCH})
+RETURNING id"""
+LIMIT_COMPLETE = "UPDATE jobs SET state = 2, lease_expires_at = NULL WHERE id IN (SELECT value FROM json_each(?1)) AND state = 1"
+
+
+def task_id(i):
+    """A task id in the order leasehold's are made (UUIDv7: time first, so ids made later sort later)."""
+    ms = int(time.time() * 1000)
+    return str(uuid.UUID(int=(ms << 80) | (0x7 << 76) | (2 << 62) | i))
+
+
+def read(name):
+    with open(os.path.join(SQL, name)) as f:
+        return f.read()
+
+
+def open_file(directory, name, synchronous):
+    conn = sqlite3.connect(os.path.join(directory, name), isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    return conn
+
+
+def limit(conn):
+    conn.executescript(LIMIT_SCHEMA)
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO jobs (run_at, payload) VALUES (0, '{\"k\": 1}')", [()] * TASKS)
+    conn.execute("COMMIT")
+    spent, done = [0.0] * 3, 0
+    while done < TASKS:
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        ids = [r[0] for r in conn.execute(LIMIT_CLAIM)]
+        t1 = time.perf_counter()
+        conn.execute("COMMIT")
+        t2 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(LIMIT_COMPLETE, [json.dumps(ids)])
+        conn.execute("COMMIT")
+        t3 = time.perf_counter()
+        for i, s in enumerate((t1 - t0, t2 - t1, t3 - t2)):
+            spent[i] += s
+        done += len(ids)
+    return spent
+
+
+def leasehold(conn):
+    for path in sorted(glob.glob(os.path.join(ROOT, "migrations", "sqlite", "*.sql"))):
+        with open(path) as f:
+            conn.executescript(f.read())
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO leasehold_tasks (id, kind, queue, payload, max_attempts, run_at, created_at) "
+        "VALUES (?, 'noop', 'default', '{\"k\": 1}', 25, 0, 0)",
+        [(task_id(i),) for i in range(TASKS)],
+    )
+    conn.execute("COMMIT")
+    # as store.rs builds it for one queue
+    claim = read("task_claim.sql").replace("{available}", read("task_claim_available.sql").replace("{queue}", "?5"))
+    claim = claim.replace("{queues}", "?5")
+    advance, complete = read("fence_advance.sql"), read("task_complete_plain.sql")
+    spent, done = [0.0] * 3, 0
+    while done < TASKS:
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        rows = conn.execute(claim, [BATCH, 30000, "w", "lost", "default"]).fetchall()
+        t1 = time.perf_counter()
+        conn.execute(advance, [len(rows)])
+        conn.execute("COMMIT")
+        t2 = time.perf_counter()
+        done_now = conn.execute(complete, [json.dumps([f"{r[0]}:{r[1]}" for r in rows])]).fetchall()
+        t3 = time.perf_counter()
+        assert len(done_now) == len(rows), "a completion missed a task"
+        for i, s in enumerate((t1 - t0, t2 - t1, t3 - t2)):
+            spent[i] += s
+        done += len(rows)
+    return spent
+
+
+def main():
+    print(f"SQLite {sqlite3.sqlite_version}; {TASKS} tasks, claims of {BATCH}; us per task, medians of 3 rounds")
+    for synchronous in ("FULL", "OFF"):
+        rounds = {"limit": [], "leasehold": []}
+        for r in range(3):
+            order = [("limit", limit), ("leasehold", leasehold)]
+            if r % 2:
+                order.reverse()
+            for name, run in order:
+                with tempfile.TemporaryDirectory() as d:
+                    conn = open_file(d, f"{name}.sqlite", synchronous)
+                    rounds[name].append(run(conn))
+                    conn.close()
+        print(f"synchronous = {synchronous}")
+        print("| step | limit | leasehold | ratio |")
+        print("|---|---|---|---|")
+        for i, step in enumerate(STEPS):
+            a = statistics.median(x[i] for x in rounds["limit"]) / TASKS * 1e6
+            b = statistics.median(x[i] for x in rounds["leasehold"]) / TASKS * 1e6
+            print(f"| {step} | {a:.1f} | {b:.1f} | {b / a:.1f}x |")
+        a = statistics.median(sum(x) for x in rounds["limit"]) / TASKS * 1e6
+        b = statistics.median(sum(x) for x in rounds["leasehold"]) / TASKS * 1e6
+        print(f"| in all | {a:.1f} | {b:.1f} | {b / a:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
