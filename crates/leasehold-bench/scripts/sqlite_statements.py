@@ -4,7 +4,8 @@
 Runs the statements of a drain directly through SQLite (Python's binding, one connection, no sqlx, no
 worker), so the figures hold only SQLite's own work: claims of 100 in BEGIN IMMEDIATE, then their
 completion, on a file in WAL mode, for leasehold's schema and statements (read from the repository)
-and for the limit's minimal table (crates/leasehold-bench/src/sqlite_limit.rs). Prints microseconds
+and for the limit's minimal table and statements (crates/leasehold-bench/src/sql/sqlite_limit, as
+sqlite_limit.rs runs them). Prints microseconds
 per task for each step, medians of three interleaved rounds, with `synchronous = FULL` (as the store
 opens files) and `OFF` (the statements without the flush).
 
@@ -27,24 +28,10 @@ except ImportError:
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 SQL = os.path.join(ROOT, "crates", "leasehold-sqlite", "src", "sql")
+LIMIT_SQL = os.path.join(ROOT, "crates", "leasehold-bench", "src", "sql", "sqlite_limit")
 TASKS = 20_000
-BATCH = 100
+BATCH = 100  # the limit claims 100 (claim_hundred.sql)
 STEPS = ("claim", "commit of the claim", "completion")
-
-LIMIT_SCHEMA = """
-CREATE TABLE jobs (id INTEGER PRIMARY KEY, queue TEXT NOT NULL DEFAULT 'default',
-  state INTEGER NOT NULL DEFAULT 0, run_at INTEGER NOT NULL, lease_expires_at INTEGER,
-  attempt INTEGER NOT NULL DEFAULT 0, payload TEXT NOT NULL DEFAULT '{}');
-CREATE INDEX jobs_available_idx ON jobs (run_at, id) WHERE state = 0;
-"""
-LIMIT_CLAIM = f"""
-UPDATE jobs SET state = 1, attempt = attempt + 1,
-       lease_expires_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) + 30000
- WHERE id IN (SELECT id FROM jobs WHERE state = 0 AND run_at <= CAST(unixepoch('subsec') * 1000 AS INTEGER)
-               ORDER BY run_at, id LIMIT {BATCH})
-RETURNING id"""
-LIMIT_COMPLETE = "UPDATE jobs SET state = 2, lease_expires_at = NULL WHERE id IN (SELECT value FROM json_each(?1)) AND state = 1"
-
 
 def task_id(i):
     """A task id in the order leasehold's are made (UUIDv7: time first, so ids made later sort later)."""
@@ -52,8 +39,8 @@ def task_id(i):
     return str(uuid.UUID(int=(ms << 80) | (0x7 << 76) | (2 << 62) | i))
 
 
-def read(name):
-    with open(os.path.join(SQL, name)) as f:
+def read(name, directory=SQL):
+    with open(os.path.join(directory, name)) as f:
         return f.read()
 
 
@@ -65,7 +52,8 @@ def open_file(directory, name, synchronous):
 
 
 def limit(conn):
-    conn.executescript(LIMIT_SCHEMA)
+    conn.executescript(read("schema.sql", LIMIT_SQL))
+    claim, complete = read("claim_hundred.sql", LIMIT_SQL), read("complete_many.sql", LIMIT_SQL)
     conn.execute("BEGIN")
     conn.executemany("INSERT INTO jobs (run_at, payload) VALUES (0, '{\"k\": 1}')", [()] * TASKS)
     conn.execute("COMMIT")
@@ -73,12 +61,12 @@ def limit(conn):
     while done < TASKS:
         t0 = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        ids = [r[0] for r in conn.execute(LIMIT_CLAIM)]
+        ids = [r[0] for r in conn.execute(claim)]
         t1 = time.perf_counter()
         conn.execute("COMMIT")
         t2 = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(LIMIT_COMPLETE, [json.dumps(ids)])
+        conn.execute(complete, [json.dumps(ids)])
         conn.execute("COMMIT")
         t3 = time.perf_counter()
         for i, s in enumerate((t1 - t0, t2 - t1, t3 - t2)):

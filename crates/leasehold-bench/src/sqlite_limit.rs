@@ -16,26 +16,9 @@ use crate::timing::{Percentiles, ms, rate};
 use crate::{BoxError, CHUNK, LATENCY_GAP, LATENCY_WARMUP, LEASE_KEYS, Res, SAMPLE_TIMEOUT};
 
 /// The limit's minimal jobs table, in SQLite's terms (times in ms since the epoch).
-/// state: 0 = available, 1 = running, 2 = completed.
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE jobs (
-  id               INTEGER PRIMARY KEY,
-  queue            TEXT    NOT NULL DEFAULT 'default',
-  state            INTEGER NOT NULL DEFAULT 0,
-  run_at           INTEGER NOT NULL,
-  lease_expires_at INTEGER,
-  attempt          INTEGER NOT NULL DEFAULT 0,
-  payload          TEXT    NOT NULL DEFAULT '{}'
-);
-CREATE INDEX jobs_available_idx ON jobs (run_at, id) WHERE state = 0;
-CREATE TABLE leases (
-  key        TEXT    PRIMARY KEY,
-  token      INTEGER NOT NULL,
-  owner      TEXT    NOT NULL,
-  expires_at INTEGER NOT NULL
-);
-CREATE TABLE lease_seq (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
-INSERT INTO lease_seq VALUES (1, 0);";
+/// state: 0 = available, 1 = running, 2 = completed. It and the drain's two statements live in
+/// `sql/sqlite_limit/`, where `scripts/sqlite_statements.py` reads them too.
+pub(crate) const SCHEMA: &str = include_str!("sql/sqlite_limit/schema.sql");
 
 /// One row, its own transaction.
 const INSERT_ONE: &str = r#"
@@ -50,13 +33,7 @@ INSERT INTO jobs (queue, run_at, payload)
 SELECT 'default', CAST(unixepoch('subsec') * 1000 AS INTEGER), '{"k": 1}' FROM s"#;
 
 /// Claim 100 due jobs with a lease, in a `BEGIN IMMEDIATE` transaction...
-const CLAIM_HUNDRED: &str = "
-UPDATE jobs SET state = 1, attempt = attempt + 1,
-       lease_expires_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) + 30000
- WHERE id IN (SELECT id FROM jobs
-               WHERE state = 0 AND run_at <= CAST(unixepoch('subsec') * 1000 AS INTEGER)
-               ORDER BY run_at, id LIMIT 100)
-RETURNING id";
+const CLAIM_HUNDRED: &str = include_str!("sql/sqlite_limit/claim_hundred.sql");
 
 /// Claim one due job with a lease (the floor's claim), in a `BEGIN IMMEDIATE` transaction.
 const CLAIM_ONE: &str = "
@@ -71,8 +48,7 @@ RETURNING id";
 const COMPLETE_ONE: &str = "UPDATE jobs SET state = 2, lease_expires_at = NULL WHERE id = ?1 AND state = 1";
 
 /// ...then complete them in another (`?1` is a JSON array of ids).
-const COMPLETE_MANY: &str =
-    "UPDATE jobs SET state = 2, lease_expires_at = NULL WHERE id IN (SELECT value FROM json_each(?1)) AND state = 1";
+const COMPLETE_MANY: &str = include_str!("sql/sqlite_limit/complete_many.sql");
 
 /// A lease row's token: the next value of a one-row counter (SQLite has no sequences), in the
 /// acquiring transaction.

@@ -1,8 +1,8 @@
 //! [`SqliteStore`]: the task store on a SQLite file.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use serde_json::json;
 use sqlx::{Row, SqliteExecutor, SqlitePool};
@@ -15,7 +15,7 @@ use crate::local::{FileLocal, for_file};
 use crate::open::{SqliteOptions, open_checked, url_path};
 use crate::rows::{ClaimRow, TaskRow, parse_id, parse_state};
 use crate::wakeup::SqliteWakeup;
-use crate::writer::{Kept, Writer, kept};
+use crate::writer::{Kept, Writer};
 
 /// The SQLite task store. Cheap to clone: it shares one pool and one wake-up channel.
 #[derive(Clone, Debug)]
@@ -42,7 +42,7 @@ impl SqliteStore {
     pub async fn open_with(path: impl AsRef<Path>, opts: &SqliteOptions) -> Result<Self> {
         let path = path.as_ref();
         let pool = open_checked(path, opts).await?;
-        let store = Self { local: for_file(path), pool, kept: kept(), busy: Default::default() };
+        let store = Self { local: for_file(path), pool, kept: Default::default(), busy: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -57,7 +57,7 @@ impl SqliteStore {
     /// [`SqliteStore::migrate`] once before use.
     pub fn from_pool(pool: SqlitePool) -> Self {
         let local = for_file(pool.connect_options().get_filename());
-        Self { pool, local, kept: kept(), busy: Default::default() }
+        Self { pool, local, kept: Default::default(), busy: Default::default() }
     }
 
     /// Applies leasehold's migrations.
@@ -227,14 +227,25 @@ fn leases_of(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<TaskLease>> {
 }
 
 /// The claim statement for `queues` queues: task_claim.sql with one branch of
-/// task_claim_available.sql per queue, the queues bound from ?5 on.
-fn claim_sql(queues: usize) -> String {
-    let placeholders: Vec<String> = (0..queues).map(|i| format!("?{}", i + 5)).collect();
-    let available: Vec<String> =
-        placeholders.iter().map(|q| include_str!("sql/task_claim_available.sql").replace("{queue}", q)).collect();
-    include_str!("sql/task_claim.sql")
-        .replace("{available}", &available.join("    UNION ALL\n"))
-        .replace("{queues}", &placeholders.join(", "))
+/// task_claim_available.sql per queue, the queues bound from ?5 on. Written once per number of queues
+/// in the process, not on every claim.
+fn claim_sql(queues: usize) -> Arc<str> {
+    static BY_COUNT: LazyLock<Mutex<HashMap<usize, Arc<str>>>> = LazyLock::new(Default::default);
+    let mut by_count = BY_COUNT.lock().unwrap();
+    by_count
+        .entry(queues)
+        .or_insert_with(|| {
+            let placeholders: Vec<String> = (0..queues).map(|i| format!("?{}", i + 5)).collect();
+            let available: Vec<String> = placeholders
+                .iter()
+                .map(|q| include_str!("sql/task_claim_available.sql").replace("{queue}", q))
+                .collect();
+            include_str!("sql/task_claim.sql")
+                .replace("{available}", &available.join("    UNION ALL\n"))
+                .replace("{queues}", &placeholders.join(", "))
+                .into()
+        })
+        .clone()
 }
 
 /// The queue sets whose latest claim found work are remembered up to this many (a process has a few).
@@ -467,6 +478,8 @@ impl TaskStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use leasehold_testkit::sqlite::TestFile;
+
     use super::{SqliteStore, claim_sql};
 
     /// Every read of the claim follows its index as a range: each queue's available tasks from the
@@ -474,9 +487,8 @@ mod tests {
     /// the planner cannot bound) costs every claim one index entry per waiting or running task.
     #[tokio::test]
     async fn the_claims_reads_are_index_ranges() {
-        let dir = std::env::temp_dir().join(format!("leasehold-plan-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = SqliteStore::open(dir.join("plan.sqlite")).await.unwrap();
+        let file = TestFile::create().await;
+        let store = SqliteStore::open(file.path()).await.unwrap();
         for queues in 1..=3 {
             let plan = explain(&store, queues).await;
             let available = plan.iter().filter(|d| d.contains("leasehold_tasks_available_idx (queue=?)")).count();
@@ -488,7 +500,6 @@ mod tests {
             assert!(!plan.iter().any(|d| d == "SCAN t" || d.starts_with("SCAN t ")), "{plan:#?}");
         }
         store.close().await;
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The claim's plan: the `detail` column of EXPLAIN QUERY PLAN (id, parent, notused, detail).

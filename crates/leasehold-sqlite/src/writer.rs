@@ -16,7 +16,7 @@
 //! not used for [`CHECK_AFTER`] is checked before its next write and replaced if it broke.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, SqliteConnection, SqlitePool};
@@ -107,9 +107,4 @@ impl DerefMut for Writer<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         self.conn.as_mut().expect("a writer holds its connection until dropped")
     }
-}
-
-/// The kept connection of a store, shared by its clones.
-pub(crate) fn kept() -> Arc<Kept> {
-    Arc::new(Kept::default())
 }
