@@ -87,14 +87,14 @@ def leasehold(conn):
     )
     conn.execute("COMMIT")
     # as store.rs builds it for one queue
-    claim = read("task_claim.sql").replace("{available}", read("task_claim_available.sql").replace("{queue}", "?5"))
-    claim = claim.replace("{queues}", "?5")
+    claim = read("task_claim.sql").replace("{available}", read("task_claim_available.sql").replace("{queue}", "?4"))
+    claim = claim.replace("{queues}", "?4").replace("{limit}", str(BATCH))
     advance, complete = read("fence_advance.sql"), read("task_complete_plain.sql")
     spent, done = [0.0] * 3, 0
     while done < TASKS:
         t0 = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        rows = conn.execute(claim, [BATCH, 30000, "w", "lost", "default"]).fetchall()
+        rows = conn.execute(claim, [30000, "w", "lost", "default"]).fetchall()
         t1 = time.perf_counter()
         conn.execute(advance, [len(rows)])
         conn.execute("COMMIT")

@@ -226,27 +226,33 @@ fn leases_of(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<TaskLease>> {
         .collect()
 }
 
-/// The claim statement for `queues` queues: task_claim.sql with one branch of
-/// task_claim_available.sql per queue, the queues bound from ?5 on. Written once per number of queues
-/// in the process, not on every claim.
-fn claim_sql(queues: usize) -> Arc<str> {
-    static BY_COUNT: LazyLock<Mutex<HashMap<usize, Arc<str>>>> = LazyLock::new(Default::default);
-    let mut by_count = BY_COUNT.lock().unwrap();
-    by_count
-        .entry(queues)
-        .or_insert_with(|| {
-            let placeholders: Vec<String> = (0..queues).map(|i| format!("?{}", i + 5)).collect();
-            let available: Vec<String> = placeholders
-                .iter()
-                .map(|q| include_str!("sql/task_claim_available.sql").replace("{queue}", q))
-                .collect();
-            include_str!("sql/task_claim.sql")
-                .replace("{available}", &available.join("    UNION ALL\n"))
-                .replace("{queues}", &placeholders.join(", "))
-                .into()
-        })
-        .clone()
+/// The claim statement for `queues` queues and at most `limit` tasks: task_claim.sql with one branch of
+/// task_claim_available.sql per queue, the queues bound from ?4 on and the limit written in as a number
+/// (see task_claim.sql for why). Written once per shape in the process, not on every claim: the worker
+/// claims in a few sizes (powers of two and halfway between); past `MAX_CLAIM_SHAPES` other shapes are
+/// written for each claim.
+fn claim_sql(queues: usize, limit: u32) -> Arc<str> {
+    static BY_SHAPE: LazyLock<Mutex<HashMap<(usize, u32), Arc<str>>>> = LazyLock::new(Default::default);
+    let mut by_shape = BY_SHAPE.lock().unwrap();
+    if let Some(sql) = by_shape.get(&(queues, limit)) {
+        return sql.clone();
+    }
+    let placeholders: Vec<String> = (0..queues).map(|i| format!("?{}", i + 4)).collect();
+    let available: Vec<String> =
+        placeholders.iter().map(|q| include_str!("sql/task_claim_available.sql").replace("{queue}", q)).collect();
+    let sql: Arc<str> = include_str!("sql/task_claim.sql")
+        .replace("{available}", &available.join("    UNION ALL\n"))
+        .replace("{queues}", &placeholders.join(", "))
+        .replace("{limit}", &limit.to_string())
+        .into();
+    if by_shape.len() < MAX_CLAIM_SHAPES {
+        by_shape.insert((queues, limit), sql.clone());
+    }
+    sql
 }
+
+/// How many claim statements (numbers of queues and limits) a process keeps written.
+const MAX_CLAIM_SHAPES: usize = 256;
 
 /// The queue sets whose latest claim found work are remembered up to this many (a process has a few).
 const MAX_BUSY_QUEUE_SETS: usize = 64;
@@ -306,8 +312,7 @@ impl TaskStore for SqliteStore {
         let mut tx = writer.begin().await?;
         // the write lock was free within a few hundred microseconds, or another writer held it
         let contended = asked.elapsed() > CONTENDED_WAIT;
-        let mut q = sqlx::query_as::<_, ClaimRow>(sqlx::AssertSqlSafe(claim_sql(p.queues.len())))
-            .bind(i64::from(p.limit))
+        let mut q = sqlx::query_as::<_, ClaimRow>(sqlx::AssertSqlSafe(claim_sql(p.queues.len(), p.limit)))
             .bind(duration_ms(p.default_lease_ttl))
             .bind(&p.worker_id)
             .bind(LEASE_LOST_ON_LAST_ATTEMPT);
@@ -502,10 +507,27 @@ mod tests {
         store.close().await;
     }
 
+    /// The claim's limit is part of its text, never a bound value: SQLite re-plans a statement whenever a
+    /// value it planned with is bound anew, and it plans with a bound LIMIT, so a bound limit would make
+    /// every claim parse and plan the whole statement again. Each shape is written once and kept.
+    #[test]
+    fn the_claims_limit_is_written_into_its_text() {
+        for queues in 1..=3 {
+            for limit in [1, 12, 100, 384] {
+                let sql = claim_sql(queues, limit);
+                let code: String = sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect();
+                assert!(!code.contains("LIMIT ?"), "{sql}");
+                assert!(!code.contains('{'), "a placeholder left in the text: {sql}");
+                assert_eq!(code.matches(&format!("LIMIT {limit}")).count(), queues + 2, "{sql}");
+                assert!(std::sync::Arc::ptr_eq(&sql, &claim_sql(queues, limit)), "written once per shape");
+            }
+        }
+    }
+
     /// The claim's plan: the `detail` column of EXPLAIN QUERY PLAN (id, parent, notused, detail).
     async fn explain(store: &SqliteStore, queues: usize) -> Vec<String> {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", claim_sql(queues))));
-        q = q.bind(10).bind(30_000).bind("w").bind("lost");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", claim_sql(queues, 10))));
+        q = q.bind(30_000).bind("w").bind("lost");
         for i in 0..queues {
             q = q.bind(format!("q{i}"));
         }

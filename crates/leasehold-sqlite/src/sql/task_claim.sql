@@ -1,14 +1,17 @@
--- Inside BEGIN IMMEDIATE: claim up to ?1 tasks of the queues bound from ?5 on (store.rs writes one
+-- Inside BEGIN IMMEDIATE: claim up to {limit} tasks of the queues bound from ?4 on (store.rs writes one
 -- placeholder per queue into the statement's text): due available tasks, and running tasks whose lease expired
 -- on SQLite's clock (a crashed or paused holder). Every claimed task gets a token: the counter's value
 -- plus its rank in claim order; the caller then moves the counter past the ranks it used
--- (fence_advance.sql). An expired task with no attempt left is discarded instead, with the error ?4 (its
+-- (fence_advance.sql). An expired task with no attempt left is discarded instead, with the error ?3 (its
 -- holder kept crashing or stalling); it comes back with `running` false and the caller drops it.
--- ?2 the default lease ttl in ms, ?3 the worker id.
+-- ?1 the default lease ttl in ms, ?2 the worker id. The limit is a number store.rs writes into the text,
+-- not a bound value: SQLite 3.51 (as bundled with sqlx) lets a bound LIMIT steer the plan, so each new
+-- binding of it made SQLite parse and plan this 3 kB statement again, on every claim (about 1.8M
+-- instructions, a sixth of a claim and completion of 100 tasks).
 -- One statement, where a claim was once five (a read per queue, the expired leases, the counter, the
 -- update): sqlx hands each statement, and each row of its answer, between threads.
 -- Each queue is read on its own (one branch of task_claim_available.sql per queue), in the order of the available index
--- (queue, priority, run_at, id), so a claim touches about ?1 index entries however long the backlog.
+-- (queue, priority, run_at, id), so a claim touches about {limit} index entries however long the backlog.
 -- The reads compare with SQLite's clock itself, not with `n`, so that the comparison bounds the index
 -- range they read (a join with `n` scanned every running task's entry); SQLite reads the clock once per
 -- statement, so every use sees the same time.
@@ -26,12 +29,12 @@ WITH n AS MATERIALIZED (
          WHERE t.state = 'running' AND t.lease_expires_at < CAST(unixepoch('subsec') * 1000 AS INTEGER)
            AND t.queue IN ({queues})
          ORDER BY t.lease_expires_at
-         LIMIT ?1)
+         LIMIT {limit})
 ), picked AS MATERIALIZED (
     SELECT id, taken_over, exhausted, row_number() OVER (ORDER BY priority, run_at, id) AS rank
       FROM candidates
      ORDER BY priority, run_at, id
-     LIMIT ?1
+     LIMIT {limit}
 ), taken AS MATERIALIZED (
     SELECT id AS taken_id FROM picked WHERE taken_over
 )
@@ -39,14 +42,14 @@ UPDATE leasehold_tasks AS t
    SET state = CASE WHEN p.exhausted THEN 'discarded' ELSE 'running' END,
        attempt = CASE WHEN p.exhausted THEN t.attempt ELSE t.attempt + 1 END,
        fence = CASE WHEN p.exhausted THEN t.fence ELSE f.value + p.rank END,
-       lease_expires_at = CASE WHEN p.exhausted THEN NULL ELSE n.ms + coalesce(t.lease_ttl_ms, ?2) END,
-       claimed_by = CASE WHEN p.exhausted THEN t.claimed_by ELSE ?3 END,
+       lease_expires_at = CASE WHEN p.exhausted THEN NULL ELSE n.ms + coalesce(t.lease_ttl_ms, ?1) END,
+       claimed_by = CASE WHEN p.exhausted THEN t.claimed_by ELSE ?2 END,
        lease_losses = t.lease_losses + p.taken_over,
        errors = CASE WHEN p.exhausted
-                     THEN json_insert(t.errors, '$[#]', json_object('attempt', t.attempt, 'at', n.ms, 'message', ?4))
+                     THEN json_insert(t.errors, '$[#]', json_object('attempt', t.attempt, 'at', n.ms, 'message', ?3))
                      ELSE t.errors END,
        finalized_at = CASE WHEN p.exhausted THEN n.ms ELSE t.finalized_at END
   FROM picked AS p, n, leasehold_fence AS f
  WHERE t.id = p.id AND f.id = 1
-RETURNING id, fence, kind, queue, payload, attempt, max_attempts, coalesce(lease_ttl_ms, ?2) AS lease_ttl_ms, run_at,
+RETURNING id, fence, kind, queue, payload, attempt, max_attempts, coalesce(lease_ttl_ms, ?1) AS lease_ttl_ms, run_at,
           state = 'running' AS running, EXISTS (SELECT 1 FROM taken WHERE taken_id = id) AS taken_over

@@ -1,9 +1,9 @@
 -- One branch of task_claim.sql's candidates: the due available tasks of one queue (its placeholder is
--- written in by store.rs), at most ?1, in claim order.
+-- written in by store.rs), at most {limit}, in claim order.
 SELECT * FROM (
         SELECT t.id, t.priority, t.run_at, 0 AS taken_over, 0 AS exhausted
           FROM leasehold_tasks AS t INDEXED BY leasehold_tasks_available_idx
          WHERE t.queue = {queue} AND t.state = 'available'
            AND t.run_at <= CAST(unixepoch('subsec') * 1000 AS INTEGER)
          ORDER BY t.priority, t.run_at, t.id
-         LIMIT ?1)
+         LIMIT {limit})
