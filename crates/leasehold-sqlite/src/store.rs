@@ -232,7 +232,9 @@ fn leases_of(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<TaskLease>> {
 /// claims in a few sizes (powers of two and halfway between); past `MAX_CLAIM_SHAPES` other shapes are
 /// written for each claim.
 fn claim_sql(queues: usize, limit: u32) -> Arc<str> {
-    static BY_SHAPE: LazyLock<Mutex<HashMap<(usize, u32), Arc<str>>>> = LazyLock::new(Default::default);
+    /// The claim statements written so far, by number of queues and limit.
+    type Written = HashMap<(usize, u32), Arc<str>>;
+    static BY_SHAPE: LazyLock<Mutex<Written>> = LazyLock::new(Default::default);
     let mut by_shape = BY_SHAPE.lock().unwrap();
     if let Some(sql) = by_shape.get(&(queues, limit)) {
         return sql.clone();
