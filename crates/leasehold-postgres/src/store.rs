@@ -187,17 +187,18 @@ pub(crate) type PgQuery<'a> = sqlx::query::Query<'a, sqlx::Postgres, sqlx::postg
 pub(crate) async fn complete_tasks<'e>(
     exec: impl PgExecutor<'e>,
     tasks: &[(TaskLease, Option<serde_json::Value>)],
+    delete_completed: bool,
 ) -> Result<Vec<CompletionStatus>> {
+    let sql = if delete_completed {
+        include_str!("sql/task_complete_delete.sql")
+    } else {
+        include_str!("sql/task_complete.sql")
+    };
     let ids: Vec<Uuid> = tasks.iter().map(|(l, _)| l.task_id.0).collect();
     let fences: Vec<i64> = tasks.iter().map(|(l, _)| l.fence.0).collect();
     let results: Vec<Option<Json<&serde_json::Value>>> = tasks.iter().map(|(_, r)| r.as_ref().map(Json)).collect();
-    let codes: Option<Vec<i16>> = sqlx::query_scalar(include_str!("sql/task_complete.sql"))
-        .bind(&ids)
-        .bind(&fences)
-        .bind(&results)
-        .fetch_one(exec)
-        .await
-        .map_err(db)?;
+    let codes: Option<Vec<i16>> =
+        sqlx::query_scalar(sql).bind(&ids).bind(&fences).bind(&results).fetch_one(exec).await.map_err(db)?;
     let codes = codes.unwrap_or_default();
     if codes.len() != tasks.len() {
         return Err(Error::Schema(format!("{} completion statuses for {} tasks", codes.len(), tasks.len())));
@@ -320,7 +321,7 @@ impl TaskStore for PgStore {
             return Ok(Vec::new());
         }
         let mut c = self.conn().await?;
-        let statuses = complete_tasks(&mut *c, &p.tasks).await?;
+        let statuses = complete_tasks(&mut *c, &p.tasks, p.delete_completed).await?;
         c.clean();
         Ok(statuses)
     }

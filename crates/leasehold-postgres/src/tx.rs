@@ -63,6 +63,6 @@ pub async fn task_complete_in(
     lease: TaskLease,
     result: Option<serde_json::Value>,
 ) -> Result<()> {
-    let status = complete_tasks(conn, &[(lease, result)]).await?;
+    let status = complete_tasks(conn, &[(lease, result)], false).await?;
     status.first().copied().unwrap_or(CompletionStatus::LeaseLost).into_result(lease)
 }

@@ -151,9 +151,22 @@ fn due_queues(tasks: &[NewTask]) -> Vec<String> {
 pub(crate) async fn complete_tasks(
     conn: &mut sqlx::SqliteConnection,
     tasks: &[(TaskLease, Option<serde_json::Value>)],
+    delete_completed: bool,
 ) -> Result<Vec<CompletionStatus>> {
+    let key = |l: &TaskLease| (l.task_id.0.to_string(), l.fence.0);
     let mut done: HashSet<(String, i64)> = HashSet::with_capacity(tasks.len());
-    let (plain, with_result): (Vec<_>, Vec<_>) = tasks.iter().partition(|(_, r)| r.is_none());
+    if delete_completed {
+        // the keyed tasks are left to the updates below
+        let spec = json_strings(tasks.iter().map(|(l, _)| format!("{}:{}", l.task_id.0, l.fence.0)));
+        let rows: Vec<(String, i64)> = sqlx::query_as(include_str!("sql/task_complete_delete.sql"))
+            .bind(spec)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+        done.extend(rows);
+    }
+    let (plain, with_result): (Vec<_>, Vec<_>) =
+        tasks.iter().filter(|(l, _)| !done.contains(&key(l))).partition(|(_, r)| r.is_none());
     if !plain.is_empty() {
         let spec = json_strings(plain.iter().map(|(l, _)| format!("{}:{}", l.task_id.0, l.fence.0)));
         let rows: Vec<(String, i64)> = sqlx::query_as(include_str!("sql/task_complete_plain.sql"))
@@ -173,7 +186,6 @@ pub(crate) async fn complete_tasks(
             .map_err(db)?;
         done.extend(rows);
     }
-    let key = |l: &TaskLease| (l.task_id.0.to_string(), l.fence.0);
     let rest: Vec<serde_json::Value> = tasks
         .iter()
         .filter(|(l, _)| !done.contains(&key(l)))
@@ -363,7 +375,7 @@ impl TaskStore for SqliteStore {
         if p.tasks.is_empty() {
             return Ok(Vec::new());
         }
-        complete_tasks(&mut *self.writer().await?, &p.tasks).await
+        complete_tasks(&mut *self.writer().await?, &p.tasks, p.delete_completed).await
     }
 
     async fn task_retry(&self, p: TaskRetryParams) -> Result<TaskState> {

@@ -47,10 +47,21 @@ macro_rules! conformance_tests {
                 $crate::conformance::$case(&backend).await;
             }
         )*
+        $crate::conformance_tests!(@completion $make;
+            deleting_completions_keep_only_keyed_tasks, worker_deletes_the_tasks_it_completes);
         $crate::conformance_tests!(@cron $make;
             leader_terms_are_fenced, a_tick_is_recorded_once, schedules_are_defined_and_controlled,
             scheduler_runs_each_tick_once_and_follows_the_missed_policy, scheduler_follows_the_overlap_policy,
             scheduler_obeys_pause_trigger_and_removal);
+    };
+    (@completion $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let backend = $make.await;
+                $crate::completion_cases::$case(&backend).await;
+            }
+        )*
     };
     (@cron $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -65,7 +76,7 @@ macro_rules! conformance_tests {
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn claim(limit: u32) -> TaskClaimParams {
+pub(crate) fn claim(limit: u32) -> TaskClaimParams {
     TaskClaimParams {
         queues: vec![DEFAULT_QUEUE.to_owned()],
         limit,
@@ -74,11 +85,11 @@ fn claim(limit: u32) -> TaskClaimParams {
     }
 }
 
-fn task(kind: &str, n: i64) -> NewTask {
+pub(crate) fn task(kind: &str, n: i64) -> NewTask {
     NewTask::new(kind, serde_json::json!({ "n": n }))
 }
 
-async fn claim_one<S: TaskStore>(store: &S) -> ClaimedTask {
+pub(crate) async fn claim_one<S: TaskStore>(store: &S) -> ClaimedTask {
     let mut got = store.task_claim(claim(1)).await.unwrap().tasks;
     assert_eq!(got.len(), 1, "expected one task to claim");
     got.remove(0)
@@ -100,7 +111,10 @@ pub async fn enqueue_claim_complete<B: Backend>(b: &B) {
     );
     assert!(rec.lease_expires_at.is_some());
     let st = s
-        .task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, Some(serde_json::json!("ok")))] })
+        .task_complete_many(TaskCompleteParams {
+            tasks: vec![(c.lease, Some(serde_json::json!("ok")))],
+            delete_completed: false,
+        })
         .await
         .unwrap();
     assert_eq!(st, vec![CompletionStatus::Completed]);
@@ -111,7 +125,7 @@ pub async fn enqueue_claim_complete<B: Backend>(b: &B) {
     // completed without a result: none is stored
     let plain = s.task_insert(task("k", 2)).await.unwrap();
     let c = claim_one(&s).await;
-    s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)] }).await.unwrap();
+    s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)], delete_completed: false }).await.unwrap();
     assert_eq!(s.task_get(plain).await.unwrap().result, None);
 }
 
@@ -227,7 +241,10 @@ pub async fn cancel_by_id<B: Backend>(b: &B) {
     assert_eq!(s.task_cancel(TaskCancelParams { id: running }).await.unwrap(), TaskState::Cancelled);
     let renewed = s.lease_renew(LeaseRenewParams { leases: vec![(c.lease, Duration::from_secs(30))] }).await.unwrap();
     assert_eq!(renewed, LeaseRenewal::default(), "a cancelled task's lease was renewed");
-    let st = s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)] }).await.unwrap();
+    let st = s
+        .task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)], delete_completed: false })
+        .await
+        .unwrap();
     assert_eq!(st, vec![CompletionStatus::LeaseLost]);
     assert_eq!(s.task_get(running).await.unwrap().state, TaskState::Cancelled);
     // cancelling a finished task changes nothing
@@ -264,9 +281,11 @@ pub async fn fencing_tokens_strictly_increase<B: Backend>(b: &B) {
         assert_eq!(again.lease.task_id, got[0].lease.task_id);
         assert!(again.taken_over && again.lease.fence > last);
         last = again.lease.fence;
-        s.task_complete_many(TaskCompleteParams { tasks: vec![(again.lease, None)] }).await.unwrap();
+        s.task_complete_many(TaskCompleteParams { tasks: vec![(again.lease, None)], delete_completed: false })
+            .await
+            .unwrap();
         let rest = got[1..].iter().map(|c| (c.lease, None)).collect();
-        s.task_complete_many(TaskCompleteParams { tasks: rest }).await.unwrap();
+        s.task_complete_many(TaskCompleteParams { tasks: rest, delete_completed: false }).await.unwrap();
     }
 }
 
@@ -284,7 +303,10 @@ pub async fn zombie_cannot_write<B: Backend>(b: &B) {
     let lost = |r: Result<()>| assert!(matches!(r, Err(Error::LeaseLost { task_id, .. }) if task_id == id), "{r:?}");
     lost(b.complete_with_effect(zombie.lease).await);
     assert_eq!(b.effect_count(id).await, 0, "a zombie's effect survived");
-    let st = s.task_complete_many(TaskCompleteParams { tasks: vec![(zombie.lease, None)] }).await.unwrap();
+    let st = s
+        .task_complete_many(TaskCompleteParams { tasks: vec![(zombie.lease, None)], delete_completed: false })
+        .await
+        .unwrap();
     assert_eq!(st, vec![CompletionStatus::LeaseLost]);
     lost(s.task_retry(TaskRetryParams { lease: zombie.lease, error: "x".into(), retry_in: None }).await.map(|_| ()));
     lost(s.task_snooze(TaskSnoozeParams { lease: zombie.lease, delay: Duration::ZERO }).await);
@@ -303,7 +325,10 @@ pub async fn zombie_cannot_write<B: Backend>(b: &B) {
     let rec = s.task_get(id).await.unwrap();
     assert_eq!(rec.state, TaskState::Completed);
     // the worker's own completion after the handler's transactional one is recognised
-    let st = s.task_complete_many(TaskCompleteParams { tasks: vec![(fresh.lease, None)] }).await.unwrap();
+    let st = s
+        .task_complete_many(TaskCompleteParams { tasks: vec![(fresh.lease, None)], delete_completed: false })
+        .await
+        .unwrap();
     assert_eq!(st, vec![CompletionStatus::AlreadyCompleted]);
 }
 
@@ -360,7 +385,7 @@ pub async fn missing_task_is_not_found<B: Backend>(b: &B) {
     assert!(matches!(s.task_cancel(TaskCancelParams { id }).await, Err(Error::NotFound(_))));
 }
 
-fn worker<B: Backend>(b: &B, probe: Probe) -> leasehold::WorkerBuilder<B::Store, Probe> {
+pub(crate) fn worker<B: Backend>(b: &B, probe: Probe) -> leasehold::WorkerBuilder<B::Store, Probe> {
     Worker::builder_with_state(b.store(), probe)
         .register::<Echo>()
         .register::<Flaky>()
@@ -377,7 +402,7 @@ fn worker<B: Backend>(b: &B, probe: Probe) -> leasehold::WorkerBuilder<B::Store,
         })
 }
 
-async fn wait_state<S: TaskStore>(s: &S, id: TaskId, want: TaskState) -> TaskRecord {
+pub(crate) async fn wait_state<S: TaskStore>(s: &S, id: TaskId, want: TaskState) -> TaskRecord {
     wait::until(&format!("task {id} to become {want}"), WAIT, || async {
         let rec = s.task_get(id).await.unwrap();
         (rec.state == want).then_some(rec)
@@ -612,12 +637,16 @@ pub async fn completion_batch_tells_holders_apart<B: Backend>(b: &B) {
     let st = s
         .task_complete_many(TaskCompleteParams {
             tasks: vec![(zombie.lease, None), (fresh.lease, Some(serde_json::json!(1)))],
+            delete_completed: false,
         })
         .await
         .unwrap();
     assert_eq!(st, vec![CompletionStatus::LeaseLost, CompletionStatus::Completed]);
     let st = s
-        .task_complete_many(TaskCompleteParams { tasks: vec![(fresh.lease, None), (zombie.lease, None)] })
+        .task_complete_many(TaskCompleteParams {
+            tasks: vec![(fresh.lease, None), (zombie.lease, None)],
+            delete_completed: false,
+        })
         .await
         .unwrap();
     assert_eq!(st, vec![CompletionStatus::AlreadyCompleted, CompletionStatus::LeaseLost]);
@@ -662,7 +691,7 @@ pub async fn worker_runs_many_tasks_at_once<B: Backend>(b: &B) {
     }
 }
 
-fn keyed(kind: &str, n: i64, key: &str) -> NewTask {
+pub(crate) fn keyed(kind: &str, n: i64, key: &str) -> NewTask {
     NewTask { idempotency: Some(Idempotency::new(key)), ..task(kind, n) }
 }
 
@@ -677,9 +706,12 @@ pub async fn idempotent_enqueue_returns_the_holder_and_its_result<B: Backend>(b:
         (first.id, true, TaskState::Available, None)
     );
     let c = claim_one(&s).await;
-    s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, Some(serde_json::json!({ "ok": 7 })))] })
-        .await
-        .unwrap();
+    s.task_complete_many(TaskCompleteParams {
+        tasks: vec![(c.lease, Some(serde_json::json!({ "ok": 7 })))],
+        delete_completed: false,
+    })
+    .await
+    .unwrap();
     let done = s.task_insert_idempotent(keyed("k", 1, "order-1")).await.unwrap();
     assert_eq!((done.id, done.existing, done.state), (first.id, true, TaskState::Completed));
     assert_eq!(done.result, Some(serde_json::json!({ "ok": 7 })));
@@ -716,7 +748,7 @@ pub async fn idempotency_key_is_freed_by_the_states_chosen<B: Backend>(b: &B) {
     assert_eq!((old.state, old.idempotency_key, old.errors.len()), (TaskState::Discarded, None, 1));
     // a completed holder counts: the key stays taken
     let c = claim_one(&s).await;
-    s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)] }).await.unwrap();
+    s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)], delete_completed: false }).await.unwrap();
     let third = s.task_insert_idempotent(keyed("k", 1, "order-3")).await.unwrap();
     assert_eq!((third.id, third.existing), (second.id, true));
     // chosen otherwise: a discarded holder keeps its key too
@@ -736,7 +768,12 @@ pub async fn idempotency_key_is_remembered_for_its_retention<B: Backend>(b: &B) 
     let a = s.task_insert_idempotent(NewTask { idempotency: Some(minute.clone()), ..task("k", 1) }).await.unwrap();
     let f = s.task_insert_idempotent(NewTask { idempotency: Some(forever.clone()), ..task("k", 2) }).await.unwrap();
     let got = s.task_claim(claim(2)).await.unwrap().tasks;
-    s.task_complete_many(TaskCompleteParams { tasks: got.iter().map(|c| (c.lease, None)).collect() }).await.unwrap();
+    s.task_complete_many(TaskCompleteParams {
+        tasks: got.iter().map(|c| (c.lease, None)).collect(),
+        delete_completed: false,
+    })
+    .await
+    .unwrap();
     let within = s.task_insert_idempotent(NewTask { idempotency: Some(minute.clone()), ..task("k", 1) }).await.unwrap();
     assert_eq!((within.id, within.existing), (a.id, true));
     b.finish_long_ago(a.id).await;
@@ -896,7 +933,7 @@ pub async fn concurrent_claims_report_contention<B: Backend>(b: &B) {
                 assert!(seen.insert(t.lease.task_id), "a task was claimed twice");
             }
             let done = batch.tasks.iter().map(|t| (t.lease, None)).collect();
-            s.task_complete_many(TaskCompleteParams { tasks: done }).await.unwrap();
+            s.task_complete_many(TaskCompleteParams { tasks: done, delete_completed: false }).await.unwrap();
         }
         // whatever the race left unclaimed goes now
         loop {
@@ -905,7 +942,7 @@ pub async fn concurrent_claims_report_contention<B: Backend>(b: &B) {
                 break;
             }
             let done = rest.iter().map(|t| (t.lease, None)).collect();
-            s.task_complete_many(TaskCompleteParams { tasks: done }).await.unwrap();
+            s.task_complete_many(TaskCompleteParams { tasks: done, delete_completed: false }).await.unwrap();
         }
         if contended {
             return;
@@ -925,7 +962,9 @@ pub async fn retention_prunes_old_finished_tasks_only<B: Backend>(b: &B) {
             let c = claim_one(&s).await;
             assert_eq!(c.lease.task_id, id);
             if state == TaskState::Completed {
-                s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)] }).await.unwrap();
+                s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)], delete_completed: false })
+                    .await
+                    .unwrap();
             } else {
                 s.task_finish(TaskFinishParams { lease: c.lease, state, reason: "done".into() }).await.unwrap();
             }
@@ -948,7 +987,9 @@ pub async fn retention_prunes_old_finished_tasks_only<B: Backend>(b: &B) {
     for (key, retain) in [("forever", None), ("a-day", Some(Duration::from_secs(86_400)))] {
         let id = s.task_insert_idempotent(keyed(key, retain)).await.unwrap().id;
         let c = claim_one(&s).await;
-        s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)] }).await.unwrap();
+        s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)], delete_completed: false })
+            .await
+            .unwrap();
         kept_for_key.push(id);
     }
     let available = s.task_insert(task("k", 3)).await.unwrap();

@@ -165,7 +165,7 @@ pub async fn scheduler_follows_the_overlap_policy<B: Backend>(b: &B) {
     assert!(claimed.iter().any(|c| c.lease.task_id == cancel_last), "the latest run was cancelled");
     // finish the buffer schedule's run: the held tick runs at the next pass
     let prev = claimed.iter().find(|c| Some(c.lease.task_id) == buffer.last_task).unwrap().lease;
-    s.task_complete_many(TaskCompleteParams { tasks: vec![(prev, None)] }).await.unwrap();
+    s.task_complete_many(TaskCompleteParams { tasks: vec![(prev, None)], delete_completed: false }).await.unwrap();
     let report = scheduler.run_once(start + chrono::Duration::milliseconds(3_200)).await.unwrap();
     assert_eq!(outcomes(&report.ticks, "buffer"), vec![CaughtUp]);
     assert!(record("buffer").await.buffered_tick.is_none());

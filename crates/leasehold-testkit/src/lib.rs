@@ -17,6 +17,7 @@
 //!   handlers (pause past the lease, kill, drop connections, crash the server, move the store's clock).
 
 pub mod backend;
+pub mod completion_cases;
 pub mod conformance;
 pub mod cron_cases;
 pub mod faults;

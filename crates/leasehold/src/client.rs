@@ -156,7 +156,7 @@ impl<S: TaskStore> Client<S> {
 
     /// The result a completed task stored, decoded; `None` while it has not completed (or completed
     /// without a result). [`leasehold_core::Error::NotFound`] once the task is gone, pruned by a worker's
-    /// [`crate::WorkerConfig::retention`].
+    /// [`crate::WorkerConfig::retention`] or deleted by its completion ([`crate::WorkerConfig::delete_completed`]).
     pub async fn result<T: DeserializeOwned>(&self, id: TaskId) -> Result<Option<T>> {
         let rec = self.store.task_get(id).await?;
         match (rec.state, rec.result) {

@@ -37,6 +37,14 @@ pub struct WorkerConfig {
     /// idempotency key is remembered longer stays until the key's retention ends. The setting acts on
     /// the whole store: the worker with the shortest retention decides.
     pub retention: Option<Duration>,
+    /// Delete each task this worker completes, in the completion's own fenced statement, instead of
+    /// keeping it as completed; `false` (the default) keeps it, with its result, until `retention`.
+    /// A task with an idempotency key is kept while its key is remembered, so the key still finds it.
+    /// A deleted task can no longer be read (`Client::task` answers `Error::NotFound`) and its result
+    /// is not stored; cancelled and discarded tasks are kept as before. On PostgreSQL a deleting completion
+    /// writes no new row version and no index entry, which is what makes it cheaper (see
+    /// `docs/benchmarks.md`).
+    pub delete_completed: bool,
 }
 
 impl WorkerConfig {
@@ -145,6 +153,7 @@ impl Default for WorkerConfig {
             worker_id: None,
             depth_sample_interval: Some(Self::DEFAULT_DEPTH_SAMPLE_INTERVAL),
             retention: None,
+            delete_completed: false,
         }
     }
 }

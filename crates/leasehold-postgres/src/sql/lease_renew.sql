@@ -3,18 +3,18 @@
 -- transaction holds the row locked right now (the handler's own completion transaction, or a claim taking
 -- over an expired lease), so that one slow transaction never stalls the renewal of every other lease;
 -- 'lost' otherwise.
-WITH h AS (
-    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS h(id, fence, ttl_ms)
+WITH h AS MATERIALIZED (
+    SELECT *, 'running'::text AS running FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS h(id, fence, ttl_ms)
 ), free AS (
     SELECT t.id
       FROM leasehold.tasks AS t JOIN h ON t.id = h.id AND t.fence = h.fence
-     WHERE (t.state = 'running') IS TRUE  -- by key: see task_complete.sql
+     WHERE t.state = h.running  -- by key: see task_complete.sql
        FOR UPDATE OF t SKIP LOCKED
 ), renewed AS (
     UPDATE leasehold.tasks AS t
        SET lease_expires_at = now() + h.ttl_ms * interval '1 millisecond'
       FROM h JOIN free ON free.id = h.id
-     WHERE t.id = h.id AND t.fence = h.fence AND (t.state = 'running') IS TRUE
+     WHERE t.id = h.id AND t.fence = h.fence AND t.state = h.running
     RETURNING t.id
 )
 SELECT h.id, h.fence,

@@ -2,18 +2,23 @@
 -- Answers one row: an array of one status per input row, in input order: 0 completed; 1 already
 -- completed (the handler completed it under the same token inside its own transaction); 2 lease lost.
 -- (One row of small codes rather than a row of text per task: nothing to allocate per task in the worker.)
--- `(t.state = 'running') IS TRUE` rather than `t.state = 'running'`: the same test, in a form the planner
--- does not match to the partial index of running tasks, so that the tasks are looked up by key. With the
--- plain form, the generic plan PostgreSQL keeps for a prepared statement (it guesses 10 rows for the
--- arrays) scans every running task once per task given: 8.8 ms instead of 0.9 ms for 100 completions
--- with 400 tasks running.
-WITH h AS (
-    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::jsonb[]) WITH ORDINALITY AS h(id, fence, result, ord)
+-- The state a task must be in comes from h (`t.state = h.running`), a materialized CTE, rather than as
+-- `t.state = 'running'`: the planner then sees a join clause, not a filter on the table, so it neither
+-- matches the partial index of running tasks nor estimates the filter from the column's statistics, and
+-- looks the tasks up by key. With the plain form, the generic plan PostgreSQL keeps for a prepared
+-- statement (it guesses 10 rows for the arrays) scanned every running task once per task given: 8.8 ms
+-- instead of 0.9 ms for 100 completions with 400 running. As `(t.state = 'running') IS TRUE`, which the
+-- statistics still estimate, a table analyzed while no task ran (just after a large enqueue) counted on
+-- one running task, and the custom plans of a connection's first completions compared every running
+-- task with every task given: 107 ms instead of 5 for 767 completions among 50,000 tasks.
+WITH h AS MATERIALIZED (
+    SELECT *, 'running'::text AS running
+      FROM unnest($1::uuid[], $2::bigint[], $3::jsonb[]) WITH ORDINALITY AS h(id, fence, result, ord)
 ), done AS (
     UPDATE leasehold.tasks AS t
        SET state = 'completed', result = h.result, lease_expires_at = NULL, finalized_at = now()
       FROM h
-     WHERE t.id = h.id AND t.fence = h.fence AND (t.state = 'running') IS TRUE
+     WHERE t.id = h.id AND t.fence = h.fence AND t.state = h.running
     RETURNING t.id, t.fence
 )
 SELECT array_agg(CASE

@@ -32,6 +32,7 @@ pub(crate) struct CompleteRequest<T> {
 pub(crate) async fn run<S: TaskStore, T: Settle>(
     store: S,
     mut rx: mpsc::Receiver<CompleteRequest<T>>,
+    delete_completed: bool,
     metrics: Arc<WorkerMetrics>,
     stop: CancellationToken,
 ) {
@@ -49,13 +50,13 @@ pub(crate) async fn run<S: TaskStore, T: Settle>(
             }
         }
         metrics.completion_batch(batch.len());
-        flush(&store, batch).await;
+        flush(&store, batch, delete_completed).await;
     }
 }
 
-async fn flush<S: TaskStore, T: Settle>(store: &S, batch: Vec<CompleteRequest<T>>) {
+async fn flush<S: TaskStore, T: Settle>(store: &S, batch: Vec<CompleteRequest<T>>, delete_completed: bool) {
     let (thens, tasks): (Vec<_>, Vec<_>) = batch.into_iter().map(|r| (r.then, (r.lease, r.result))).unzip();
-    let params = TaskCompleteParams { tasks };
+    let params = TaskCompleteParams { tasks, delete_completed };
     let mut delays = RETRY_DELAYS.iter();
     let outcome = loop {
         match store.task_complete_many(params.clone()).await {

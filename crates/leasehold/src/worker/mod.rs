@@ -235,7 +235,13 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
         let executors = TaskTracker::new();
         let producer = tokio::spawn(producer::run(shared.clone(), executors.clone(), stop_claiming.clone()));
         let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), stop_services.clone()));
-        let completer = tokio::spawn(completer::run(self.store.clone(), rx, metrics, stop_services.clone()));
+        let completer = tokio::spawn(completer::run(
+            self.store.clone(),
+            rx,
+            self.config.delete_completed,
+            metrics,
+            stop_services.clone(),
+        ));
         let sampler = self
             .config
             .depth_sample_interval
@@ -395,6 +401,13 @@ impl<S: TaskStore, St: Send + Sync + 'static> WorkerBuilder<S, St> {
     /// How long finished tasks are kept before the worker deletes them; `None` keeps them forever.
     pub fn retention(mut self, keep: Option<Duration>) -> Self {
         self.config.retention = keep;
+        self
+    }
+
+    /// Delete completed tasks instead of keeping them (keyed tasks are kept while their key is
+    /// remembered); see [`WorkerConfig::delete_completed`].
+    pub fn delete_completed(mut self, delete: bool) -> Self {
+        self.config.delete_completed = delete;
         self
     }
 

@@ -1,0 +1,85 @@
+//! Conformance cases of completions that delete their tasks (`TaskCompleteParams::delete_completed`,
+//! `WorkerConfig::delete_completed`): fenced like the completions that keep them, and keeping what an
+//! idempotency key or the handler's own transaction still needs.
+
+use leasehold::{Client, EnqueueOptions};
+use leasehold_core::*;
+
+use crate::backend::Backend;
+use crate::conformance::{claim, keyed, task, wait_state, worker};
+use crate::jobs::*;
+use crate::wait;
+
+fn deleting(tasks: Vec<(TaskLease, Option<serde_json::Value>)>) -> TaskCompleteParams {
+    TaskCompleteParams { tasks, delete_completed: true }
+}
+
+fn is_gone(r: Result<TaskRecord>) -> bool {
+    matches!(r, Err(Error::NotFound(_)))
+}
+
+/// A deleting completion deletes the unkeyed tasks it completes, keeps a keyed one completed with its
+/// result (its key still finds it), and writes nothing for a token that is no longer current.
+pub async fn deleting_completions_keep_only_keyed_tasks<B: Backend>(b: &B) {
+    let s = b.store();
+    let plain = s.task_insert(task("k", 1)).await.unwrap();
+    let with_result = s.task_insert(task("k", 2)).await.unwrap();
+    let held = s.task_insert_idempotent(keyed("k", 3, "delete-1")).await.unwrap().id;
+    let stale = s.task_insert(task("k", 4)).await.unwrap();
+    let got = s.task_claim(claim(10)).await.unwrap().tasks;
+    assert_eq!(got.len(), 4);
+    let lease = |id: TaskId| got.iter().find(|c| c.lease.task_id == id).unwrap().lease;
+    let old = TaskLease { task_id: stale, fence: FencingToken(lease(stale).fence.0 - 1) };
+    let result = Some(serde_json::json!({ "ok": true }));
+    let st = s
+        .task_complete_many(deleting(vec![
+            (lease(plain), None),
+            (lease(with_result), result.clone()),
+            (lease(held), result.clone()),
+            (old, None),
+        ]))
+        .await
+        .unwrap();
+    use CompletionStatus::*;
+    assert_eq!(st, vec![Completed, Completed, Completed, LeaseLost]);
+    assert!(is_gone(s.task_get(plain).await), "a completed task without a key was kept");
+    assert!(is_gone(s.task_get(with_result).await), "a completed task with a result was kept");
+    let rec = s.task_get(held).await.unwrap();
+    assert_eq!((rec.state, rec.result), (TaskState::Completed, result));
+    assert_eq!(s.task_get(stale).await.unwrap().state, TaskState::Running, "a stale token deleted a running task");
+    assert_eq!(s.task_insert_idempotent(keyed("k", 3, "delete-1")).await.unwrap().id, held);
+    // a repeat: the keyed task shows it was completed; nothing is left of the others
+    let st = s.task_complete_many(deleting(vec![(lease(held), None), (lease(plain), None)])).await.unwrap();
+    assert_eq!(st, vec![AlreadyCompleted, LeaseLost]);
+    // the current token of the stale task still completes it
+    let st = s.task_complete_many(deleting(vec![(lease(stale), None)])).await.unwrap();
+    assert_eq!(st, vec![Completed]);
+    assert!(is_gone(s.task_get(stale).await));
+}
+
+/// A worker set to delete completed tasks deletes the unkeyed ones, keeps keyed ones completed with
+/// their results, and leaves a task its handler completed in its own transaction completed.
+pub async fn worker_deletes_the_tasks_it_completes<B: Backend>(b: &B) {
+    let client = Client::new(b.store());
+    let probe = Probe { completer: Some(b.transactional_completer()), ..Probe::default() };
+    let w = worker(b, probe).delete_completed(true).build().unwrap();
+    assert!(w.config().delete_completed);
+    w.start().await;
+    let plain = client.enqueue_many((0..10).map(|n| Echo { n }), EnqueueOptions::default()).await.unwrap();
+    let held =
+        client.enqueue_with(Echo { n: 77 }, EnqueueOptions::default().idempotency_key("delete-2")).await.unwrap();
+    let in_tx = client.enqueue(CompletesInTx).await.unwrap();
+    let rec = wait_state(client.store(), held, TaskState::Completed).await;
+    assert_eq!(rec.result, Some(serde_json::json!(77)));
+    wait_state(client.store(), in_tx, TaskState::Completed).await;
+    for id in plain {
+        wait::until(&format!("task {id} to be deleted"), std::time::Duration::from_secs(15), || async {
+            is_gone(client.store().task_get(id).await).then_some(())
+        })
+        .await;
+    }
+    w.stop().await;
+    assert_eq!(b.effect_count(in_tx).await, 1);
+    let st = w.stats();
+    assert_eq!((st.completed, st.lease_lost, st.write_errors), (12, 0, 0));
+}
