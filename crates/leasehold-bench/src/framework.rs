@@ -23,9 +23,27 @@ const LEASE_TTL: Duration = Duration::from_secs(30);
 /// The holder named in lease pairs.
 const HOLDER: &str = "w";
 
+/// What a drain's worker does with the tasks it completes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Finished {
+    /// Keeps them, completed (leasehold's default).
+    Kept,
+    /// Deletes them in the completion's statement (`WorkerBuilder::delete_completed`).
+    Deleted,
+}
+
 /// A worker for no-op tasks with the benchmark's concurrency and leasehold's defaults otherwise.
 fn noop_worker<S: TaskStore>(store: &S) -> Res<Worker<S>> {
-    Ok(Worker::builder(store.clone()).register::<Noop>().concurrency(WORKER_CONCURRENCY).build()?)
+    noop_worker_finishing(store, Finished::Kept)
+}
+
+/// The same, keeping or deleting the tasks it completes.
+fn noop_worker_finishing<S: TaskStore>(store: &S, finished: Finished) -> Res<Worker<S>> {
+    Ok(Worker::builder(store.clone())
+        .register::<Noop>()
+        .concurrency(WORKER_CONCURRENCY)
+        .delete_completed(finished == Finished::Deleted)
+        .build()?)
 }
 
 /// The same, keeping finished tasks for `retention` (`None`: forever).
@@ -69,8 +87,8 @@ pub(crate) async fn batch_enqueue<S: TaskStore>(store: &S, total: u64) -> Res<f6
 
 /// Starts a no-op worker on a queue holding `total` tasks and times it until all are completed
 /// (the start included); jobs/s.
-pub(crate) async fn drain<S: TaskStore>(store: &S, total: u64) -> Res<f64> {
-    let (done, elapsed) = drain_for(store, total, TIMEOUT).await?;
+pub(crate) async fn drain<S: TaskStore>(store: &S, total: u64, finished: Finished) -> Res<f64> {
+    let (done, elapsed) = drain_for(store, total, TIMEOUT, finished).await?;
     if done < total {
         return Err(format!("the worker completed {done} of {total} tasks in {elapsed:.0?}").into());
     }
@@ -79,8 +97,13 @@ pub(crate) async fn drain<S: TaskStore>(store: &S, total: u64) -> Res<f64> {
 
 /// Runs a no-op worker until it completed `total` tasks or `limit` passed; answers the tasks completed
 /// and the time it took.
-pub(crate) async fn drain_for<S: TaskStore>(store: &S, total: u64, limit: Duration) -> Res<(u64, Duration)> {
-    let worker = noop_worker(store)?;
+pub(crate) async fn drain_for<S: TaskStore>(
+    store: &S,
+    total: u64,
+    limit: Duration,
+    finished: Finished,
+) -> Res<(u64, Duration)> {
+    let worker = noop_worker_finishing(store, finished)?;
     let started = Instant::now();
     worker.start().await;
     while worker.stats().completed < total && started.elapsed() < limit {

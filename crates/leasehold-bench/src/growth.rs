@@ -15,6 +15,7 @@ use leasehold::core::{DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, TaskClaimParams, Task
 use leasehold::postgres::PgStore;
 use leasehold::{Job, TaskStore};
 
+use crate::framework::Finished;
 use crate::jobs::Noop;
 use crate::report::{Figures, Row, Section, Target, Unit, thousands};
 use crate::timing::{Percentiles, ms, rate};
@@ -83,7 +84,8 @@ pub(crate) async fn run(
         figs.put(&claim_p99(n), latency.p99);
 
         eprintln!("[growth] backlog of {backlog}: a worker drains for up to {:?}", p.growth_drain);
-        let (done, elapsed) = framework::drain_for(store, n.saturating_sub(claimed), p.growth_drain).await?;
+        let (done, elapsed) =
+            framework::drain_for(store, n.saturating_sub(claimed), p.growth_drain, Finished::Kept).await?;
         figs.put(&drain(n), rate(done, elapsed));
         table_figures(pool, &format!("backlog_{n}"), figs).await?;
     }
@@ -153,7 +155,7 @@ async fn claim_latency(store: &PgStore, samples: usize) -> Res<(Percentiles, u64
         out.push(ms(started.elapsed()));
         claimed += tasks.len() as u64;
         let tasks = tasks.into_iter().map(|t| (t.lease, None)).collect();
-        store.task_complete_many(TaskCompleteParams { tasks }).await?;
+        store.task_complete_many(TaskCompleteParams { tasks, delete_completed: false }).await?;
     }
     Ok((Percentiles::of(out), claimed))
 }

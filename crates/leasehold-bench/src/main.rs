@@ -63,6 +63,7 @@ use leasehold::postgres::PgStore;
 use crate::allocs::AllocMark;
 use crate::cpu::CpuMark;
 use crate::db::BenchDb;
+use crate::framework::Finished;
 use crate::raw::Claim;
 use crate::report::{Figures, key};
 
@@ -148,8 +149,11 @@ const QUICK_PROFILE: Profile = Profile {
 /// worker with the claim-100 limit at 8 clients, the concurrency where that limit is highest on two
 /// cores; leasehold's default pool (10 connections) serves 8 clients at once.
 pub(crate) const CLIENTS: usize = 8;
-/// The worker's concurrency (tasks at once) in drain and steady phases.
-pub(crate) const WORKER_CONCURRENCY: u32 = 400;
+/// The worker's concurrency (tasks at once) in drain and steady phases: as many tasks in flight as the
+/// limit's [`CLIENTS`] claimers of 100 hold. With 400 the worker's claims were smaller and the database's
+/// cores idler (`--drain-only 50000` rounds of 2026-12-06: 52-60k jobs/s with the cores 72-74% busy,
+/// against 65-72k and 75-85% with 800, the limit at 84-106k).
+pub(crate) const WORKER_CONCURRENCY: u32 = 800;
 /// Rows per statement of every batch enqueue, raw (`INSERT ... SELECT`) and leasehold (`enqueue_many`).
 pub(crate) const CHUNK: u64 = 1_000;
 /// Steady phases: the producer adds a chunk only while fewer than this many tasks wait.
@@ -396,15 +400,19 @@ where
     outcome
 }
 
-/// `--drain-only N`: five drains of `N` no-op tasks on PostgreSQL, for a profiler to watch, each followed
-/// by the raw limit's drain of as many jobs (a full, vacuumed queue), with the CPU both took.
+/// `--drain-only N`: five rounds of two drains of `N` no-op tasks on PostgreSQL, for a profiler to watch (a
+/// worker that keeps the tasks it completes, then one that deletes them), each round followed by the raw
+/// limit's drain of as many jobs (a full, vacuumed queue), with the CPU both took.
 async fn drain_only(n: u64) -> Res<()> {
     alone(async |Sides { raw_pool, store }: &Sides| {
         for round in 1..=5 {
             clean(raw_pool, store).await?;
-            framework::batch_enqueue(store, n).await?;
-            let (ours, cpu) = with_cpu(n, framework::drain(store, n)).await?;
-            println!("drain {round}: {ours:.0} jobs/s{cpu}");
+            for finished in [Finished::Kept, Finished::Deleted] {
+                framework::batch_enqueue(store, n).await?;
+                let (ours, cpu) = with_cpu(n, framework::drain(store, n, finished)).await?;
+                println!("drain {round}, completed tasks {finished:?}: {ours:.0} jobs/s{cpu}");
+                clean(raw_pool, store).await?;
+            }
             raw::fill_vacuumed(raw_pool, n).await?;
             let (limit, cpu) = with_cpu(n, raw::claim(raw_pool, Claim::Hundred, CLIENTS, TIMEOUT)).await?;
             println!("  raw claim 100 + complete of as many, {CLIENTS} clients: {limit:.0} jobs/s{cpu}");
@@ -507,8 +515,13 @@ async fn pg_pass(raw_pool: &PgPool, store: &PgStore, p: &Profile, figs: &mut Fig
         {
             step("leasehold: enqueue_many in chunks of 1,000, then a worker drains them");
             figs.put(key::LH_BATCH, framework::batch_enqueue(store, p.drain_tasks).await?);
-            let drain = framework::drain(store, p.drain_tasks);
+            let drain = framework::drain(store, p.drain_tasks, Finished::Kept);
             measured_drain(raw_pool, figs, p.drain_tasks, LH_DRAIN_KEYS, drain).await?;
+            clean(raw_pool, store).await?;
+            step("leasehold: the same with a worker that deletes the tasks it completes");
+            framework::batch_enqueue(store, p.drain_tasks).await?;
+            let drain = framework::drain(store, p.drain_tasks, Finished::Deleted);
+            measured_drain(raw_pool, figs, p.drain_tasks, LH_DRAIN_DELETING_KEYS, drain).await?;
             clean(raw_pool, store).await?;
         }
     );
@@ -614,6 +627,13 @@ const LH_DRAIN_KEYS: DrainKeys = DrainKeys {
     allocations: key::LH_DRAIN_ALLOCS,
     wal_bytes: key::LH_DRAIN_WAL,
     transactions: key::LH_DRAIN_XACTS,
+};
+
+const LH_DRAIN_DELETING_KEYS: DrainKeys = DrainKeys {
+    rate: key::LH_DRAIN_DELETING,
+    allocations: key::LH_DRAIN_DELETING_ALLOCS,
+    wal_bytes: key::LH_DRAIN_DELETING_WAL,
+    transactions: key::LH_DRAIN_DELETING_XACTS,
 };
 
 /// Runs `drain` (of `tasks` tasks, on either side) and records its rate and what it cost per task: heap

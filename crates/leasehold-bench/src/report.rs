@@ -60,6 +60,14 @@ pub(crate) mod key {
     pub(crate) const LH_BATCH: &str = "pg.leasehold.enqueue_many_1000";
     /// Worker drain of pre-enqueued no-op tasks, jobs/s.
     pub(crate) const LH_DRAIN: &str = "pg.leasehold.drain";
+    /// The same with a worker that deletes the tasks it completes, jobs/s.
+    pub(crate) const LH_DRAIN_DELETING: &str = "pg.leasehold.drain_deleting";
+    /// WAL bytes per task of the deleting drain.
+    pub(crate) const LH_DRAIN_DELETING_WAL: &str = "pg.leasehold.drain_deleting_wal_bytes_per_task";
+    /// Writing transactions per 100 tasks of the deleting drain.
+    pub(crate) const LH_DRAIN_DELETING_XACTS: &str = "pg.leasehold.drain_deleting_transactions_per_100_tasks";
+    /// Heap allocations per task of the deleting drain (the whole program's).
+    pub(crate) const LH_DRAIN_DELETING_ALLOCS: &str = "pg.leasehold.drain_deleting_allocations_per_task";
     /// Worker with a producer running, jobs/s.
     pub(crate) const LH_STEADY: &str = "pg.leasehold.steady";
     /// Idle enqueue-to-start latency, ms (p50, p95, p99).
@@ -82,6 +90,8 @@ pub(crate) mod key {
     pub(crate) const SQ_LH_BATCH: &str = "sqlite.leasehold.enqueue_many_1000";
     /// SQLite: worker drain, jobs/s.
     pub(crate) const SQ_LH_DRAIN: &str = "sqlite.leasehold.drain";
+    /// SQLite: worker drain deleting the tasks it completes, jobs/s.
+    pub(crate) const SQ_LH_DRAIN_DELETING: &str = "sqlite.leasehold.drain_deleting";
     /// SQLite: claim 100 + complete with a producer running, jobs/s.
     pub(crate) const SQ_RAW_STEADY: &str = "sqlite.limit.steady_claim100";
     /// SQLite: worker with a producer running, jobs/s.
@@ -242,6 +252,25 @@ pub(crate) fn postgres_section(p: &Profile) -> Section {
             None,
         ),
         Row::new(
+            "pg.drain_deleting",
+            format!(
+                "drain of {tasks} no-op tasks, a worker that deletes the tasks it completes, jobs/s (/ claim 100 + \
+                 complete on a full queue)"
+            ),
+            Unit::Rate,
+            key::LH_DRAIN_DELETING,
+            key::RAW_FULL,
+            None,
+        ),
+        Row::new(
+            "pg.drain_deleting_wal",
+            "drain deleting completed tasks, WAL bytes per task (/ claim 100 + complete of the same tasks)".to_owned(),
+            Unit::Count,
+            key::LH_DRAIN_DELETING_WAL,
+            key::RAW_DRAIN_WAL,
+            None,
+        ),
+        Row::new(
             "pg.drain_wal",
             "drain, WAL bytes per task (worker / claim 100 + complete of the same tasks)".to_owned(),
             Unit::Count,
@@ -386,6 +415,14 @@ pub(crate) fn sqlite_section(p: &Profile) -> Section {
             key::SQ_LH_DRAIN,
             key::SQ_RAW_DRAIN,
             Some(Target::AtLeast(0.8)),
+        ),
+        Row::new(
+            "sqlite.drain_deleting",
+            format!("drain of {tasks} no-op tasks, a worker that deletes the tasks it completes, jobs/s"),
+            Unit::Rate,
+            key::SQ_LH_DRAIN_DELETING,
+            key::SQ_RAW_DRAIN,
+            None,
         ),
         Row::new(
             "sqlite.batch_enqueue",

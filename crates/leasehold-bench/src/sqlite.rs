@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use leasehold::sqlite::SqliteStore;
 
+use crate::framework::Finished;
 use crate::report::{Figures, key};
 use crate::sqlite_limit as limit;
 use crate::{Profile, Res, SQLITE_CLIENTS, TIMEOUT, framework};
@@ -37,7 +38,12 @@ pub(crate) async fn run(p: &Profile, figs: &mut Figures) -> Res<String> {
             {
                 step("leasehold: enqueue_many in chunks of 1,000, then a worker drains them");
                 figs.put(key::SQ_LH_BATCH, framework::batch_enqueue(&store, p.sqlite_drain_tasks).await?);
-                figs.put(key::SQ_LH_DRAIN, framework::drain(&store, p.sqlite_drain_tasks).await?);
+                figs.put(key::SQ_LH_DRAIN, framework::drain(&store, p.sqlite_drain_tasks, Finished::Kept).await?);
+                clean(&raw, &store).await?;
+                step("leasehold: the same with a worker that deletes the tasks it completes");
+                framework::batch_enqueue(&store, p.sqlite_drain_tasks).await?;
+                let drain = framework::drain(&store, p.sqlite_drain_tasks, Finished::Deleted);
+                figs.put(key::SQ_LH_DRAIN_DELETING, drain.await?);
             }
         );
         clean(&raw, &store).await?;
@@ -106,18 +112,21 @@ async fn clean(raw: &sqlx::SqlitePool, store: &SqliteStore) -> Res<()> {
     Ok(())
 }
 
-/// `--drain-only N --sqlite-only`: five rounds of leasehold's drain of `N` tasks and the limit's drain of
-/// as many, each on a fresh file, with the CPU both took.
+/// `--drain-only N --sqlite-only`: five rounds of leasehold's drains of `N` tasks (keeping the tasks it
+/// completes, then deleting them) and the limit's drain of as many, each on a fresh file, with the CPU
+/// all took.
 pub(crate) async fn drain_only(n: u64) -> Res<()> {
     let raw_path = temp_file("limit");
     let lh_path = temp_file("leasehold");
     for round in 1..=5 {
-        remove(&lh_path);
-        let store = SqliteStore::open(&lh_path).await?;
-        framework::batch_enqueue(&store, n).await?;
-        let (ours, cpu) = crate::with_cpu(n, framework::drain(&store, n)).await?;
-        println!("drain {round}: {ours:.0} jobs/s{cpu}");
-        store.pool().close().await;
+        for finished in [Finished::Kept, Finished::Deleted] {
+            remove(&lh_path);
+            let store = SqliteStore::open(&lh_path).await?;
+            framework::batch_enqueue(&store, n).await?;
+            let (ours, cpu) = crate::with_cpu(n, framework::drain(&store, n, finished)).await?;
+            println!("drain {round}, completed tasks {finished:?}: {ours:.0} jobs/s{cpu}");
+            store.pool().close().await;
+        }
         remove(&raw_path);
         let raw = limit::pool(&raw_path).await?;
         sqlx::raw_sql(limit::SCHEMA).execute(&raw).await?;
