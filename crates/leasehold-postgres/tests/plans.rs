@@ -1,7 +1,6 @@
 //! The plans PostgreSQL makes for the statements that write many leased tasks at once (completions,
-//! renewals, releases). Whatever the
-//! table's statistics say, each task given is looked up by key (or the batch is hashed against the
-//! table); it is never compared with every running task in a nested loop.
+//! renewals, releases). Whatever the table's statistics say, each task given is looked up by key (or the
+//! batch is hashed against the table); it is never compared with every running task in a nested loop.
 
 use std::time::Duration;
 
@@ -12,18 +11,54 @@ use sqlx::types::Json;
 const TASKS: usize = 50_000;
 const CLAIMED: u32 = 600;
 
-/// The most rows any join of the plan compared and threw away.
-fn most_removed_by_join_filter(plan: &serde_json::Value) -> u64 {
-    let own = plan.get("Rows Removed by Join Filter").and_then(|v| v.as_u64()).unwrap_or(0);
-    let children = plan.get("Plans").and_then(|p| p.as_array()).into_iter().flatten();
-    children.map(most_removed_by_join_filter).fold(own, u64::max)
+type Explain<'q> = sqlx::query::QueryScalar<'q, sqlx::Postgres, serde_json::Value, sqlx::postgres::PgArguments>;
+
+/// What a plan did, summed over its nodes (EXPLAIN gives a node's figures per loop).
+#[derive(Debug, Default)]
+struct Ran {
+    /// Rows that joins compared and threw away.
+    removed_by_joins: u64,
+    /// Rows the statement deleted or updated.
+    written: u64,
+}
+
+fn ran(plan: &serde_json::Value, into: &mut Ran) {
+    let num = |key: &str| plan.get(key).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let loops = num("Actual Loops");
+    into.removed_by_joins += (num("Rows Removed by Join Filter") * loops) as u64;
+    if plan.get("Node Type").and_then(|v| v.as_str()) == Some("ModifyTable") {
+        into.written += (num("Actual Rows") * loops) as u64;
+    }
+    for child in plan.get("Plans").and_then(|p| p.as_array()).into_iter().flatten() {
+        ran(child, into);
+    }
+}
+
+/// Runs an `EXPLAIN (ANALYZE, FORMAT JSON)` (which runs the statement) in a transaction that is rolled
+/// back, so every statement sees the same tasks. `prepare`, if any, runs first in the transaction, and
+/// the statement it prepares is deallocated after.
+async fn explained(pool: &sqlx::PgPool, prepare: Option<String>, explain: Explain<'_>) -> Ran {
+    let mut conn = pool.acquire().await.unwrap();
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+    if let Some(sql) = &prepare {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone())).execute(&mut *tx).await.unwrap();
+    }
+    let plan = explain.fetch_one(&mut *tx).await.unwrap();
+    tx.rollback().await.unwrap();
+    if prepare.is_some() {
+        sqlx::raw_sql("DEALLOCATE s").execute(&mut *conn).await.unwrap();
+    }
+    let mut out = Ran::default();
+    ran(&plan[0]["Plan"], &mut out);
+    out
 }
 
 /// A table analyzed while no task ran (just after a large enqueue), so its statistics say that no task is
-/// running; then a worker claims hundreds and completes, renews or releases them in one statement, planned
-/// for the values given, as a connection's first executions are.
+/// running; then a worker claims hundreds and completes, renews or releases them in one statement. Each
+/// statement is planned both ways PostgreSQL plans a prepared statement: for the values given (a
+/// connection's first executions) and generically (the plan it keeps).
 #[tokio::test]
-async fn completions_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
+async fn batch_writes_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
     let db = TestDb::create().await;
     let store = db.store();
     for _ in 0..TASKS / 1_000 {
@@ -42,38 +77,54 @@ async fn completions_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
     let ids: Vec<uuid::Uuid> = claimed.iter().map(|c| c.lease.task_id.0).collect();
     let fences: Vec<i64> = claimed.iter().map(|c| c.lease.fence.0).collect();
     let results: Vec<Option<Json<serde_json::Value>>> = vec![None; claimed.len()];
-
     let ttls: Vec<i64> = vec![60_000; claimed.len()];
-    let check = |name: &str, removed: u64| {
-        // by key or hashed, a join throws away at most the one row of each task given that fails a test
-        // (the deleting statement's update finds every unkeyed task so); a nested loop over every running
-        // task, about CLAIMED x CLAIMED rows
-        assert!(removed <= u64::from(CLAIMED), "{name}: a join compared and threw away {removed} rows");
-    };
-    for (name, sql) in [
-        ("task_complete.sql", include_str!("../src/sql/task_complete.sql")),
-        ("task_complete_delete.sql", include_str!("../src/sql/task_complete_delete.sql")),
-    ] {
-        check(name, most_removed(db.pool(), explain(sql).bind(&ids).bind(&fences).bind(&results)).await);
+
+    // the same values written out, for EXECUTE (a utility statement, which takes no bound parameters)
+    let list = |v: Vec<String>| format!("'{{{}}}'", v.join(","));
+    let ids_sql = list(ids.iter().map(|i| i.to_string()).collect()) + "::uuid[]";
+    let fences_sql = list(fences.iter().map(|f| f.to_string()).collect()) + "::bigint[]";
+    let n = claimed.len();
+
+    let statements = [
+        ("task_complete.sql", include_str!("../src/sql/task_complete.sql"), "jsonb[]"),
+        ("task_complete_delete.sql", include_str!("../src/sql/task_complete_delete.sql"), "jsonb[]"),
+        ("lease_renew.sql", include_str!("../src/sql/lease_renew.sql"), "bigint[]"),
+        ("task_release.sql", include_str!("../src/sql/task_release.sql"), "boolean"),
+    ];
+    for (name, sql, third) in statements {
+        for generic in [false, true] {
+            let (prepare, q): (_, Explain<'_>) = if generic {
+                let third_sql = match third {
+                    "jsonb[]" => format!("array_fill(NULL::jsonb, ARRAY[{n}])"),
+                    "bigint[]" => format!("array_fill(60000::bigint, ARRAY[{n}])"),
+                    _ => "false".to_owned(),
+                };
+                let prepare = format!(
+                    "SET LOCAL plan_cache_mode = force_generic_plan; PREPARE s(uuid[], bigint[], {third}) AS {sql}"
+                );
+                let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE s({ids_sql}, {fences_sql}, {third_sql})");
+                (Some(prepare), sqlx::query_scalar(sqlx::AssertSqlSafe(explain)))
+            } else {
+                let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}");
+                let q = sqlx::query_scalar(sqlx::AssertSqlSafe(explain)).bind(&ids).bind(&fences);
+                let q = match third {
+                    "jsonb[]" => q.bind(&results),
+                    "bigint[]" => q.bind(&ttls),
+                    _ => q.bind(false),
+                };
+                (None, q)
+            };
+            let got = explained(db.pool(), prepare, q).await;
+            let how = if generic { "generic plan" } else { "plan for the values" };
+            assert_eq!(got.written, u64::from(CLAIMED), "{name}, {how}: every task given is written");
+            // by key or hashed, a join throws away at most the one row of each task given that fails a
+            // test (the deleting statement's update finds every unkeyed task so); a nested loop over
+            // every running task, about CLAIMED x CLAIMED rows
+            assert!(
+                got.removed_by_joins <= u64::from(CLAIMED),
+                "{name}, {how}: joins compared and threw away {} rows",
+                got.removed_by_joins
+            );
+        }
     }
-    let renew = explain(include_str!("../src/sql/lease_renew.sql")).bind(&ids).bind(&fences).bind(&ttls);
-    check("lease_renew.sql", most_removed(db.pool(), renew).await);
-    let release = explain(include_str!("../src/sql/task_release.sql")).bind(&ids).bind(&fences).bind(false);
-    check("task_release.sql", most_removed(db.pool(), release).await);
-}
-
-type Explain<'q> = sqlx::query::QueryScalar<'q, sqlx::Postgres, serde_json::Value, sqlx::postgres::PgArguments>;
-
-/// `EXPLAIN (ANALYZE, FORMAT JSON)` of a statement, planned for the values bound to it.
-fn explain<'q>(sql: &str) -> Explain<'q> {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}")))
-}
-
-/// Runs the explained statement (EXPLAIN ANALYZE runs it) in a transaction that is rolled back, so every
-/// statement sees the same tasks; answers the most rows any join of its plan compared and threw away.
-async fn most_removed(pool: &sqlx::PgPool, explain: Explain<'_>) -> u64 {
-    let mut tx = pool.begin().await.unwrap();
-    let plan = explain.fetch_one(&mut *tx).await.unwrap();
-    tx.rollback().await.unwrap();
-    most_removed_by_join_filter(&plan[0]["Plan"])
 }

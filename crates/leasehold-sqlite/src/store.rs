@@ -148,6 +148,16 @@ fn due_queues(tasks: &[NewTask]) -> Vec<String> {
         .collect()
 }
 
+/// Runs one of the completion statements on its JSON array of tasks; answers the (id, fence) of each task
+/// it completed.
+async fn settled_rows(
+    conn: &mut sqlx::SqliteConnection,
+    sql: &'static str,
+    spec: String,
+) -> Result<Vec<(String, i64)>> {
+    sqlx::query_as(sql).bind(spec).fetch_all(conn).await.map_err(db)
+}
+
 pub(crate) async fn complete_tasks(
     conn: &mut sqlx::SqliteConnection,
     tasks: &[(TaskLease, Option<serde_json::Value>)],
@@ -157,34 +167,20 @@ pub(crate) async fn complete_tasks(
     let mut done: HashSet<(String, i64)> = HashSet::with_capacity(tasks.len());
     if delete_completed {
         // the keyed tasks are left to the updates below
-        let spec = json_strings(tasks.iter().map(|(l, _)| format!("{}:{}", l.task_id.0, l.fence.0)));
-        let rows: Vec<(String, i64)> = sqlx::query_as(include_str!("sql/task_complete_delete.sql"))
-            .bind(spec)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?;
-        done.extend(rows);
+        let spec = fenced_spec(tasks.iter().map(|(l, _)| l));
+        done.extend(settled_rows(conn, include_str!("sql/task_complete_delete.sql"), spec).await?);
     }
     let (plain, with_result): (Vec<_>, Vec<_>) =
         tasks.iter().filter(|(l, _)| !done.contains(&key(l))).partition(|(_, r)| r.is_none());
     if !plain.is_empty() {
-        let spec = json_strings(plain.iter().map(|(l, _)| format!("{}:{}", l.task_id.0, l.fence.0)));
-        let rows: Vec<(String, i64)> = sqlx::query_as(include_str!("sql/task_complete_plain.sql"))
-            .bind(spec)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?;
-        done.extend(rows);
+        let spec = fenced_spec(plain.iter().map(|(l, _)| l));
+        done.extend(settled_rows(conn, include_str!("sql/task_complete_plain.sql"), spec).await?);
     }
     if !with_result.is_empty() {
         let spec: Vec<serde_json::Value> =
             with_result.iter().map(|(l, r)| json!([l.task_id.0.to_string(), l.fence.0, true, r])).collect();
-        let rows: Vec<(String, i64)> = sqlx::query_as(include_str!("sql/task_complete.sql"))
-            .bind(serde_json::to_string(&spec)?)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?;
-        done.extend(rows);
+        let spec = serde_json::to_string(&spec)?;
+        done.extend(settled_rows(conn, include_str!("sql/task_complete.sql"), spec).await?);
     }
     let rest: Vec<serde_json::Value> = tasks
         .iter()
@@ -218,6 +214,11 @@ pub(crate) async fn complete_tasks(
 }
 
 /// A JSON array of strings that need no escaping (task ids, `id:fence` pairs), written directly.
+/// The leases as the completion statements read them: a JSON array of strings "id:fence".
+fn fenced_spec<'a>(leases: impl Iterator<Item = &'a TaskLease>) -> String {
+    json_strings(leases.map(|l| format!("{}:{}", l.task_id.0, l.fence.0)))
+}
+
 fn json_strings<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
     use std::fmt::Write;
     let mut out = String::from("[");
@@ -375,7 +376,14 @@ impl TaskStore for SqliteStore {
         if p.tasks.is_empty() {
             return Ok(Vec::new());
         }
-        complete_tasks(&mut *self.writer().await?, &p.tasks, p.delete_completed).await
+        // one transaction: a deleting completion runs up to three statements (the delete, the updates of
+        // keyed tasks, the check of the rest), and a retry after a failed one must not find its tasks
+        // deleted already
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
+        let statuses = complete_tasks(&mut tx, &p.tasks, p.delete_completed).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(statuses)
     }
 
     async fn task_retry(&self, p: TaskRetryParams) -> Result<TaskState> {

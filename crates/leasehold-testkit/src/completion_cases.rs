@@ -19,24 +19,28 @@ fn is_gone(r: Result<TaskRecord>) -> bool {
 }
 
 /// A deleting completion deletes the unkeyed tasks it completes, keeps a keyed one completed with its
-/// result (its key still finds it), and writes nothing for a token that is no longer current.
+/// result (its key still finds it), and writes nothing for a holder whose lease was taken over.
 pub async fn deleting_completions_keep_only_keyed_tasks<B: Backend>(b: &B) {
     let s = b.store();
     let plain = s.task_insert(task("k", 1)).await.unwrap();
     let with_result = s.task_insert(task("k", 2)).await.unwrap();
     let held = s.task_insert_idempotent(keyed("k", 3, "delete-1")).await.unwrap().id;
-    let stale = s.task_insert(task("k", 4)).await.unwrap();
+    let taken = s.task_insert(task("k", 4)).await.unwrap();
     let got = s.task_claim(claim(10)).await.unwrap().tasks;
     assert_eq!(got.len(), 4);
     let lease = |id: TaskId| got.iter().find(|c| c.lease.task_id == id).unwrap().lease;
-    let old = TaskLease { task_id: stale, fence: FencingToken(lease(stale).fence.0 - 1) };
+    // the first holder of `taken` stalls past its lease; another claim takes the task over
+    b.expire_lease(taken).await;
+    let fresh = s.task_claim(claim(10)).await.unwrap().tasks;
+    assert_eq!(fresh.len(), 1);
+    assert!(fresh[0].taken_over && fresh[0].lease.task_id == taken);
     let result = Some(serde_json::json!({ "ok": true }));
     let st = s
         .task_complete_many(deleting(vec![
             (lease(plain), None),
             (lease(with_result), result.clone()),
             (lease(held), result.clone()),
-            (old, None),
+            (lease(taken), None),
         ]))
         .await
         .unwrap();
@@ -46,15 +50,16 @@ pub async fn deleting_completions_keep_only_keyed_tasks<B: Backend>(b: &B) {
     assert!(is_gone(s.task_get(with_result).await), "a completed task with a result was kept");
     let rec = s.task_get(held).await.unwrap();
     assert_eq!((rec.state, rec.result), (TaskState::Completed, result));
-    assert_eq!(s.task_get(stale).await.unwrap().state, TaskState::Running, "a stale token deleted a running task");
+    let rec = s.task_get(taken).await.unwrap();
+    assert_eq!((rec.state, rec.fence), (TaskState::Running, Some(fresh[0].lease.fence)), "a zombie deleted the task");
     assert_eq!(s.task_insert_idempotent(keyed("k", 3, "delete-1")).await.unwrap().id, held);
     // a repeat: the keyed task shows it was completed; nothing is left of the others
     let st = s.task_complete_many(deleting(vec![(lease(held), None), (lease(plain), None)])).await.unwrap();
     assert_eq!(st, vec![AlreadyCompleted, LeaseLost]);
-    // the current token of the stale task still completes it
-    let st = s.task_complete_many(deleting(vec![(lease(stale), None)])).await.unwrap();
-    assert_eq!(st, vec![Completed]);
-    assert!(is_gone(s.task_get(stale).await));
+    // the current holder completes it, and the zombie's token, given beside it, still writes nothing
+    let st = s.task_complete_many(deleting(vec![(lease(taken), None), (fresh[0].lease, None)])).await.unwrap();
+    assert_eq!(st, vec![LeaseLost, Completed]);
+    assert!(is_gone(s.task_get(taken).await));
 }
 
 /// A worker set to delete completed tasks deletes the unkeyed ones, keeps keyed ones completed with
@@ -79,6 +84,8 @@ pub async fn worker_deletes_the_tasks_it_completes<B: Backend>(b: &B) {
         .await;
     }
     w.stop().await;
+    // the worker's own completion, after the handler's transaction completed it, deleted nothing
+    assert_eq!(client.store().task_get(in_tx).await.unwrap().state, TaskState::Completed);
     assert_eq!(b.effect_count(in_tx).await, 1);
     let st = w.stats();
     assert_eq!((st.completed, st.lease_lost, st.write_errors), (12, 0, 0));

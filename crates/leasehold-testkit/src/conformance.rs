@@ -344,6 +344,14 @@ pub async fn renewal_is_fenced<B: Backend>(b: &B) {
     assert_eq!(renewed, LeaseRenewal { renewed: vec![got[0].lease], busy: vec![] });
     let after = s.task_get(got[0].lease.task_id).await.unwrap().lease_expires_at.unwrap();
     assert!(after > before + chrono::Duration::seconds(60), "{before} -> {after}");
+    // a stale and the current lease of one task in one renewal (a holder that took over its own stalled
+    // task): only the current one is renewed, so the stalled attempt learns that it lost its lease
+    b.expire_lease(got[1].lease.task_id).await;
+    let fresh = claim_one(&s).await;
+    assert_eq!(fresh.lease.task_id, got[1].lease.task_id);
+    let leases = vec![(got[1].lease, Duration::from_secs(120)), (fresh.lease, Duration::from_secs(120))];
+    let renewed = s.lease_renew(LeaseRenewParams { leases }).await.unwrap();
+    assert_eq!(renewed, LeaseRenewal { renewed: vec![fresh.lease], busy: vec![] });
 }
 
 /// A released task is available at once; the attempt is not counted unless the lease was lost.

@@ -39,9 +39,10 @@ pub struct WorkerConfig {
     pub retention: Option<Duration>,
     /// Delete each task this worker completes, in the completion's own fenced statement, instead of
     /// keeping it as completed; `false` (the default) keeps it, with its result, until `retention`.
-    /// A task with an idempotency key is kept while its key is remembered, so the key still finds it.
-    /// A deleted task can no longer be read (`Client::task` answers `Error::NotFound`) and its result
-    /// is not stored; cancelled and discarded tasks are kept as before. On PostgreSQL a deleting completion
+    /// A task with an idempotency key is kept while its key is remembered, so the key still finds it,
+    /// and so is a task its handler completed in its own transaction; they, and cancelled and discarded
+    /// tasks, stay until a `retention` deletes them. A deleted task can no longer be read
+    /// (`Client::task` answers `Error::NotFound`) and its result is not stored. On PostgreSQL a deleting completion
     /// writes no new row version and no index entry, which is what makes it cheaper (see
     /// `docs/benchmarks.md`).
     pub delete_completed: bool,

@@ -15,7 +15,7 @@ WITH h AS MATERIALIZED (
        SET lease_expires_at = now() + h.ttl_ms * interval '1 millisecond'
       FROM h JOIN free ON free.id = h.id
      WHERE t.id = h.id AND t.fence = h.fence AND t.state = h.running
-    RETURNING t.id
+    RETURNING t.id, t.fence
 )
 SELECT h.id, h.fence,
        CASE
@@ -24,4 +24,4 @@ SELECT h.id, h.fence,
                        WHERE t.id = h.id AND t.fence = h.fence AND t.state = 'running') THEN 'busy'
          ELSE 'lost'
        END AS status
-  FROM h LEFT JOIN renewed AS r ON r.id = h.id
+  FROM h LEFT JOIN renewed AS r ON r.id = h.id AND r.fence = h.fence

@@ -4,8 +4,8 @@
 -- (One row of small codes rather than a row of text per task: nothing to allocate per task in the worker.)
 -- The state a task must be in comes from h (`t.state = h.running`), a materialized CTE, rather than as
 -- `t.state = 'running'`: the planner then sees a join clause, not a filter on the table, so it neither
--- matches the partial index of running tasks nor estimates the filter from the column's statistics, and
--- looks the tasks up by key. With the plain form, the generic plan PostgreSQL keeps for a prepared
+-- matches the partial index of running tasks nor takes the share of running tasks from the column's
+-- statistics, and looks the tasks up by key (tests/plans.rs checks both plans). With the plain form, the generic plan PostgreSQL keeps for a prepared
 -- statement (it guesses 10 rows for the arrays) scanned every running task once per task given: 8.8 ms
 -- instead of 0.9 ms for 100 completions with 400 running. As `(t.state = 'running') IS TRUE`, which the
 -- statistics still estimate, a table analyzed while no task ran (just after a large enqueue) counted on
