@@ -376,12 +376,16 @@ impl TaskStore for SqliteStore {
         if p.tasks.is_empty() {
             return Ok(Vec::new());
         }
+        let mut writer = self.writer().await?;
+        if !p.delete_completed {
+            // a retry after a failed statement finds the tasks completed already: AlreadyCompleted
+            return complete_tasks(&mut writer, &p.tasks, false).await;
+        }
         // one transaction: a deleting completion runs up to three statements (the delete, the updates of
         // keyed tasks, the check of the rest), and a retry after a failed one must not find its tasks
         // deleted already
-        let mut writer = self.writer().await?;
         let mut tx = writer.begin().await?;
-        let statuses = complete_tasks(&mut tx, &p.tasks, p.delete_completed).await?;
+        let statuses = complete_tasks(&mut tx, &p.tasks, true).await?;
         tx.commit().await.map_err(db)?;
         Ok(statuses)
     }
