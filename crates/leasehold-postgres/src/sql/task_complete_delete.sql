@@ -6,6 +6,8 @@
 -- A delete writes no new row version and no index entry, where the update writes a version and an
 -- entry in the primary key and in the index of finished tasks; a task whose key is remembered is
 -- updated as task_complete.sql does, so that the key still finds it.
+-- The update runs only when the delete left some of the tasks given (a plan's one-time filter): in the
+-- common batch, all unkeyed and all still held, it would look every task up again for nothing.
 -- `t.state = h.running`: see task_complete.sql. Keyed and unkeyed tasks are told apart the same way,
 -- against `h.unkeyed` (always true): as a filter on the table, `t.idempotency_key IS NOT NULL` matches
 -- the partial index of keys, and the planner then read every keyed task for each completion.
@@ -22,6 +24,7 @@ WITH h AS MATERIALIZED (
        SET state = 'completed', result = h.result, lease_expires_at = NULL, finalized_at = now()
       FROM h
      WHERE t.id = h.id AND t.fence = h.fence AND t.state = h.running AND (t.idempotency_key IS NULL) <> h.unkeyed
+       AND (SELECT count(*) FROM deleted) < cardinality($1::uuid[])
     RETURNING t.id, t.fence
 ), done AS (
     SELECT id, fence FROM deleted UNION ALL SELECT id, fence FROM kept
