@@ -189,16 +189,23 @@ pub(crate) async fn complete_tasks<'e>(
     tasks: &[(TaskLease, Option<serde_json::Value>)],
     delete_completed: bool,
 ) -> Result<Vec<CompletionStatus>> {
-    let sql = if delete_completed {
-        include_str!("sql/task_complete_delete.sql")
+    static KEEP_ONE: LazyLock<String> = LazyLock::new(|| one_task(include_str!("sql/task_complete.sql")));
+    static DELETE_ONE: LazyLock<String> = LazyLock::new(|| one_task(include_str!("sql/task_complete_delete.sql")));
+    let codes: Option<Vec<i16>> = if let [(lease, result)] = tasks {
+        let sql: &'static str = if delete_completed { &DELETE_ONE } else { &KEEP_ONE };
+        let q = sqlx::query_scalar(sql).bind(lease.task_id.0).bind(lease.fence.0).bind(result.as_ref().map(Json));
+        q.fetch_one(exec).await.map_err(db)?
     } else {
-        include_str!("sql/task_complete.sql")
+        let sql = if delete_completed {
+            include_str!("sql/task_complete_delete.sql")
+        } else {
+            include_str!("sql/task_complete.sql")
+        };
+        let ids: Vec<Uuid> = tasks.iter().map(|(l, _)| l.task_id.0).collect();
+        let fences: Vec<i64> = tasks.iter().map(|(l, _)| l.fence.0).collect();
+        let results: Vec<Option<Json<&serde_json::Value>>> = tasks.iter().map(|(_, r)| r.as_ref().map(Json)).collect();
+        sqlx::query_scalar(sql).bind(&ids).bind(&fences).bind(&results).fetch_one(exec).await.map_err(db)?
     };
-    let ids: Vec<Uuid> = tasks.iter().map(|(l, _)| l.task_id.0).collect();
-    let fences: Vec<i64> = tasks.iter().map(|(l, _)| l.fence.0).collect();
-    let results: Vec<Option<Json<&serde_json::Value>>> = tasks.iter().map(|(_, r)| r.as_ref().map(Json)).collect();
-    let codes: Option<Vec<i16>> =
-        sqlx::query_scalar(sql).bind(&ids).bind(&fences).bind(&results).fetch_one(exec).await.map_err(db)?;
     let codes = codes.unwrap_or_default();
     if codes.len() != tasks.len() {
         return Err(Error::Schema(format!("{} completion statuses for {} tasks", codes.len(), tasks.len())));
@@ -212,6 +219,19 @@ pub(crate) async fn complete_tasks<'e>(
             other => Err(Error::Schema(format!("unexpected completion status {other}"))),
         })
         .collect()
+}
+
+/// A completion statement for one task: its arrays of tasks become one row of single values. PostgreSQL
+/// plans a statement over arrays anew for every batch of one (its generic plan guesses many rows for
+/// the arrays and loses to a plan for one; planning cost about twice the execution, 0.19 ms against
+/// 0.09, in an idle worker's completions), where this form keeps one generic plan. The rest of the
+/// statement is the same text, so both forms say the same.
+fn one_task(sql: &str) -> String {
+    const ARRAYS: &str =
+        "FROM unnest($1::uuid[], $2::bigint[], $3::jsonb[]) WITH ORDINALITY AS h(id, fence, result, ord)";
+    const ONE: &str = "FROM (VALUES ($1::uuid, $2::bigint, $3::jsonb, 1::bigint)) AS h(id, fence, result, ord)";
+    assert!(sql.contains(ARRAYS), "a completion statement reads its tasks as `{ARRAYS}`");
+    sql.replace(ARRAYS, ONE).replace("cardinality($1::uuid[])", "1")
 }
 
 /// `task_claim.sql` for these queues and this limit, both written into the text as literals (see the
@@ -447,3 +467,17 @@ impl TaskStore for PgStore {
 }
 
 impl CrossProcessWakeups for PgStore {}
+
+#[cfg(test)]
+mod tests {
+    use super::one_task;
+
+    #[test]
+    fn the_one_task_completions_bind_single_values() {
+        for sql in [include_str!("sql/task_complete.sql"), include_str!("sql/task_complete_delete.sql")] {
+            let one = one_task(sql);
+            assert!(!one.contains("[]"), "an array is left in the one-task form:\n{one}");
+            assert!(one.contains("FROM (VALUES ($1::uuid, $2::bigint, $3::jsonb, 1::bigint))"));
+        }
+    }
+}
