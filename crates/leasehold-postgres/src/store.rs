@@ -231,7 +231,7 @@ fn one_task(sql: &str) -> String {
         "FROM unnest($1::uuid[], $2::bigint[], $3::jsonb[]) WITH ORDINALITY AS h(id, fence, result, ord)";
     const ONE: &str = "FROM (VALUES ($1::uuid, $2::bigint, $3::jsonb, 1::bigint)) AS h(id, fence, result, ord)";
     assert!(sql.contains(ARRAYS), "a completion statement reads its tasks as `{ARRAYS}`");
-    sql.replace(ARRAYS, ONE).replace("cardinality($1::uuid[])", "1")
+    sql.replace(ARRAYS, ONE)
 }
 
 /// `task_claim.sql` for these queues and this limit, both written into the text as literals (see the

@@ -60,6 +60,15 @@ pub async fn deleting_completions_keep_only_keyed_tasks<B: Backend>(b: &B) {
     let st = s.task_complete_many(deleting(vec![(lease(taken), None), (fresh[0].lease, None)])).await.unwrap();
     assert_eq!(st, vec![LeaseLost, Completed]);
     assert!(is_gone(s.task_get(taken).await));
+    // a batch of one keyed task (a statement of its own on PostgreSQL) keeps it, with its result
+    let one = s.task_insert_idempotent(keyed("k", 5, "delete-3")).await.unwrap().id;
+    let got = s.task_claim(claim(10)).await.unwrap().tasks;
+    assert_eq!(got.len(), 1);
+    let result = Some(serde_json::json!(5));
+    let st = s.task_complete_many(deleting(vec![(got[0].lease, result.clone())])).await.unwrap();
+    assert_eq!(st, vec![Completed]);
+    let rec = s.task_get(one).await.unwrap();
+    assert_eq!((rec.state, rec.result), (TaskState::Completed, result));
 }
 
 /// A worker set to delete completed tasks deletes the unkeyed ones, keeps keyed ones completed with

@@ -24,7 +24,7 @@ WITH h AS MATERIALIZED (
        SET state = 'completed', result = h.result, lease_expires_at = NULL, finalized_at = now()
       FROM h
      WHERE t.id = h.id AND t.fence = h.fence AND t.state = h.running AND (t.idempotency_key IS NULL) <> h.unkeyed
-       AND (SELECT count(*) FROM deleted) < cardinality($1::uuid[])
+       AND (SELECT count(*) FROM deleted) < (SELECT count(*) FROM h)
     RETURNING t.id, t.fence
 ), done AS (
     SELECT id, fence FROM deleted UNION ALL SELECT id, fence FROM kept
