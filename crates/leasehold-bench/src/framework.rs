@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use leasehold::core::schedule::{LeaderAcquireParams, LeaderToken};
-use leasehold::{Client, EnqueueOptions, ScheduleStore, TaskStore, Worker};
+use leasehold::{Client, EnqueueOptions, ScheduleStore, TaskStore, Worker, WorkerBuilder};
 
 use crate::jobs::{Noop, Probe};
 use crate::timing::{IDLE, Percentiles, SteadyClock, ms, rate, timed, wait_for};
@@ -33,26 +33,8 @@ pub(crate) enum Finished {
 }
 
 /// A worker for no-op tasks with the benchmark's concurrency and leasehold's defaults otherwise.
-fn noop_worker<S: TaskStore>(store: &S) -> Res<Worker<S>> {
-    noop_worker_finishing(store, Finished::Kept)
-}
-
-/// The same, keeping or deleting the tasks it completes.
-fn noop_worker_finishing<S: TaskStore>(store: &S, finished: Finished) -> Res<Worker<S>> {
-    Ok(Worker::builder(store.clone())
-        .register::<Noop>()
-        .concurrency(WORKER_CONCURRENCY)
-        .delete_completed(finished == Finished::Deleted)
-        .build()?)
-}
-
-/// The same, keeping finished tasks for `retention` (`None`: forever).
-fn noop_worker_keeping<S: TaskStore>(store: &S, retention: Option<Duration>) -> Res<Worker<S>> {
-    Ok(Worker::builder(store.clone())
-        .register::<Noop>()
-        .concurrency(WORKER_CONCURRENCY)
-        .retention(retention)
-        .build()?)
+fn noop_worker<S: TaskStore>(store: &S) -> WorkerBuilder<S, ()> {
+    Worker::builder(store.clone()).register::<Noop>().concurrency(WORKER_CONCURRENCY)
 }
 
 /// `Client::enqueue` of a no-op job by `clients` clients for `run_for`; tasks/s.
@@ -103,7 +85,7 @@ pub(crate) async fn drain_for<S: TaskStore>(
     limit: Duration,
     finished: Finished,
 ) -> Res<(u64, Duration)> {
-    let worker = noop_worker_finishing(store, finished)?;
+    let worker = noop_worker(store).delete_completed(finished == Finished::Deleted).build()?;
     let started = Instant::now();
     worker.start().await;
     while worker.stats().completed < total && started.elapsed() < limit {
@@ -117,7 +99,7 @@ pub(crate) async fn drain_for<S: TaskStore>(
 /// A no-op worker drains while one producer enqueues chunks of 1,000 (`enqueue_many`) whenever fewer
 /// than [`STEADY_MAX_BACKLOG`] wait; completed tasks/s over `measure`, after `warmup`.
 pub(crate) async fn steady<S: TaskStore>(store: &S, warmup: Duration, measure: Duration) -> Res<f64> {
-    steady_with(store, noop_worker(store)?, warmup, measure).await
+    steady_with(store, noop_worker(store).build()?, warmup, measure).await
 }
 
 /// [`steady`] with a worker that keeps finished tasks for `retention` only (`None`: forever).
@@ -127,7 +109,7 @@ pub(crate) async fn steady_keeping<S: TaskStore>(
     warmup: Duration,
     measure: Duration,
 ) -> Res<f64> {
-    steady_with(store, noop_worker_keeping(store, retention)?, warmup, measure).await
+    steady_with(store, noop_worker(store).retention(retention).build()?, warmup, measure).await
 }
 
 async fn steady_with<S: TaskStore>(store: &S, worker: Worker<S>, warmup: Duration, measure: Duration) -> Res<f64> {

@@ -266,9 +266,10 @@ pub struct TaskCompleteParams {
     pub tasks: Vec<(TaskLease, Option<serde_json::Value>)>,
     /// Delete each task this call completes instead of keeping it as completed, unless it has an
     /// idempotency key: a keyed task is kept (completed, with its result) for as long as its key is
-    /// remembered, and left to a worker's retention (kept for good without one). The deletion is fenced like the update it replaces. A
-    /// deleted task's result is not stored, and a repeat of the call answers
-    /// [`CompletionStatus::LeaseLost`] for it, since nothing is left to show it was completed.
+    /// remembered, and left to a worker's retention (kept for good without one). The deletion is
+    /// fenced like the update it replaces. A deleted task's result is not stored, and a repeat of the
+    /// call answers [`CompletionStatus::LeaseLost`] for it, since nothing is left to show it was
+    /// completed.
     pub delete_completed: bool,
 }
 

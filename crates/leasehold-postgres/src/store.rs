@@ -189,22 +189,20 @@ pub(crate) async fn complete_tasks<'e>(
     tasks: &[(TaskLease, Option<serde_json::Value>)],
     delete_completed: bool,
 ) -> Result<Vec<CompletionStatus>> {
-    static KEEP_ONE: LazyLock<String> = LazyLock::new(|| one_task(include_str!("sql/task_complete.sql")));
-    static DELETE_ONE: LazyLock<String> = LazyLock::new(|| one_task(include_str!("sql/task_complete_delete.sql")));
+    static KEEP_ONE: LazyLock<String> = LazyLock::new(|| one_task(KEEP));
+    static DELETE_ONE: LazyLock<String> = LazyLock::new(|| one_task(DELETE));
+    const KEEP: &str = include_str!("sql/task_complete.sql");
+    const DELETE: &str = include_str!("sql/task_complete_delete.sql");
+    let (many, one): (&'static str, &'static str) =
+        if delete_completed { (DELETE, &DELETE_ONE) } else { (KEEP, &KEEP_ONE) };
     let codes: Option<Vec<i16>> = if let [(lease, result)] = tasks {
-        let sql: &'static str = if delete_completed { &DELETE_ONE } else { &KEEP_ONE };
-        let q = sqlx::query_scalar(sql).bind(lease.task_id.0).bind(lease.fence.0).bind(result.as_ref().map(Json));
+        let q = sqlx::query_scalar(one).bind(lease.task_id.0).bind(lease.fence.0).bind(result.as_ref().map(Json));
         q.fetch_one(exec).await.map_err(db)?
     } else {
-        let sql = if delete_completed {
-            include_str!("sql/task_complete_delete.sql")
-        } else {
-            include_str!("sql/task_complete.sql")
-        };
         let ids: Vec<Uuid> = tasks.iter().map(|(l, _)| l.task_id.0).collect();
         let fences: Vec<i64> = tasks.iter().map(|(l, _)| l.fence.0).collect();
         let results: Vec<Option<Json<&serde_json::Value>>> = tasks.iter().map(|(_, r)| r.as_ref().map(Json)).collect();
-        sqlx::query_scalar(sql).bind(&ids).bind(&fences).bind(&results).fetch_one(exec).await.map_err(db)?
+        sqlx::query_scalar(many).bind(&ids).bind(&fences).bind(&results).fetch_one(exec).await.map_err(db)?
     };
     let codes = codes.unwrap_or_default();
     if codes.len() != tasks.len() {

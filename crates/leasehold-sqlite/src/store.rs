@@ -213,12 +213,12 @@ pub(crate) async fn complete_tasks(
         .collect())
 }
 
-/// A JSON array of strings that need no escaping (task ids, `id:fence` pairs), written directly.
 /// The leases as the completion statements read them: a JSON array of strings "id:fence".
 fn fenced_spec<'a>(leases: impl Iterator<Item = &'a TaskLease>) -> String {
     json_strings(leases.map(|l| format!("{}:{}", l.task_id.0, l.fence.0)))
 }
 
+/// A JSON array of strings that need no escaping (task ids, `id:fence` pairs), written directly.
 fn json_strings<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
     use std::fmt::Write;
     let mut out = String::from("[");

@@ -40,35 +40,20 @@ macro_rules! conformance_tests {
             any_queue_name_is_claimed);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let backend = $make.await;
-                $crate::conformance::$case(&backend).await;
-            }
-        )*
-        $crate::conformance_tests!(@completion $make;
+        $crate::conformance_tests!(@in conformance $make; $($case),*);
+        $crate::conformance_tests!(@in completion_cases $make;
             deleting_completions_keep_only_keyed_tasks, worker_deletes_the_tasks_it_completes);
-        $crate::conformance_tests!(@cron $make;
+        $crate::conformance_tests!(@in cron_cases $make;
             leader_terms_are_fenced, a_tick_is_recorded_once, schedules_are_defined_and_controlled,
             scheduler_runs_each_tick_once_and_follows_the_missed_policy, scheduler_follows_the_overlap_policy,
             scheduler_obeys_pause_trigger_and_removal);
     };
-    (@completion $make:expr; $($case:ident),* $(,)?) => {
+    (@in $module:ident $make:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let backend = $make.await;
-                $crate::completion_cases::$case(&backend).await;
-            }
-        )*
-    };
-    (@cron $make:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let backend = $make.await;
-                $crate::cron_cases::$case(&backend).await;
+                $crate::$module::$case(&backend).await;
             }
         )*
     };

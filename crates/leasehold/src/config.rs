@@ -42,9 +42,9 @@ pub struct WorkerConfig {
     /// A task with an idempotency key is kept while its key is remembered, so the key still finds it,
     /// and so is a task its handler completed in its own transaction; they, and cancelled and discarded
     /// tasks, stay until a `retention` deletes them. A deleted task can no longer be read
-    /// (`Client::task` answers `Error::NotFound`) and its result is not stored. On PostgreSQL a deleting completion
-    /// writes no new row version and no index entry, which is what makes it cheaper (see
-    /// `docs/benchmarks.md`).
+    /// (`Client::task` answers `Error::NotFound`) and its result is not stored. On PostgreSQL a
+    /// deleting completion writes no new row version and no index entry, which is what makes it
+    /// cheaper (see `docs/benchmarks.md`).
     pub delete_completed: bool,
 }
 
