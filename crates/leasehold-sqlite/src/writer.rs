@@ -13,7 +13,8 @@
 //! The kept connection comes from the pool and is detached from it, so it does not count against the
 //! pool's size: the store opens at most one more connection than the pool's maximum. Once the pool is
 //! closed the kept connection is closed too, and writes fail as the pool's statements do. A connection
-//! not used for [`CHECK_AFTER`] is checked before its next write and replaced if it broke.
+//! not used for [`CHECK_AFTER`], or whose last transaction ended without a commit, is checked before its
+//! next write and replaced if it broke or is stuck in a transaction (see [`reusable`]).
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
@@ -53,15 +54,11 @@ impl Kept {
             return Err(db(sqlx::Error::PoolClosed));
         }
         let conn = match taken {
-            Some((conn, at)) if at.elapsed() < CHECK_AFTER => conn,
-            Some((mut conn, _)) => match conn.ping().await {
-                Ok(()) => conn,
-                Err(e) => {
-                    tracing::debug!(error = %e, "the kept SQLite connection broke; opening another");
-                    drop(conn);
-                    pool.acquire().await.map_err(db)?.detach()
-                }
-            },
+            Some((conn, at)) => reusable(conn, at).await,
+            None => None,
+        };
+        let conn = match conn {
+            Some(conn) => conn,
             None => pool.acquire().await.map_err(db)?.detach(),
         };
         Ok(Writer { conn: Some(conn), kept: self, _turn: turn })
@@ -76,6 +73,26 @@ impl Kept {
             let _ = conn.close().await;
         }
     }
+}
+
+/// The kept connection, if it can take the next write. It is checked with a round trip to its thread
+/// when it sat unused for [`CHECK_AFTER`], and when a transaction on it ended without a commit: the
+/// rollback sqlx queued then runs before the round trip's answer. A connection still in a transaction
+/// after that is closed: SQLite ended the transaction itself (it does on some I/O errors and on a full
+/// disk), the queued rollback failed, and sqlx still counts the transaction as open, so every `BEGIN`
+/// on that connection would fail from then on.
+async fn reusable(mut conn: SqliteConnection, kept_at: Instant) -> Option<SqliteConnection> {
+    if conn.is_in_transaction() || kept_at.elapsed() >= CHECK_AFTER {
+        if let Err(e) = conn.ping().await {
+            tracing::debug!(error = %e, "the kept SQLite connection broke; opening another");
+            return None;
+        }
+    }
+    if conn.is_in_transaction() {
+        tracing::warn!("a write transaction could not be rolled back on the kept SQLite connection; opening another");
+        return None;
+    }
+    Some(conn)
 }
 
 impl Writer<'_> {
@@ -106,5 +123,43 @@ impl Deref for Writer<'_> {
 impl DerefMut for Writer<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         self.conn.as_mut().expect("a writer holds its connection until dropped")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use leasehold_core::{NewTask, TaskClaimParams, TaskState, TaskStore};
+    use leasehold_testkit::sqlite::TestFile;
+
+    use crate::SqliteStore;
+
+    /// SQLite rolls a transaction back by itself on some errors (an I/O error, a full disk); sqlx does
+    /// not see it, its own rollback then fails, and it counts the transaction as open. Here a `ROLLBACK`
+    /// run inside the transaction ends it the same way. The store's next writes, each in a transaction
+    /// of its own, must still run: the kept connection is replaced, not lent again stuck.
+    #[tokio::test]
+    async fn a_transaction_sqlite_ended_itself_does_not_stick_the_kept_connection() {
+        let file = TestFile::create().await;
+        let store = SqliteStore::open(file.path()).await.unwrap();
+        let id = store.task_insert(NewTask::new("k", serde_json::json!({}))).await.unwrap();
+        {
+            let mut writer = store.writer().await.unwrap();
+            let mut tx = writer.begin().await.unwrap();
+            sqlx::raw_sql("ROLLBACK").execute(&mut *tx).await.unwrap();
+            // dropped uncommitted: sqlx queues a rollback, which fails
+        }
+        for _ in 0..2 {
+            let params = TaskClaimParams {
+                queues: vec!["default".into()],
+                limit: 1,
+                default_lease_ttl: Duration::from_secs(30),
+                worker_id: "w".into(),
+            };
+            store.task_claim(params).await.expect("a claim after the failed rollback");
+        }
+        assert_eq!(store.task_get(id).await.unwrap().state, TaskState::Running);
+        store.close().await;
     }
 }
