@@ -82,11 +82,11 @@ impl Kept {
 /// disk), the queued rollback failed, and sqlx still counts the transaction as open, so every `BEGIN`
 /// on that connection would fail from then on.
 async fn reusable(mut conn: SqliteConnection, kept_at: Instant) -> Option<SqliteConnection> {
-    if conn.is_in_transaction() || kept_at.elapsed() >= CHECK_AFTER {
-        if let Err(e) = conn.ping().await {
-            tracing::debug!(error = %e, "the kept SQLite connection broke; opening another");
-            return None;
-        }
+    if (conn.is_in_transaction() || kept_at.elapsed() >= CHECK_AFTER)
+        && let Err(e) = conn.ping().await
+    {
+        tracing::debug!(error = %e, "the kept SQLite connection broke; opening another");
+        return None;
     }
     if conn.is_in_transaction() {
         tracing::warn!("a write transaction could not be rolled back on the kept SQLite connection; opening another");
