@@ -198,7 +198,10 @@ impl<S: Send + Sync + 'static, St: Send + Sync + 'static> Settle for Completing<
 
 impl<S, St> Drop for Completing<S, St> {
     fn drop(&mut self) {
-        self.finish(Err(Error::database("the worker's completer stopped before the store answered")));
+        // answered already in nearly every case: the error (two allocations) is made only when not
+        if self.done.is_some() {
+            self.finish(Err(Error::database("the worker's completer stopped before the store answered")));
+        }
     }
 }
 
