@@ -26,6 +26,7 @@ macro_rules! conformance_tests {
             worker_completes_with_result, worker_retries_errors_with_backoff, worker_records_panics,
             worker_follows_outcomes, worker_discards_undecodable_payloads, worker_retries_unknown_kinds,
             worker_wakes_on_enqueue, worker_cancels_job_when_lease_lost, worker_shutdown_releases_tasks,
+            a_jobs_own_token_fires_with_its_lease_and_cancels_only_itself,
             worker_honours_transactional_completion, worker_runs_many_tasks_at_once,
             idempotent_enqueue_returns_the_holder_and_its_result, idempotent_enqueue_refuses_another_payload,
             idempotency_key_is_freed_by_the_states_chosen, idempotency_key_is_remembered_for_its_retention,
@@ -385,6 +386,7 @@ pub(crate) fn worker<B: Backend>(b: &B, probe: Probe) -> leasehold::WorkerBuilde
         .register::<Panics>()
         .register::<Steer>()
         .register::<UntilCancelled>()
+        .register::<HandsOnItsToken>()
         .register::<CompletesInTx>()
         .poll_interval(Duration::from_millis(200))
         .retry_policy(RetryPolicy {
@@ -557,6 +559,32 @@ pub async fn worker_cancels_job_when_lease_lost<B: Backend>(b: &B) {
     assert!(w.stats().lease_lost >= 1);
     let rec = client.task(id).await.unwrap();
     assert_eq!((rec.state, rec.errors.len()), (TaskState::Cancelled, 0));
+}
+
+/// The token a job hands to its sub-tasks fires when the attempt's lease is lost; a job that cancels that
+/// token itself stops only what it handed it to: the attempt is not cancelled and completes.
+pub async fn a_jobs_own_token_fires_with_its_lease_and_cancels_only_itself<B: Backend>(b: &B) {
+    let client = Client::new(b.store());
+    let w = worker(b, Probe::default())
+        .lease_ttl(Duration::from_secs(60))
+        .heartbeat_interval(Duration::from_millis(200))
+        .trust_margin(Duration::from_secs(5))
+        .cancel_grace(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    w.start().await;
+    let own = client.enqueue(HandsOnItsToken { cancel_own: true, max_ms: 0 }).await.unwrap();
+    assert_eq!(wait_state(client.store(), own, TaskState::Completed).await.errors.len(), 0);
+    assert!(!w.state().saw_cancel(own), "cancelling the job's own token cancelled the attempt");
+    let lost = client.enqueue(HandsOnItsToken { cancel_own: false, max_ms: 120_000 }).await.unwrap();
+    wait::until("the job to start", WAIT, || async { w.state().started(lost).then_some(()) }).await;
+    assert_eq!(client.cancel(lost).await.unwrap(), TaskState::Cancelled);
+    // trust would last 55 s: only the renewal that found the lease gone fires the token within seconds
+    wait::until("the job's token to fire", Duration::from_secs(5), || async {
+        w.state().saw_cancel(lost).then_some(())
+    })
+    .await;
+    w.stop().await;
 }
 
 /// A graceful stop cancels jobs still running at its deadline and releases their tasks at once,

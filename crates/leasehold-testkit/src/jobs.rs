@@ -131,6 +131,42 @@ impl Job for UntilCancelled {
     }
 }
 
+/// Takes the token [`JobContext::cancellation_token`] hands out for sub-tasks. With `cancel_own`, cancels
+/// it and completes, recording its task in [`Probe::cancelled`] if the attempt then counts as cancelled
+/// (it must not). Otherwise waits on that token alone (up to `max_ms`) and records its task in
+/// [`Probe::cancelled`] when it fires.
+#[derive(Serialize, Deserialize)]
+pub struct HandsOnItsToken {
+    /// Cancel the job's own token, then complete.
+    pub cancel_own: bool,
+    /// Gives up after this long.
+    pub max_ms: u64,
+}
+
+impl Job for HandsOnItsToken {
+    const KIND: &'static str = "hands_on_its_token";
+    type State = Probe;
+    async fn run(self, ctx: JobContext<Probe>) -> JobResult {
+        let token = ctx.cancellation_token().clone();
+        if self.cancel_own {
+            token.cancel();
+            if ctx.is_cancelled() {
+                ctx.state().cancelled.lock().unwrap().push(ctx.task_id());
+            }
+            return Ok(Outcome::Complete);
+        }
+        ctx.state().started.lock().unwrap().push(ctx.task_id());
+        // the token alone tells this job to stop, as it would a sub-task it was handed to
+        tokio::select! {
+            _ = token.cancelled() => {
+                ctx.state().cancelled.lock().unwrap().push(ctx.task_id());
+                Err("cancelled".into())
+            }
+            _ = tokio::time::sleep(Duration::from_millis(self.max_ms)) => Ok(Outcome::Complete),
+        }
+    }
+}
+
 /// Completes its task in the application's own transaction through [`Probe::completer`].
 #[derive(Serialize, Deserialize)]
 pub struct CompletesInTx;

@@ -1,7 +1,7 @@
 //! Typed jobs: what users implement, what a handler sees, and what it returns.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -9,6 +9,8 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use leasehold_core::{FencingToken, TaskId, TaskLease};
+
+use crate::worker::lease::LeaseEntry;
 
 pub use leasehold_core::error::BoxError;
 
@@ -94,7 +96,11 @@ pub struct JobContext<S> {
     pub(crate) queue: String,
     pub(crate) attempt: i32,
     pub(crate) max_attempts: i32,
-    pub(crate) cancel: CancellationToken,
+    /// The held lease: its token fires when the work should stop.
+    pub(crate) entry: Arc<LeaseEntry>,
+    /// A child of the lease's token, made when the job first asks for a token of its own (a job may
+    /// cancel the token it is given, which must not cancel the lease's).
+    pub(crate) child: OnceLock<CancellationToken>,
     pub(crate) state: Arc<S>,
 }
 
@@ -143,16 +149,17 @@ impl<S> JobContext<S> {
     /// Whether the work should stop: the lease was lost, is no longer trusted, or the worker is
     /// shutting down.
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
+        self.entry.cancel.is_cancelled()
     }
 
     /// Resolves when the work should stop.
     pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
-        self.cancel.cancelled()
+        self.entry.cancel.cancelled()
     }
 
-    /// The cancellation token itself, to hand to sub-tasks.
+    /// A cancellation token to hand to sub-tasks: it fires when the work should stop. It is this
+    /// attempt's own, made on the first call: cancelling it stops what it was handed to, not the attempt.
     pub fn cancellation_token(&self) -> &CancellationToken {
-        &self.cancel
+        self.child.get_or_init(|| self.entry.cancel.child_token())
     }
 }

@@ -1,8 +1,8 @@
 //! Runs one claimed task and writes its outcome, fenced by the claim's token.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -209,7 +209,7 @@ impl<S, St> Drop for Completing<S, St> {
 fn prepare<S, St: Send + Sync + 'static>(
     shared: &Shared<S, St>,
     task: ClaimedTask,
-    entry: &LeaseEntry,
+    entry: &Arc<LeaseEntry>,
 ) -> std::result::Result<BoxFuture<'static, JobResult>, Ran> {
     let Some((kind, handler)) = shared.registry.get_with_kind(&task.kind) else {
         return Err(Ran::UnknownKind);
@@ -220,7 +220,8 @@ fn prepare<S, St: Send + Sync + 'static>(
         queue: task.queue,
         attempt: task.attempt,
         max_attempts: task.max_attempts,
-        cancel: entry.cancel.child_token(),
+        entry: entry.clone(),
+        child: OnceLock::new(),
         state: shared.state.clone(),
     };
     // decoding the payload and building the job's future run user code too: catch its panics

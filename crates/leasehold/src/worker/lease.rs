@@ -4,7 +4,8 @@
 //! sent the claim or the latest renewal that succeeded. The store granted at least `L` from the moment
 //! it received that request, which came after `t0`, so the holder stops before the store can hand the
 //! task to anyone else. The entry's cancellation token fires when trust ends, when a renewal finds the
-//! lease gone, or when the worker shuts down; the job's token is a child of it.
+//! lease gone, or when the worker shuts down; the job reads it through its context, and a token the job
+//! asks for (`JobContext::cancellation_token`) is a child of it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

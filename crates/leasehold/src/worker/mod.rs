@@ -14,7 +14,7 @@ mod completer;
 mod executor;
 mod health;
 mod heartbeat;
-mod lease;
+pub(crate) mod lease;
 mod producer;
 mod pruner;
 mod registry;
