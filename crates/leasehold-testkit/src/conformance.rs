@@ -26,7 +26,7 @@ macro_rules! conformance_tests {
             worker_completes_with_result, worker_retries_errors_with_backoff, worker_records_panics,
             worker_follows_outcomes, worker_discards_undecodable_payloads, worker_retries_unknown_kinds,
             worker_wakes_on_enqueue, worker_cancels_job_when_lease_lost, worker_shutdown_releases_tasks,
-            a_jobs_own_token_fires_with_its_lease_and_cancels_only_itself,
+            worker_hands_jobs_a_token_that_fires_with_the_lease_and_cancels_only_itself,
             worker_honours_transactional_completion, worker_runs_many_tasks_at_once,
             idempotent_enqueue_returns_the_holder_and_its_result, idempotent_enqueue_refuses_another_payload,
             idempotency_key_is_freed_by_the_states_chosen, idempotency_key_is_remembered_for_its_retention,
@@ -563,7 +563,7 @@ pub async fn worker_cancels_job_when_lease_lost<B: Backend>(b: &B) {
 
 /// The token a job hands to its sub-tasks fires when the attempt's lease is lost; a job that cancels that
 /// token itself stops only what it handed it to: the attempt is not cancelled and completes.
-pub async fn a_jobs_own_token_fires_with_its_lease_and_cancels_only_itself<B: Backend>(b: &B) {
+pub async fn worker_hands_jobs_a_token_that_fires_with_the_lease_and_cancels_only_itself<B: Backend>(b: &B) {
     let client = Client::new(b.store());
     let w = worker(b, Probe::default())
         .lease_ttl(Duration::from_secs(60))

@@ -91,12 +91,11 @@ pub struct JobOptions {
 
 /// What a running attempt knows about itself.
 pub struct JobContext<S> {
-    pub(crate) lease: TaskLease,
     pub(crate) kind: &'static str,
     pub(crate) queue: String,
     pub(crate) attempt: i32,
     pub(crate) max_attempts: i32,
-    /// The held lease: its token fires when the work should stop.
+    /// The held lease (task and token); its cancellation token fires when the work should stop.
     pub(crate) entry: Arc<LeaseEntry>,
     /// A child of the lease's token, made when the job first asks for a token of its own (a job may
     /// cancel the token it is given, which must not cancel the lease's).
@@ -107,18 +106,18 @@ pub struct JobContext<S> {
 impl<S> JobContext<S> {
     /// The task's id.
     pub fn task_id(&self) -> TaskId {
-        self.lease.task_id
+        self.entry.lease.task_id
     }
 
     /// The fencing token of this attempt's claim: put it in writes to resources outside the task
     /// table so they can refuse a stale holder.
     pub fn fence(&self) -> FencingToken {
-        self.lease.fence
+        self.entry.lease.fence
     }
 
     /// The id and token together, for fenced writes such as transactional completion.
     pub fn lease(&self) -> TaskLease {
-        self.lease
+        self.entry.lease
     }
 
     /// The job kind.
@@ -158,7 +157,8 @@ impl<S> JobContext<S> {
     }
 
     /// A cancellation token to hand to sub-tasks: it fires when the work should stop. It is this
-    /// attempt's own, made on the first call: cancelling it stops what it was handed to, not the attempt.
+    /// attempt's own, made on the first call: cancelling it stops what it was handed to, not the attempt
+    /// ([`JobContext::is_cancelled`] and [`JobContext::cancelled`] still follow the lease alone).
     pub fn cancellation_token(&self) -> &CancellationToken {
         self.child.get_or_init(|| self.entry.cancel.child_token())
     }

@@ -215,7 +215,6 @@ fn prepare<S, St: Send + Sync + 'static>(
         return Err(Ran::UnknownKind);
     };
     let ctx = JobContext {
-        lease: task.lease,
         kind,
         queue: task.queue,
         attempt: task.attempt,
