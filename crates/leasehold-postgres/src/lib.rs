@@ -10,6 +10,7 @@
 //! - `keyed.rs`: idempotent enqueue and the record of effects.
 //! - `schedules.rs`: the leader lease, schedules and per-tick ledger of singleton scheduled jobs.
 //! - `rows.rs`: decoding rows into the core records.
+//! - `single.rs`: the completion and renewal statements in their form for one task (one plan kept).
 //!
 //! Lease expiry is measured by this server's `now()` only; every write of a lease holder carries its
 //! fencing token in the `WHERE` clause, and zero rows affected is [`Error::LeaseLost`].
@@ -18,6 +19,7 @@ mod keyed;
 pub mod migrate;
 mod rows;
 mod schedules;
+mod single;
 mod store;
 pub mod tx;
 mod wakeup;

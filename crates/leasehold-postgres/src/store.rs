@@ -13,6 +13,7 @@ use leasehold_core::*;
 
 use crate::db;
 use crate::rows::{ClaimRow, TaskRow, parse_state};
+use crate::single;
 use crate::wakeup::PgWakeup;
 use crate::warm::{Conn, Warm};
 
@@ -189,16 +190,16 @@ pub(crate) async fn complete_tasks<'e>(
     tasks: &[(TaskLease, Option<serde_json::Value>)],
     delete_completed: bool,
 ) -> Result<Vec<CompletionStatus>> {
-    static KEEP_ONE: LazyLock<String> = LazyLock::new(|| one_task(KEEP));
-    static DELETE_ONE: LazyLock<String> = LazyLock::new(|| one_task(DELETE));
-    const KEEP: &str = include_str!("sql/task_complete.sql");
-    const DELETE: &str = include_str!("sql/task_complete_delete.sql");
-    let (many, one): (&'static str, &'static str) =
-        if delete_completed { (DELETE, &DELETE_ONE) } else { (KEEP, &KEEP_ONE) };
     let codes: Option<Vec<i16>> = if let [(lease, result)] = tasks {
-        let q = sqlx::query_scalar(one).bind(lease.task_id.0).bind(lease.fence.0).bind(result.as_ref().map(Json));
+        let q = sqlx::query_scalar(single::complete_one(delete_completed));
+        let q = q.bind(lease.task_id.0).bind(lease.fence.0).bind(result.as_ref().map(Json));
         q.fetch_one(exec).await.map_err(db)?
     } else {
+        let many = if delete_completed {
+            include_str!("sql/task_complete_delete.sql")
+        } else {
+            include_str!("sql/task_complete.sql")
+        };
         let ids: Vec<Uuid> = tasks.iter().map(|(l, _)| l.task_id.0).collect();
         let fences: Vec<i64> = tasks.iter().map(|(l, _)| l.fence.0).collect();
         let results: Vec<Option<Json<&serde_json::Value>>> = tasks.iter().map(|(_, r)| r.as_ref().map(Json)).collect();
@@ -217,19 +218,6 @@ pub(crate) async fn complete_tasks<'e>(
             other => Err(Error::Schema(format!("unexpected completion status {other}"))),
         })
         .collect()
-}
-
-/// A completion statement for one task: its arrays of tasks become one row of single values. PostgreSQL
-/// plans a statement over arrays anew for every batch of one (its generic plan guesses many rows for
-/// the arrays and loses to a plan for one; planning cost about twice the execution, 0.19 ms against
-/// 0.09, in an idle worker's completions), where this form keeps one generic plan. The rest of the
-/// statement is the same text, so both forms say the same.
-fn one_task(sql: &str) -> String {
-    const ARRAYS: &str =
-        "FROM unnest($1::uuid[], $2::bigint[], $3::jsonb[]) WITH ORDINALITY AS h(id, fence, result, ord)";
-    const ONE: &str = "FROM (VALUES ($1::uuid, $2::bigint, $3::jsonb, 1::bigint)) AS h(id, fence, result, ord)";
-    assert!(sql.contains(ARRAYS), "a completion statement reads its tasks as `{ARRAYS}`");
-    sql.replace(ARRAYS, ONE)
 }
 
 /// `task_claim.sql` for these queues and this limit, both written into the text as literals (see the
@@ -310,17 +298,16 @@ impl TaskStore for PgStore {
         if p.leases.is_empty() {
             return Ok(LeaseRenewal::default());
         }
-        let ids: Vec<Uuid> = p.leases.iter().map(|(l, _)| l.task_id.0).collect();
-        let fences: Vec<i64> = p.leases.iter().map(|(l, _)| l.fence.0).collect();
-        let ttls: Vec<i64> = p.leases.iter().map(|(_, d)| duration_ms(*d)).collect();
+        let query = if let [(lease, ttl)] = p.leases.as_slice() {
+            sqlx::query(single::renew_one()).bind(lease.task_id.0).bind(lease.fence.0).bind(duration_ms(*ttl))
+        } else {
+            let ids: Vec<Uuid> = p.leases.iter().map(|(l, _)| l.task_id.0).collect();
+            let fences: Vec<i64> = p.leases.iter().map(|(l, _)| l.fence.0).collect();
+            let ttls: Vec<i64> = p.leases.iter().map(|(_, d)| duration_ms(*d)).collect();
+            sqlx::query(include_str!("sql/lease_renew.sql")).bind(ids).bind(fences).bind(ttls)
+        };
         let mut c = self.conn().await?;
-        let rows = sqlx::query(include_str!("sql/lease_renew.sql"))
-            .bind(&ids)
-            .bind(&fences)
-            .bind(&ttls)
-            .fetch_all(&mut *c)
-            .await
-            .map_err(db)?;
+        let rows = query.fetch_all(&mut *c).await.map_err(db)?;
         c.clean();
         let mut out = LeaseRenewal::default();
         for r in &rows {
@@ -465,17 +452,3 @@ impl TaskStore for PgStore {
 }
 
 impl CrossProcessWakeups for PgStore {}
-
-#[cfg(test)]
-mod tests {
-    use super::one_task;
-
-    #[test]
-    fn the_one_task_completions_bind_single_values() {
-        for sql in [include_str!("sql/task_complete.sql"), include_str!("sql/task_complete_delete.sql")] {
-            let one = one_task(sql);
-            assert!(!one.contains("[]"), "an array is left in the one-task form:\n{one}");
-            assert!(one.contains("FROM (VALUES ($1::uuid, $2::bigint, $3::jsonb, 1::bigint))"));
-        }
-    }
-}

@@ -21,7 +21,7 @@ SELECT h.id, h.fence,
        CASE
          WHEN r.id IS NOT NULL THEN 'renewed'
          WHEN EXISTS (SELECT 1 FROM leasehold.tasks AS t
-                       WHERE t.id = h.id AND t.fence = h.fence AND t.state = 'running') THEN 'busy'
+                       WHERE t.id = h.id AND t.fence = h.fence AND t.state = h.running) THEN 'busy'
          ELSE 'lost'
        END AS status
   FROM h LEFT JOIN renewed AS r ON r.id = h.id AND r.fence = h.fence

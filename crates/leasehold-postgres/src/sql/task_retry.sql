@@ -6,5 +6,5 @@ UPDATE leasehold.tasks
        errors = errors || jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', now(), 'message', $3::text)),
        lease_expires_at = NULL,
        finalized_at = CASE WHEN $4::bigint IS NULL THEN now() END
- WHERE id = $1 AND fence = $2 AND state = 'running'
+ WHERE id = $1 AND fence = $2 AND state = (SELECT 'running'::text)  -- by key: see task_finish.sql
 RETURNING state

@@ -4,4 +4,4 @@ UPDATE leasehold.tasks
        run_at = now() + $3::bigint * interval '1 millisecond',
        attempt = attempt - 1,
        lease_expires_at = NULL
- WHERE id = $1 AND fence = $2 AND state = 'running'
+ WHERE id = $1 AND fence = $2 AND state = (SELECT 'running'::text)  -- by key: see task_finish.sql
