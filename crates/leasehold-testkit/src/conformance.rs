@@ -539,22 +539,10 @@ pub async fn worker_wakes_on_enqueue<B: Backend>(b: &B) {
 /// written.
 pub async fn worker_cancels_job_when_lease_lost<B: Backend>(b: &B) {
     let client = Client::new(b.store());
-    let w = worker(b, Probe::default())
-        .lease_ttl(Duration::from_secs(60))
-        .heartbeat_interval(Duration::from_millis(200))
-        .trust_margin(Duration::from_secs(5))
-        .cancel_grace(Duration::from_secs(1))
-        .build()
-        .unwrap();
+    let w = heartbeat_watching_worker(b);
     w.start().await;
     let id = client.enqueue(UntilCancelled { max_ms: 120_000 }).await.unwrap();
-    wait::until("the job to start", WAIT, || async { w.state().started(id).then_some(()) }).await;
-    assert_eq!(client.cancel(id).await.unwrap(), TaskState::Cancelled);
-    // trust would last 55 s: only the renewal that found the lease gone explains a cancel within seconds
-    wait::until("the job to see its cancellation", Duration::from_secs(5), || async {
-        w.state().saw_cancel(id).then_some(())
-    })
-    .await;
+    cancel_once_running(&client, &w, id).await;
     w.stop().await;
     assert!(w.stats().lease_lost >= 1);
     let rec = client.task(id).await.unwrap();
@@ -565,26 +553,38 @@ pub async fn worker_cancels_job_when_lease_lost<B: Backend>(b: &B) {
 /// token itself stops only what it handed it to: the attempt is not cancelled and completes.
 pub async fn worker_hands_jobs_a_token_that_fires_with_the_lease_and_cancels_only_itself<B: Backend>(b: &B) {
     let client = Client::new(b.store());
-    let w = worker(b, Probe::default())
-        .lease_ttl(Duration::from_secs(60))
-        .heartbeat_interval(Duration::from_millis(200))
-        .trust_margin(Duration::from_secs(5))
-        .cancel_grace(Duration::from_secs(1))
-        .build()
-        .unwrap();
+    let w = heartbeat_watching_worker(b);
     w.start().await;
     let own = client.enqueue(HandsOnItsToken { cancel_own: true, max_ms: 0 }).await.unwrap();
     assert_eq!(wait_state(client.store(), own, TaskState::Completed).await.errors.len(), 0);
     assert!(!w.state().saw_cancel(own), "cancelling the job's own token cancelled the attempt");
     let lost = client.enqueue(HandsOnItsToken { cancel_own: false, max_ms: 120_000 }).await.unwrap();
-    wait::until("the job to start", WAIT, || async { w.state().started(lost).then_some(()) }).await;
-    assert_eq!(client.cancel(lost).await.unwrap(), TaskState::Cancelled);
-    // trust would last 55 s: only the renewal that found the lease gone fires the token within seconds
-    wait::until("the job's token to fire", Duration::from_secs(5), || async {
-        w.state().saw_cancel(lost).then_some(())
+    cancel_once_running(&client, &w, lost).await;
+    w.stop().await;
+}
+
+/// A worker that learns of a lost lease at its next heartbeat (every 200 ms), long before its trust in a
+/// lease of 60 s would end (55 s, with a margin of 5).
+fn heartbeat_watching_worker<B: Backend>(b: &B) -> leasehold::Worker<B::Store, Probe> {
+    worker(b, Probe::default())
+        .lease_ttl(Duration::from_secs(60))
+        .heartbeat_interval(Duration::from_millis(200))
+        .trust_margin(Duration::from_secs(5))
+        .cancel_grace(Duration::from_secs(1))
+        .build()
+        .unwrap()
+}
+
+/// Once the job of `id` started, cancels its task as an operator would, and waits for the job to see its
+/// cancellation (recorded in the probe). Trust in the lease would last 55 s: only the renewal that found
+/// the lease gone explains a cancellation within seconds.
+async fn cancel_once_running<S: TaskStore>(client: &Client<S>, w: &leasehold::Worker<S, Probe>, id: TaskId) {
+    wait::until("the job to start", WAIT, || async { w.state().started(id).then_some(()) }).await;
+    assert_eq!(client.cancel(id).await.unwrap(), TaskState::Cancelled);
+    wait::until("the job to see its cancellation", Duration::from_secs(5), || async {
+        w.state().saw_cancel(id).then_some(())
     })
     .await;
-    w.stop().await;
 }
 
 /// A graceful stop cancels jobs still running at its deadline and releases their tasks at once,
