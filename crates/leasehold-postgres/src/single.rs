@@ -47,10 +47,8 @@ fn single_row(sql: &str, arrays: &str, one: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use leasehold_core::{DEFAULT_QUEUE, NewTask, TaskClaimParams, TaskStore};
-    use leasehold_testkit::pg::{TestDb, rows_thrown_away};
+    use leasehold_testkit::pg::TestDb;
+    use leasehold_testkit::plans::{claimed_after_stale_statistics, explained};
 
     use super::{complete_one, renew_one};
 
@@ -101,19 +99,7 @@ mod tests {
     #[tokio::test]
     async fn the_writes_of_one_task_read_by_key_when_the_statistics_say_none_runs() {
         let db = TestDb::create().await;
-        let store = db.store();
-        for _ in 0..4 {
-            let tasks = (0..1_000).map(|n| NewTask::new("k", serde_json::json!({ "n": n }))).collect();
-            store.task_insert_many(tasks).await.unwrap();
-        }
-        sqlx::query("ANALYZE leasehold.tasks").execute(db.pool()).await.unwrap();
-        let claim = TaskClaimParams {
-            queues: vec![DEFAULT_QUEUE.to_owned()],
-            limit: 600,
-            default_lease_ttl: Duration::from_secs(60),
-            worker_id: "t".into(),
-        };
-        let held = store.task_claim(claim).await.unwrap().tasks[0].lease;
+        let held = claimed_after_stale_statistics(&db, 4_000, 600).await[0].lease;
         let others = [
             (include_str!("sql/task_finish.sql"), "uuid, bigint, text, text", "'cancelled', 'stop'"),
             (include_str!("sql/task_retry.sql"), "uuid, bigint, text, bigint", "'failed', 1000"),
@@ -121,17 +107,11 @@ mod tests {
         ];
         for (sql, types, rest) in statements().into_iter().chain(others) {
             for fence in [held.fence.0, 0] {
-                let mut conn = db.pool().acquire().await.unwrap();
-                let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
                 let prepare = format!("SET LOCAL plan_cache_mode = force_generic_plan; PREPARE s({types}) AS {sql}");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(prepare)).execute(&mut *tx).await.unwrap();
                 let explain =
                     format!("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE s('{}', {fence}, {rest})", held.task_id.0);
-                let plan: serde_json::Value =
-                    sqlx::query_scalar(sqlx::AssertSqlSafe(explain)).fetch_one(&mut *tx).await.unwrap();
-                tx.rollback().await.unwrap();
-                sqlx::raw_sql("DEALLOCATE s").execute(&mut *conn).await.unwrap();
-                let thrown = rows_thrown_away(&plan[0]["Plan"]);
+                let ran = explained(db.pool(), Some(prepare), sqlx::query_scalar(sqlx::AssertSqlSafe(explain))).await;
+                let thrown = ran.thrown_away();
                 // the task given fails a test in some of the statement's few reads of it (a stale token in
                 // each); a read of every running task throws away about 600
                 assert!(thrown <= 4, "{thrown} rows thrown away with fence {fence} by the generic plan of:\n{sql}");

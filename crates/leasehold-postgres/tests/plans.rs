@@ -2,56 +2,13 @@
 //! renewals, releases). Whatever the table's statistics say, each task given is looked up by key (or the
 //! batch is hashed against the table); it is never compared with every running task in a nested loop.
 
-use std::time::Duration;
-
 use leasehold_core::*;
 use leasehold_testkit::pg::TestDb;
+use leasehold_testkit::plans::{Explain, claimed_after_stale_statistics, explained};
 use sqlx::types::Json;
 
 const TASKS: usize = 50_000;
 const CLAIMED: u32 = 600;
-
-type Explain<'q> = sqlx::query::QueryScalar<'q, sqlx::Postgres, serde_json::Value, sqlx::postgres::PgArguments>;
-
-/// What a plan did, summed over its nodes (EXPLAIN gives a node's figures per loop).
-#[derive(Debug, Default)]
-struct Ran {
-    /// Rows that joins compared and threw away.
-    removed_by_joins: u64,
-    /// Rows the statement deleted or updated.
-    written: u64,
-}
-
-fn ran(plan: &serde_json::Value, into: &mut Ran) {
-    let num = |key: &str| plan.get(key).and_then(|v| v.as_f64()).unwrap_or(0.0);
-    let loops = num("Actual Loops");
-    into.removed_by_joins += (num("Rows Removed by Join Filter") * loops) as u64;
-    if plan.get("Node Type").and_then(|v| v.as_str()) == Some("ModifyTable") {
-        into.written += (num("Actual Rows") * loops) as u64;
-    }
-    for child in plan.get("Plans").and_then(|p| p.as_array()).into_iter().flatten() {
-        ran(child, into);
-    }
-}
-
-/// Runs an `EXPLAIN (ANALYZE, FORMAT JSON)` (which runs the statement) in a transaction that is rolled
-/// back, so every statement sees the same tasks. `prepare`, if any, runs first in the transaction, and
-/// the statement it prepares is deallocated after.
-async fn explained(pool: &sqlx::PgPool, prepare: Option<String>, explain: Explain<'_>) -> Ran {
-    let mut conn = pool.acquire().await.unwrap();
-    let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
-    if let Some(sql) = &prepare {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone())).execute(&mut *tx).await.unwrap();
-    }
-    let plan = explain.fetch_one(&mut *tx).await.unwrap();
-    tx.rollback().await.unwrap();
-    if prepare.is_some() {
-        sqlx::raw_sql("DEALLOCATE s").execute(&mut *conn).await.unwrap();
-    }
-    let mut out = Ran::default();
-    ran(&plan[0]["Plan"], &mut out);
-    out
-}
 
 /// A table analyzed while no task ran (just after a large enqueue), so its statistics say that no task is
 /// running; then a worker claims hundreds and completes, renews or releases them in one statement. Each
@@ -60,20 +17,7 @@ async fn explained(pool: &sqlx::PgPool, prepare: Option<String>, explain: Explai
 #[tokio::test]
 async fn batch_writes_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
     let db = TestDb::create().await;
-    let store = db.store();
-    for _ in 0..TASKS / 1_000 {
-        let tasks = (0..1_000).map(|n| NewTask::new("k", serde_json::json!({ "n": n }))).collect();
-        store.task_insert_many(tasks).await.unwrap();
-    }
-    sqlx::query("ANALYZE leasehold.tasks").execute(db.pool()).await.unwrap();
-    let claim = TaskClaimParams {
-        queues: vec![DEFAULT_QUEUE.to_owned()],
-        limit: CLAIMED,
-        default_lease_ttl: Duration::from_secs(60),
-        worker_id: "t".into(),
-    };
-    let claimed = store.task_claim(claim).await.unwrap().tasks;
-    assert_eq!(claimed.len(), CLAIMED as usize);
+    let claimed = claimed_after_stale_statistics(&db, TASKS, CLAIMED).await;
     // every lease claimed, and one whose token is stale: it writes nothing, and it keeps the deleting
     // statement's update of keyed tasks from being skipped, so that its plan is checked too
     let given = || claimed.iter().map(|c| c.lease).chain([TaskLease { fence: FencingToken(0), ..claimed[0].lease }]);

@@ -5,6 +5,8 @@
 //! - [`backend`]: [`Backend`], what the suite needs from a store beyond [`leasehold_core::TaskStore`]
 //!   (moving a lease or a `run_at` into the past on the store's own clock, a transaction).
 //! - [`pg`]: a fresh PostgreSQL database per test, dropped afterwards; [`pg::PgBackend`].
+//! - [`plans`]: what PostgreSQL's plans for lease holders' writes did, on a table analyzed while no
+//!   task ran.
 //! - [`sqlite`]: a fresh SQLite file per test, removed afterwards; [`sqlite::SqliteBackend`].
 //! - [`conformance`]: the suite, and [`conformance_tests!`] which expands it into one test per case;
 //!   [`cron_cases`] holds its cases for scheduled jobs.
@@ -24,6 +26,7 @@ pub mod faults;
 pub mod history;
 pub mod jobs;
 pub mod pg;
+pub mod plans;
 pub mod process;
 pub mod scenarios;
 pub mod sqlite;

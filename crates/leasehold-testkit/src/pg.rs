@@ -247,14 +247,3 @@ impl Backend for PgBackend {
             .unwrap()
     }
 }
-
-/// Rows that a plan's filters and join filters threw away, summed over its nodes, from the `Plan` of an
-/// `EXPLAIN (ANALYZE, FORMAT JSON)` (which counts them per loop). A statement that looks its tasks up by
-/// key throws away at most a row or two per task given; one that reads every running task, about as many
-/// rows as are running.
-pub fn rows_thrown_away(plan: &serde_json::Value) -> u64 {
-    let num = |key: &str| plan.get(key).and_then(|v| v.as_f64()).unwrap_or(0.0);
-    let here = (num("Rows Removed by Filter") + num("Rows Removed by Join Filter")) * num("Actual Loops");
-    let below: u64 = plan.get("Plans").and_then(|p| p.as_array()).into_iter().flatten().map(rows_thrown_away).sum();
-    here as u64 + below
-}
