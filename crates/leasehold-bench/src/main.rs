@@ -187,6 +187,8 @@ const USAGE: &str = "usage: leasehold-bench [--quick] [--growth] [--backlog N]..
   --latency-only N  the LISTEN/NOTIFY floor and leasehold's idle latency, N rounds in alternating order,
                     nothing else (for profiling); with --sqlite-only, the in-process wake-up floor and
                     leasehold's idle latency on SQLite
+  --enqueue-only N  the raw single-row INSERT and leasehold's single enqueue, one client, N rounds of 3 s
+                    in alternating order, nothing else (for profiling)
   --limit-sweep N   the raw claim 100 + complete on a full queue of N jobs with 1 to 32 clients, twice,
                     nothing else (where the raw limit peaks on this machine)
 
@@ -201,6 +203,7 @@ struct Options {
     backlogs: Vec<u64>,
     drain_only: Option<u64>,
     latency_only: Option<u64>,
+    enqueue_only: Option<u64>,
     limit_sweep: Option<u64>,
     postgres: bool,
     sqlite: bool,
@@ -215,6 +218,7 @@ impl Options {
             backlogs: Vec::new(),
             drain_only: None,
             latency_only: None,
+            enqueue_only: None,
             limit_sweep: None,
             postgres: true,
             sqlite: true,
@@ -236,6 +240,10 @@ impl Options {
                 "--latency-only" => {
                     let n = args.next().ok_or("--latency-only needs a number of rounds")?;
                     o.latency_only = Some(parse_count(&n)?);
+                }
+                "--enqueue-only" => {
+                    let n = args.next().ok_or("--enqueue-only needs a number of rounds")?;
+                    o.enqueue_only = Some(parse_count(&n)?);
                 }
                 "--limit-sweep" => {
                     let n = args.next().ok_or("--limit-sweep needs a number of tasks")?;
@@ -315,6 +323,9 @@ async fn run() -> Res<()> {
             return sqlite::latency_only(n).await;
         }
         return latency_only(n).await;
+    }
+    if let Some(n) = opts.enqueue_only {
+        return enqueue_only(n).await;
     }
     if let Some(n) = opts.limit_sweep {
         return limit_sweep(n).await;
@@ -474,6 +485,51 @@ async fn latency_only(rounds: u64) -> Res<()> {
         Ok(())
     })
     .await
+}
+
+/// `--enqueue-only N`: `N` rounds of the raw single-row INSERT and leasehold's `Client::enqueue` on
+/// PostgreSQL, one client, [`ENQUEUE_ONLY_PHASE`] each, in alternating order, with the CPU each took per
+/// row; the median of the rounds' ratios.
+async fn enqueue_only(rounds: u64) -> Res<()> {
+    alone(async |Sides { raw_pool, store }: &Sides| {
+        let mut ratios = Vec::new();
+        for round in 1..=rounds {
+            let (limit, ours);
+            both!(
+                round,
+                {
+                    let (rate, cpu) = with_cpu_per_row(raw::insert_single(raw_pool, 1, ENQUEUE_ONLY_PHASE)).await?;
+                    println!("round {round}: raw INSERT {rate:.0} rows/s{cpu}");
+                    limit = rate;
+                },
+                {
+                    let phase = framework::single_enqueue(store, 1, ENQUEUE_ONLY_PHASE);
+                    let (rate, cpu) = with_cpu_per_row(phase).await?;
+                    println!("round {round}: leasehold Client::enqueue {rate:.0} rows/s{cpu}");
+                    ours = rate;
+                }
+            );
+            clean(raw_pool, store).await?;
+            ratios.push(ours / limit);
+        }
+        println!("median of the rounds' ratios: {:.2}x", timing::median(&ratios));
+        Ok(())
+    })
+    .await
+}
+
+/// How long each side runs in a round of `--enqueue-only`.
+const ENQUEUE_ONLY_PHASE: Duration = Duration::from_secs(3);
+
+/// Runs a phase whose figure is rows per second; answers it and, where `/proc` tells, the CPU it took
+/// per row.
+async fn with_cpu_per_row(phase: impl Future<Output = Res<f64>>) -> Res<(f64, String)> {
+    let mark = CpuMark::take();
+    let started = Instant::now();
+    let rate = phase.await?;
+    let rows = ((rate * started.elapsed().as_secs_f64()) as u64).max(1);
+    let cost = mark.and_then(|m| m.since(rows)).map_or_else(String::new, |c| format!(" ({c})"));
+    Ok((rate, cost))
 }
 
 async fn postgres(
@@ -686,5 +742,13 @@ mod tests {
         let e = parse(&["--backlog", "5000"]).unwrap_err();
         assert!(e.contains("below the 10000 tasks"), "{e}");
         assert!(parse(&["--backlog", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_single_enqueue_alone_takes_a_number_of_rounds() {
+        assert_eq!(parse(&["--enqueue-only", "6"]).unwrap().enqueue_only, Some(6));
+        assert_eq!(parse(&[]).unwrap().enqueue_only, None);
+        assert!(parse(&["--enqueue-only"]).unwrap_err().contains("needs a number of rounds"));
+        assert!(parse(&["--enqueue-only", "0"]).is_err());
     }
 }
