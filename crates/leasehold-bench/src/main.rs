@@ -325,6 +325,9 @@ async fn run() -> Res<()> {
         return latency_only(n).await;
     }
     if let Some(n) = opts.enqueue_only {
+        if !opts.postgres {
+            return Err("--enqueue-only measures PostgreSQL only".into());
+        }
         return enqueue_only(n).await;
     }
     if let Some(n) = opts.limit_sweep {
@@ -489,7 +492,7 @@ async fn latency_only(rounds: u64) -> Res<()> {
 
 /// `--enqueue-only N`: `N` rounds of the raw single-row INSERT and leasehold's `Client::enqueue` on
 /// PostgreSQL, one client, [`ENQUEUE_ONLY_PHASE`] each, in alternating order, with the CPU each took per
-/// row; the median of the rounds' ratios.
+/// row; the median of the rounds' ratios. Both tables are emptied after every round.
 async fn enqueue_only(rounds: u64) -> Res<()> {
     alone(async |Sides { raw_pool, store }: &Sides| {
         let mut ratios = Vec::new();
@@ -498,13 +501,14 @@ async fn enqueue_only(rounds: u64) -> Res<()> {
             both!(
                 round,
                 {
-                    let (rate, cpu) = with_cpu_per_row(raw::insert_single(raw_pool, 1, ENQUEUE_ONLY_PHASE)).await?;
+                    let phase = raw::insert_single(raw_pool, 1, ENQUEUE_ONLY_PHASE);
+                    let (rate, cpu) = with_cpu_per_row(raw_pool, "bench_raw.jobs", phase).await?;
                     println!("round {round}: raw INSERT {rate:.0} rows/s{cpu}");
                     limit = rate;
                 },
                 {
                     let phase = framework::single_enqueue(store, 1, ENQUEUE_ONLY_PHASE);
-                    let (rate, cpu) = with_cpu_per_row(phase).await?;
+                    let (rate, cpu) = with_cpu_per_row(raw_pool, "leasehold.tasks", phase).await?;
                     println!("round {round}: leasehold Client::enqueue {rate:.0} rows/s{cpu}");
                     ours = rate;
                 }
@@ -521,15 +525,14 @@ async fn enqueue_only(rounds: u64) -> Res<()> {
 /// How long each side runs in a round of `--enqueue-only`.
 const ENQUEUE_ONLY_PHASE: Duration = Duration::from_secs(3);
 
-/// Runs a phase whose figure is rows per second; answers it and, where `/proc` tells, the CPU it took
-/// per row.
-async fn with_cpu_per_row(phase: impl Future<Output = Res<f64>>) -> Res<(f64, String)> {
+/// Runs a phase that fills `table` with one row per operation; answers its figure and, where `/proc`
+/// tells, the CPU it took per row in the table afterwards.
+async fn with_cpu_per_row(pool: &PgPool, table: &str, phase: impl Future<Output = Res<f64>>) -> Res<(f64, String)> {
     let mark = CpuMark::take();
-    let started = Instant::now();
-    let rate = phase.await?;
-    let rows = ((rate * started.elapsed().as_secs_f64()) as u64).max(1);
+    let figure = phase.await?;
+    let rows = db::rows(pool, table).await?;
     let cost = mark.and_then(|m| m.since(rows)).map_or_else(String::new, |c| format!(" ({c})"));
-    Ok((rate, cost))
+    Ok((figure, cost))
 }
 
 async fn postgres(
