@@ -10,11 +10,13 @@
 //! - `keyed.rs`: idempotent enqueue and the record of effects.
 //! - `schedules.rs`: the leader lease, schedules and per-tick ledger of singleton scheduled jobs.
 //! - `rows.rs`: decoding rows into the core records.
+//! - `claim.rs`: the claim's text, with the size class of the table it is planned for.
 //! - `single.rs`: the completion and renewal statements in their form for one task (one plan kept).
 //!
 //! Lease expiry is measured by this server's `now()` only; every write of a lease holder carries its
 //! fencing token in the `WHERE` clause, and zero rows affected is [`Error::LeaseLost`].
 
+mod claim;
 mod keyed;
 pub mod migrate;
 mod rows;

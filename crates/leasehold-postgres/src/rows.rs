@@ -12,8 +12,8 @@ use uuid::Uuid;
 use leasehold_core::{AttemptError, ClaimedTask, Error, FencingToken, TaskId, TaskLease, TaskRecord, TaskState};
 
 /// One row of a claim's answer: a claimed task, or (when nothing was claimed) a row of NULLs that only
-/// carries `due_seen`. Decoded by position, in the order of task_claim.sql's answer (a claim decodes
-/// hundreds of rows, and looking each column up by name hashed its name every time).
+/// carries `due_seen` and `table_pages`. Decoded by position, in the order of task_claim.sql's answer (a
+/// claim decodes hundreds of rows, and looking each column up by name hashed its name every time).
 pub(crate) struct ClaimRow {
     id: Option<Uuid>,
     /// Whether the task now runs: false for an expired task that had no attempt left (discarded).
@@ -30,6 +30,8 @@ pub(crate) struct ClaimRow {
     /// Due available tasks the statement's snapshot saw (up to the limit), when it claimed fewer than
     /// the limit; 0 otherwise.
     pub(crate) due_seen: i64,
+    /// The size of the tasks table on disk, in pages, when the statement ran.
+    pub(crate) table_pages: i64,
 }
 
 impl<'r> FromRow<'r, PgRow> for ClaimRow {
@@ -47,6 +49,7 @@ impl<'r> FromRow<'r, PgRow> for ClaimRow {
             run_at: column(row, 9)?,
             taken_over: column(row, 10)?,
             due_seen: column(row, 11)?,
+            table_pages: column(row, 12)?,
         })
     }
 }

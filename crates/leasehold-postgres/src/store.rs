@@ -1,6 +1,6 @@
 //! [`PgStore`]: the task store on a PostgreSQL pool.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -11,6 +11,7 @@ use uuid::Uuid;
 use leasehold_core::params::duration_ms;
 use leasehold_core::*;
 
+use crate::claim::{SizeClass, claim_sql};
 use crate::db;
 use crate::rows::{ClaimRow, TaskRow, parse_state};
 use crate::single;
@@ -23,6 +24,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Connections kept between the store's statements (see `warm.rs`).
     warm: Arc<Warm>,
+    /// The size class of the tasks table its latest claim saw (see `claim.rs`).
+    size_class: Arc<SizeClass>,
 }
 
 impl PgStore {
@@ -31,7 +34,7 @@ impl PgStore {
 
     /// Wraps an existing pool (the application's own). Run [`PgStore::migrate`] once before use.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { warm: Warm::new(pool.clone()), pool }
+        Self { warm: Warm::new(pool.clone()), pool, size_class: Arc::default() }
     }
 
     /// The options of the pool [`PgStore::connect`] opens, for an application that opens its own for
@@ -220,26 +223,6 @@ pub(crate) async fn complete_tasks<'e>(
         .collect()
 }
 
-/// `task_claim.sql` for these queues and this limit, both written into the text as literals (see the
-/// statement's comment): each queue name is quoted as a string constant (`E'...'`, its quotes and
-/// backslashes escaped), so no name can end the literal. The comment lines are left out first, so that
-/// only the statement's own placeholders are filled (a name holding a line break cannot end a comment).
-fn claim_sql(queues: &[String], limit: u32) -> String {
-    static STATEMENT: LazyLock<String> = LazyLock::new(|| {
-        include_str!("sql/task_claim.sql")
-            .lines()
-            .filter(|line| !line.trim_start().starts_with("--"))
-            .flat_map(|line| [line, "\n"])
-            .collect()
-    });
-    let literals: Vec<String> =
-        queues.iter().map(|q| format!("E'{}'", q.replace('\\', "\\\\").replace('\'', "''"))).collect();
-    // the limit first: a queue's name may hold the text "{limit}" itself
-    STATEMENT
-        .replace("{limit}", &limit.to_string())
-        .replace("{queues}", &format!("ARRAY[{}]::text[]", literals.join(", ")))
-}
-
 fn lost(lease: TaskLease) -> Error {
     Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }
 }
@@ -281,7 +264,8 @@ impl TaskStore for PgStore {
             return Ok(ClaimBatch::default());
         }
         let mut c = self.conn().await?;
-        let rows: Vec<ClaimRow> = sqlx::query_as(sqlx::AssertSqlSafe(claim_sql(&p.queues, p.limit)))
+        let sql = claim_sql(&p.queues, p.limit, self.size_class.get());
+        let rows: Vec<ClaimRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(duration_ms(p.default_lease_ttl))
             .bind(&p.worker_id)
             .bind(LEASE_LOST_ON_LAST_ATTEMPT)
@@ -289,6 +273,9 @@ impl TaskStore for PgStore {
             .await
             .map_err(db)?;
         c.clean();
+        if let Some(r) = rows.first() {
+            self.size_class.saw(r.table_pages);
+        }
         let fresh = rows.iter().filter(|r| r.fresh_claim()).count() as i64;
         let contended = rows.first().is_some_and(|r| r.due_seen > fresh);
         Ok(ClaimBatch { tasks: rows.into_iter().filter_map(ClaimRow::into_task).collect(), contended })

@@ -1,6 +1,7 @@
 //! The plans PostgreSQL makes for the statements that write many leased tasks at once (completions,
 //! renewals, releases). Whatever the table's statistics say, each task given is looked up by key (or the
 //! batch is hashed against the table); it is never compared with every running task in a nested loop.
+//! And the claim's: a plan made while the table was empty does not outlive the table's growth.
 
 use leasehold_core::*;
 use leasehold_testkit::pg::TestDb;
@@ -74,4 +75,52 @@ async fn batch_writes_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
             );
         }
     }
+}
+
+/// A queue drained and vacuumed empty (autovacuum's doing once its dead rows add up), a worker that
+/// idles on it, then a burst of tasks. The idle worker's claims leave a plan made for an empty table on
+/// their connection: sequential scans. Only the first claim after the burst may still run on it; it
+/// answers the table's new size, and the claims after it are planned for the table as it is and read no
+/// row sequentially. (Before, every claim read the whole table until autovacuum next analyzed it.)
+#[tokio::test]
+async fn after_a_burst_into_a_table_vacuumed_empty_claims_read_by_index_from_the_second_on() {
+    let db = TestDb::create().await;
+    // no autovacuum of the test's own, which would replan the claims at a moment of its choosing
+    sqlx::query("ALTER TABLE leasehold.tasks SET (autovacuum_enabled = false)").execute(db.pool()).await.unwrap();
+    sqlx::query("VACUUM leasehold.tasks").execute(db.pool()).await.unwrap();
+    // one connection, so that every claim runs where the earlier ones left their plans
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(db.url()).await.unwrap();
+    let store = leasehold_postgres::PgStore::from_pool(pool.clone());
+    let claim = || {
+        store.task_claim(TaskClaimParams {
+            queues: vec![DEFAULT_QUEUE.to_owned()],
+            limit: 64,
+            default_lease_ttl: std::time::Duration::from_secs(60),
+            worker_id: "t".into(),
+        })
+    };
+    for _ in 0..8 {
+        assert!(claim().await.unwrap().tasks.is_empty());
+    }
+    for _ in 0..20 {
+        let batch = (0..1_000).map(|n| NewTask::new("k", serde_json::json!({ "n": n }))).collect();
+        store.task_insert_many(batch).await.unwrap();
+    }
+    let mut read = Vec::new();
+    let mut before = rows_read_sequentially(&pool).await;
+    for _ in 0..5 {
+        assert_eq!(claim().await.unwrap().tasks.len(), 64);
+        let now = rows_read_sequentially(&pool).await;
+        read.push(now - before);
+        before = now;
+    }
+    assert!(read[1..].iter().all(|r| *r == 0), "rows read sequentially by each claim after the burst: {read:?}");
+}
+
+/// The rows sequential scans have read from the tasks table, with the counts of this pool's one
+/// connection: asking for a flush makes it write them out when it next goes idle, before the next query.
+async fn rows_read_sequentially(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query("SELECT pg_stat_force_next_flush()").execute(pool).await.unwrap();
+    let sql = "SELECT seq_tup_read FROM pg_stat_user_tables WHERE relid = 'leasehold.tasks'::regclass";
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
