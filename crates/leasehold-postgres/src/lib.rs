@@ -10,7 +10,8 @@
 //! - `keyed.rs`: idempotent enqueue and the record of effects.
 //! - `schedules.rs`: the leader lease, schedules and per-tick ledger of singleton scheduled jobs.
 //! - `rows.rs`: decoding rows into the core records.
-//! - `claim.rs`: the claim's text, with the size class of the table it is planned for.
+//! - `claim.rs`: the claim's text as sent.
+//! - `size.rs`: the size class of the tasks table, which the claim and the renewal are planned for.
 //! - `single.rs`: the completion and renewal statements in their form for one task (one plan kept).
 //!
 //! Lease expiry is measured by this server's `now()` only; every write of a lease holder carries its
@@ -22,6 +23,7 @@ pub mod migrate;
 mod rows;
 mod schedules;
 mod single;
+mod size;
 mod store;
 pub mod tx;
 mod wakeup;

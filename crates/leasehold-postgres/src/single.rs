@@ -11,6 +11,8 @@
 
 use std::sync::LazyLock;
 
+use crate::size::PerClass;
+
 /// The completion of one task: `task_complete_delete.sql` when completed tasks are deleted, else
 /// `task_complete.sql`. Binds the task's id, its token and its result.
 pub(crate) fn complete_one(delete_completed: bool) -> &'static str {
@@ -19,16 +21,17 @@ pub(crate) fn complete_one(delete_completed: bool) -> &'static str {
     if delete_completed { &DELETE } else { &KEEP }
 }
 
-/// The renewal of one lease (`lease_renew.sql`). Binds the task's id, its token and the ttl in ms.
-pub(crate) fn renew_one() -> &'static str {
-    static ONE: LazyLock<String> = LazyLock::new(|| {
-        single_row(
+/// The renewal of one lease (`lease_renew.sql`), planned for a tasks table of size class `class` (see
+/// `size.rs`). Binds the task's id, its token and the ttl in ms.
+pub(crate) fn renew_one(class: u8) -> &'static str {
+    static ONE: LazyLock<PerClass> = LazyLock::new(|| {
+        PerClass::new(&single_row(
             include_str!("sql/lease_renew.sql"),
             "FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS h(id, fence, ttl_ms)",
             "FROM (VALUES ($1::uuid, $2::bigint, $3::bigint)) AS h(id, fence, ttl_ms)",
-        )
+        ))
     });
-    &ONE
+    ONE.get(class)
 }
 
 fn one_task(sql: &str) -> String {
@@ -56,7 +59,7 @@ mod tests {
         [
             (complete_one(false), "uuid, bigint, jsonb", "NULL"),
             (complete_one(true), "uuid, bigint, jsonb", "NULL"),
-            (renew_one(), "uuid, bigint, bigint", "60000"),
+            (renew_one(0), "uuid, bigint, bigint", "60000"),
         ]
     }
 
@@ -79,7 +82,7 @@ mod tests {
                 let q = sqlx::query(complete_one(delete)).bind(uuid::Uuid::now_v7()).bind(1_i64);
                 q.bind(None::<sqlx::types::Json<serde_json::Value>>).fetch_all(&mut *conn).await.unwrap();
             }
-            let q = sqlx::query(renew_one()).bind(uuid::Uuid::now_v7()).bind(1_i64).bind(30_000_i64);
+            let q = sqlx::query(renew_one(0)).bind(uuid::Uuid::now_v7()).bind(1_i64).bind(30_000_i64);
             q.fetch_all(&mut *conn).await.unwrap();
         }
         for (sql, _, _) in statements() {

@@ -1,6 +1,6 @@
 //! [`PgStore`]: the task store on a PostgreSQL pool.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -11,10 +11,11 @@ use uuid::Uuid;
 use leasehold_core::params::duration_ms;
 use leasehold_core::*;
 
-use crate::claim::{SizeClass, claim_sql};
+use crate::claim::claim_sql;
 use crate::db;
 use crate::rows::{ClaimRow, TaskRow, parse_state};
 use crate::single;
+use crate::size::{PerClass, SizeClass};
 use crate::wakeup::PgWakeup;
 use crate::warm::{Conn, Warm};
 
@@ -24,7 +25,7 @@ pub struct PgStore {
     pool: PgPool,
     /// Connections kept between the store's statements (see `warm.rs`).
     warm: Arc<Warm>,
-    /// The size class of the tasks table its latest claim saw (see `claim.rs`).
+    /// The size class of the tasks table its latest claim saw (see `size.rs`).
     size_class: Arc<SizeClass>,
 }
 
@@ -285,13 +286,16 @@ impl TaskStore for PgStore {
         if p.leases.is_empty() {
             return Ok(LeaseRenewal::default());
         }
+        let class = self.size_class.get();
         let query = if let [(lease, ttl)] = p.leases.as_slice() {
-            sqlx::query(single::renew_one()).bind(lease.task_id.0).bind(lease.fence.0).bind(duration_ms(*ttl))
+            let one = sqlx::query(single::renew_one(class));
+            one.bind(lease.task_id.0).bind(lease.fence.0).bind(duration_ms(*ttl))
         } else {
             let ids: Vec<Uuid> = p.leases.iter().map(|(l, _)| l.task_id.0).collect();
             let fences: Vec<i64> = p.leases.iter().map(|(l, _)| l.fence.0).collect();
             let ttls: Vec<i64> = p.leases.iter().map(|(_, d)| duration_ms(*d)).collect();
-            sqlx::query(include_str!("sql/lease_renew.sql")).bind(ids).bind(fences).bind(ttls)
+            static MANY: LazyLock<PerClass> = LazyLock::new(|| PerClass::new(include_str!("sql/lease_renew.sql")));
+            sqlx::query(MANY.get(class)).bind(ids).bind(fences).bind(ttls)
         };
         let mut c = self.conn().await?;
         let rows = query.fetch_all(&mut *c).await.map_err(db)?;

@@ -1,7 +1,9 @@
 //! The plans PostgreSQL makes for the statements that write many leased tasks at once (completions,
 //! renewals, releases). Whatever the table's statistics say, each task given is looked up by key (or the
 //! batch is hashed against the table); it is never compared with every running task in a nested loop.
-//! And the claim's: a plan made while the table was empty does not outlive the table's growth.
+//! And the claim's and the renewal's: a plan made while the table was empty does not outlive its growth.
+
+use std::time::Duration;
 
 use leasehold_core::*;
 use leasehold_testkit::pg::TestDb;
@@ -78,43 +80,64 @@ async fn batch_writes_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
 }
 
 /// A queue drained and vacuumed empty (autovacuum's doing once its dead rows add up), a worker that
-/// idles on it, then a burst of tasks. The idle worker's claims leave a plan made for an empty table on
-/// their connection: sequential scans. Only the first claim after the burst may still run on it; it
-/// answers the table's new size, and the claims after it are planned for the table as it is and read no
-/// row sequentially. (Before, every claim read the whole table until autovacuum next analyzed it.)
+/// idles on it, then a burst of tasks. The idle worker's claims, and its renewals of leases it lost,
+/// leave plans made for an empty table on their connection: sequential scans. Only the first claim after
+/// the burst may still run on them; it answers the table's new size, and the claims and renewals after
+/// it are planned for the table as it is and read no row sequentially. (Before, every claim read the
+/// whole table three times until autovacuum next analyzed it, and every renewal with a lease it could
+/// not renew read it too.)
 #[tokio::test]
-async fn after_a_burst_into_a_table_vacuumed_empty_claims_read_by_index_from_the_second_on() {
+async fn after_a_burst_into_a_table_vacuumed_empty_claims_and_renewals_read_by_index() {
     let db = TestDb::create().await;
-    // no autovacuum of the test's own, which would replan the claims at a moment of its choosing
+    // no autovacuum of the test's own, which would replan the statements at a moment of its choosing
     sqlx::query("ALTER TABLE leasehold.tasks SET (autovacuum_enabled = false)").execute(db.pool()).await.unwrap();
     sqlx::query("VACUUM leasehold.tasks").execute(db.pool()).await.unwrap();
-    // one connection, so that every claim runs where the earlier ones left their plans
+    // one connection, so that every statement runs where the earlier ones left their plans
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(db.url()).await.unwrap();
     let store = leasehold_postgres::PgStore::from_pool(pool.clone());
     let claim = || {
         store.task_claim(TaskClaimParams {
             queues: vec![DEFAULT_QUEUE.to_owned()],
             limit: 64,
-            default_lease_ttl: std::time::Duration::from_secs(60),
+            default_lease_ttl: Duration::from_secs(60),
             worker_id: "t".into(),
         })
     };
-    for _ in 0..8 {
+    let gone = |n: i64| TaskLease { task_id: TaskId::new(), fence: FencingToken(n) };
+    let renew = |leases: Vec<TaskLease>| {
+        store.lease_renew(LeaseRenewParams {
+            leases: leases.into_iter().map(|l| (l, Duration::from_secs(60))).collect(),
+        })
+    };
+    for n in 0..8 {
         assert!(claim().await.unwrap().tasks.is_empty());
+        assert!(renew(vec![gone(n)]).await.unwrap().renewed.is_empty());
+        assert!(renew(vec![gone(n), gone(n + 1)]).await.unwrap().renewed.is_empty());
     }
     for _ in 0..20 {
         let batch = (0..1_000).map(|n| NewTask::new("k", serde_json::json!({ "n": n }))).collect();
         store.task_insert_many(batch).await.unwrap();
     }
-    let mut read = Vec::new();
+
+    let mut claims = Vec::new();
     let mut before = rows_read_sequentially(&pool).await;
+    let mut leases = Vec::new();
     for _ in 0..5 {
-        assert_eq!(claim().await.unwrap().tasks.len(), 64);
+        leases.extend(claim().await.unwrap().tasks.into_iter().map(|t| t.lease));
         let now = rows_read_sequentially(&pool).await;
-        read.push(now - before);
+        claims.push(now - before);
         before = now;
     }
-    assert!(read[1..].iter().all(|r| *r == 0), "rows read sequentially by each claim after the burst: {read:?}");
+    assert_eq!(leases.len(), 5 * 64);
+    assert!(claims[1..].iter().all(|r| *r == 0), "rows read sequentially by each claim after the burst: {claims:?}");
+
+    // a heartbeat's renewal of a few leases, one of them lost (a batch of hundreds is hashed against
+    // the table, which is the better plan for 20,000 tasks), and one of a single lost lease
+    let renewed = renew(leases[..3].iter().copied().chain([gone(1)]).collect()).await.unwrap();
+    assert_eq!(renewed.renewed.len(), 3);
+    assert!(renew(vec![gone(2)]).await.unwrap().renewed.is_empty());
+    let renewals = rows_read_sequentially(&pool).await - before;
+    assert_eq!(renewals, 0, "rows read sequentially by the renewals after the burst");
 }
 
 /// The rows sequential scans have read from the tasks table, with the counts of this pool's one

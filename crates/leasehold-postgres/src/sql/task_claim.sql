@@ -12,9 +12,9 @@
 -- snapshot saw (up to LIMIT): rows that other claimers held locked still read as available there, so
 -- seeing more than were claimed means this claim was contended. With nothing claimed, one row of NULLs
 -- carries it.
--- `table_pages` is the size of the tasks table on disk, in pages. The store writes its class into the
--- comment at the end ({size_class}), so that a claim after the table grew or shrank past a class is
--- another prepared statement, planned for the table as it is now (see claim.rs).
+-- `table_pages` is the size of the tasks table on disk, in pages. The store writes its class in a comment
+-- after the statement, so that a claim after the table grew or shrank past a class is another prepared
+-- statement, planned for the table as it is then (see size.rs).
 -- The answer's columns are decoded by position (rows.rs, ClaimRow): keep their order.
 -- Each queue is read on its own, in the order of the available index (queue, priority, run_at, id), so a
 -- claim touches about LIMIT index entries however long the backlog; `queue = ANY(...)` would sort them all.
@@ -70,4 +70,3 @@ SELECT c.*,
             ELSE 0 END AS due_seen,
        (SELECT pg_relation_size('leasehold.tasks') / current_setting('block_size')::bigint) AS table_pages
   FROM (SELECT 1) AS one LEFT JOIN claimed AS c ON true
-/* planned for a tasks table of size class {size_class} */
