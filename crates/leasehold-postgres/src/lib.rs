@@ -12,7 +12,7 @@
 //! - `rows.rs`: decoding rows into the core records.
 //! - `claim.rs`: the claim's text as sent.
 //! - `size.rs`: the size class of the tasks table, which the claim and the renewal are planned for.
-//! - `single.rs`: the completion and renewal statements in their form for one task (one plan kept).
+//! - `single.rs`: the completion and renewal statements in their form for one task (one plan kept each).
 //!
 //! Lease expiry is measured by this server's `now()` only; every write of a lease holder carries its
 //! fencing token in the `WHERE` clause, and zero rows affected is [`Error::LeaseLost`].

@@ -223,8 +223,8 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
 
 /// The size of a claim when `free` slots are free: the largest power of two, or one and a half times
 /// one, that fits (1, 2, 3, 4, 6, 8, 12, 16, 24, ...). A full claim is followed by one for the slots still
-/// free, so no slot waits for long; a store that keeps a plan per claim size (PostgreSQL) then needs only
-/// two per doubling of the concurrency.
+/// free, so no slot waits for long; a store that keeps a plan per claim size (PostgreSQL, one for each
+/// size class of its table) then needs only two per doubling of the concurrency.
 fn claim_size(free: usize) -> usize {
     let pow = 1 << free.ilog2();
     if pow >= 2 && free >= pow + pow / 2 { pow + pow / 2 } else { pow }
