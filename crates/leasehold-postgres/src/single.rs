@@ -5,9 +5,10 @@
 //! statement for a single task was planned anew: planning cost about twice the execution (0.19 ms
 //! against 0.09 in an idle worker's completions). An idle or lightly loaded worker completes and renews
 //! one task at a time, so these forms read one row of single values instead, and PostgreSQL keeps one
-//! generic plan for each (the renewal's, one for each size class of the table: see `size.rs`). The rest of each statement is the same text as in `sql/`, so both forms say
-//! the same. The tests below also check the plans of the other writes of one leased task (finish, retry,
-//! snooze): every one of them must find its task by key whatever the table's statistics say.
+//! generic plan for each (the renewal, one for each size class of the table: see `size.rs`). The rest
+//! of each statement is the same text as in `sql/`, so both forms say the same. The tests below also
+//! check the plans of the other writes of one leased task (finish, retry, snooze): every one of them
+//! must find its task by key whatever the table's statistics say.
 
 use std::sync::LazyLock;
 

@@ -82,10 +82,10 @@ async fn batch_writes_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
 /// A queue drained and vacuumed empty (autovacuum's doing once its dead rows add up), a worker that
 /// idles on it, then a burst of tasks. The idle worker's claims, and its renewals of leases it lost,
 /// leave plans made for an empty table on their connection: sequential scans. The first claim after the
-/// burst still runs on them (which shows the scenario reproduces); it answers the table's new size, and the claims and renewals after
-/// it are planned for the table as it is and read no row sequentially. (Before, every claim read the
-/// whole table three times until autovacuum next analyzed it, and every renewal with a lease it could
-/// not renew read it too.)
+/// burst still runs on them (which shows the scenario reproduces); it answers the table's new size, and
+/// the claims and renewals after it are planned for the table as it is and read no row sequentially.
+/// (Before, every claim read the whole table three times until autovacuum next analyzed it, and every
+/// renewal with a lease it could not renew read it too.)
 #[tokio::test]
 async fn after_a_burst_into_a_table_vacuumed_empty_claims_and_renewals_read_by_index() {
     let db = TestDb::create().await;
