@@ -33,6 +33,12 @@ pub(crate) struct CpuCost {
 }
 
 impl CpuMark {
+    /// What a phase's line prints after its figure: ` (cost)` for `tasks` tasks since `mark`, or nothing
+    /// where `/proc` does not tell.
+    pub(crate) fn note(mark: Option<Self>, tasks: u64) -> String {
+        mark.and_then(|m| m.since(tasks)).map_or_else(String::new, |c| format!(" ({c})"))
+    }
+
     /// The ticks now; `None` where `/proc` cannot be read.
     pub(crate) fn take() -> Option<Self> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;

@@ -465,8 +465,7 @@ async fn limit_sweep(n: u64) -> Res<()> {
 pub(crate) async fn with_cpu(tasks: u64, phase: impl Future<Output = Res<f64>>) -> Res<(f64, String)> {
     let mark = CpuMark::take();
     let figure = phase.await?;
-    let cost = mark.and_then(|m| m.since(tasks)).map_or_else(String::new, |c| format!(" ({c})"));
-    Ok((figure, cost))
+    Ok((figure, CpuMark::note(mark, tasks)))
 }
 
 /// `--latency-only N`: `N` rounds of the LISTEN/NOTIFY floor and leasehold's idle latency on PostgreSQL,
@@ -531,8 +530,7 @@ async fn with_cpu_per_row(pool: &PgPool, table: &str, phase: impl Future<Output 
     let mark = CpuMark::take();
     let figure = phase.await?;
     let rows = db::rows(pool, table).await?;
-    let cost = mark.and_then(|m| m.since(rows)).map_or_else(String::new, |c| format!(" ({c})"));
-    Ok((figure, cost))
+    Ok((figure, CpuMark::note(mark, rows)))
 }
 
 async fn postgres(
