@@ -244,29 +244,38 @@ fn leases_of(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<TaskLease>> {
 /// (see task_claim.sql for why). Written once per shape in the process, not on every claim: the worker
 /// claims in a few sizes (powers of two and halfway between); past `MAX_CLAIM_SHAPES` other shapes are
 /// written for each claim.
-fn claim_sql(queues: usize, limit: u32) -> Arc<str> {
-    /// The claim statements written so far, by number of queues and limit.
-    type Written = HashMap<(usize, u32), Arc<str>>;
+fn claim_sql(queues: &[String], limit: u32) -> Arc<str> {
+    /// The claim statements written so far, by queues and limit.
+    type Written = HashMap<(Vec<String>, u32), Arc<str>>;
     static BY_SHAPE: LazyLock<Mutex<Written>> = LazyLock::new(Default::default);
+    let key = (queues.to_vec(), limit);
     let mut by_shape = BY_SHAPE.lock().unwrap();
-    if let Some(sql) = by_shape.get(&(queues, limit)) {
+    if let Some(sql) = by_shape.get(&key) {
         return sql.clone();
     }
-    let placeholders: Vec<String> = (0..queues).map(|i| format!("?{}", i + 4)).collect();
+    let constants: Vec<String> = queues.iter().map(|q| text_constant(q)).collect();
     let available: Vec<String> =
-        placeholders.iter().map(|q| include_str!("sql/task_claim_available.sql").replace("{queue}", q)).collect();
+        constants.iter().map(|q| include_str!("sql/task_claim_available.sql").replace("{queue}", q)).collect();
     let sql: Arc<str> = include_str!("sql/task_claim.sql")
         .replace("{available}", &available.join("    UNION ALL\n"))
-        .replace("{queues}", &placeholders.join(", "))
+        .replace("{queues}", &constants.join(", "))
         .replace("{limit}", &limit.to_string())
         .into();
     if by_shape.len() < MAX_CLAIM_SHAPES {
-        by_shape.insert((queues, limit), sql.clone());
+        by_shape.insert(key, sql.clone());
     }
     sql
 }
 
-/// How many claim statements (numbers of queues and limits) a process keeps written.
+/// `name` as an SQL constant of type text, written as the hex of its bytes (`CAST(X'...' AS TEXT)`): no
+/// name, whatever it holds (quotes, a NUL, the text of a placeholder), can end the constant or change
+/// the statement around it.
+fn text_constant(name: &str) -> String {
+    let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("CAST(X'{hex}' AS TEXT)")
+}
+
+/// How many claim statements (queues and limits) a process keeps written.
 const MAX_CLAIM_SHAPES: usize = 256;
 
 /// The queue sets whose latest claim found work are remembered up to this many (a process has a few).
@@ -327,13 +336,10 @@ impl TaskStore for SqliteStore {
         let mut tx = writer.begin().await?;
         // the write lock was free within a few hundred microseconds, or another writer held it
         let contended = asked.elapsed() > CONTENDED_WAIT;
-        let mut q = sqlx::query_as::<_, ClaimRow>(sqlx::AssertSqlSafe(claim_sql(p.queues.len(), p.limit)))
+        let q = sqlx::query_as::<_, ClaimRow>(sqlx::AssertSqlSafe(claim_sql(&p.queues, p.limit)))
             .bind(duration_ms(p.default_lease_ttl))
             .bind(&p.worker_id)
             .bind(LEASE_LOST_ON_LAST_ATTEMPT);
-        for queue in &p.queues {
-            q = q.bind(queue);
-        }
         let mut rows: Vec<ClaimRow> = q.fetch_all(&mut *tx).await.map_err(db)?;
         if !rows.is_empty() {
             let ranks = i64::try_from(rows.len()).unwrap_or(i64::MAX);
@@ -509,6 +515,9 @@ impl TaskStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use leasehold_core::{NewTask, TaskClaimParams, TaskStore};
     use leasehold_testkit::sqlite::TestFile;
 
     use super::{SqliteStore, claim_sql};
@@ -533,30 +542,58 @@ mod tests {
         store.close().await;
     }
 
-    /// The claim's limit is part of its text, never a bound value: SQLite re-plans a statement whenever a
-    /// value it planned with is bound anew, and it plans with a bound LIMIT, so a bound limit would make
+    /// The claim's limit and queues are part of its text, never bound values: SQLite re-plans a
+    /// statement whenever a value it planned with is bound anew, and it plans with a bound LIMIT (and,
+    /// once `ANALYZE` has run, with a value bound for an indexed column), so binding them would make
     /// every claim parse and plan the whole statement again. Each shape is written once and kept.
     #[test]
-    fn the_claims_limit_is_written_into_its_text() {
-        for queues in 1..=3 {
+    fn the_claims_limit_and_queues_are_written_into_its_text() {
+        for n in 1..=3 {
+            let queues: Vec<String> = (0..n).map(|i| format!("q{i}")).collect();
             for limit in [1, 12, 100, 384] {
-                let sql = claim_sql(queues, limit);
+                let sql = claim_sql(&queues, limit);
                 let code: String = sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect();
-                assert!(!code.contains("LIMIT ?"), "{sql}");
+                assert!(!code.contains("LIMIT ?") && !code.contains("?4"), "{sql}");
                 assert!(!code.contains('{'), "a placeholder left in the text: {sql}");
-                assert_eq!(code.matches(&format!("LIMIT {limit}")).count(), queues + 2, "{sql}");
-                assert!(std::sync::Arc::ptr_eq(&sql, &claim_sql(queues, limit)), "written once per shape");
+                assert_eq!(code.matches(&format!("LIMIT {limit}")).count(), n + 2, "{sql}");
+                // "q0" is 71 30 in hex: once in its queue's branch, once among the expired leases' queues
+                assert_eq!(code.matches("CAST(X'7130' AS TEXT)").count(), 2, "{sql}");
+                assert!(std::sync::Arc::ptr_eq(&sql, &claim_sql(&queues, limit)), "written once per shape");
             }
         }
     }
 
+    /// A queue's name is written into the claim as the hex of its bytes, so a name holding a quote, a
+    /// NUL or the text of a placeholder claims its own tasks and no other's.
+    #[tokio::test]
+    async fn queues_with_any_name_claim_their_own_tasks() {
+        let file = TestFile::create().await;
+        let store = SqliteStore::open(file.path()).await.unwrap();
+        let names = ["it's", "a\0b", "{limit}", "{queues}) OR (1", "plain"];
+        for name in names {
+            let task = NewTask { queue: name.to_owned(), ..NewTask::new("k", serde_json::json!({ "q": name })) };
+            store.task_insert(task).await.unwrap();
+        }
+        for name in names {
+            let params = TaskClaimParams {
+                queues: vec![name.to_owned()],
+                limit: 10,
+                default_lease_ttl: Duration::from_secs(30),
+                worker_id: "w".into(),
+            };
+            let tasks = store.task_claim(params).await.unwrap().tasks;
+            assert_eq!(tasks.len(), 1, "{name:?}");
+            assert_eq!(tasks[0].queue, name);
+            assert_eq!(tasks[0].payload, serde_json::json!({ "q": name }));
+        }
+        store.close().await;
+    }
+
     /// The claim's plan: the `detail` column of EXPLAIN QUERY PLAN (id, parent, notused, detail).
     async fn explain(store: &SqliteStore, queues: usize) -> Vec<String> {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", claim_sql(queues, 10))));
-        q = q.bind(30_000).bind("w").bind("lost");
-        for i in 0..queues {
-            q = q.bind(format!("q{i}"));
-        }
+        let names: Vec<String> = (0..queues).map(|i| format!("q{i}")).collect();
+        let sql = format!("EXPLAIN QUERY PLAN {}", claim_sql(&names, 10));
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(30_000).bind("w").bind("lost");
         let rows = q.fetch_all(store.pool()).await.unwrap();
         rows.iter().map(|r| sqlx::Row::get::<String, _>(r, 3)).collect()
     }

@@ -1,0 +1,65 @@
+//! The plans SQLite makes for the statements that write many leased tasks at once (completions,
+//! renewals, releases): each task given is looked up by key, whatever `ANALYZE` recorded. Statistics
+//! taken while no task ran (an `ANALYZE` or `PRAGMA optimize` after a large enqueue, as an application
+//! sharing the file may run) make the partial lease-expiry index look nearly empty; a plan that reads it
+//! compares every running task with every task given, and a worker's drain fell about eightfold.
+
+use std::time::Duration;
+
+use leasehold_core::{NewTask, TaskClaimParams, TaskLease, TaskStore};
+use leasehold_sqlite::SqliteStore;
+use leasehold_testkit::sqlite::TestFile;
+use serde_json::json;
+
+const TASKS: usize = 5_000;
+const CLAIMED: u32 = 200;
+
+#[tokio::test]
+async fn batch_writes_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
+    let file = TestFile::create().await;
+    let store = SqliteStore::open(file.path()).await.unwrap();
+    let tasks = (0..TASKS).map(|n| NewTask::new("k", json!({ "n": n }))).collect();
+    store.task_insert_many(tasks).await.unwrap();
+    sqlx::raw_sql("ANALYZE").execute(store.pool()).await.unwrap();
+    let params = TaskClaimParams {
+        queues: vec!["default".into()],
+        limit: CLAIMED,
+        default_lease_ttl: Duration::from_secs(60),
+        worker_id: "w".into(),
+    };
+    let leases: Vec<TaskLease> = store.task_claim(params).await.unwrap().tasks.iter().map(|t| t.lease).collect();
+    assert_eq!(leases.len(), CLAIMED as usize);
+
+    let pairs = || leases.iter().map(|l| (l.task_id.0.to_string(), l.fence.0));
+    let flat = json!(pairs().map(|(id, fence)| format!("{id}:{fence}")).collect::<Vec<_>>()).to_string();
+    let with_ttl = json!(pairs().map(|(id, fence)| json!([id, fence, 60_000])).collect::<Vec<_>>()).to_string();
+    let with_result = json!(pairs().map(|(id, fence)| json!([id, fence, false, null])).collect::<Vec<_>>()).to_string();
+    let bare = json!(pairs().map(|(id, fence)| json!([id, fence])).collect::<Vec<_>>()).to_string();
+
+    let statements = [
+        ("task_complete_plain.sql", include_str!("../src/sql/task_complete_plain.sql"), &flat, None),
+        ("task_complete_delete.sql", include_str!("../src/sql/task_complete_delete.sql"), &flat, None),
+        ("task_complete.sql", include_str!("../src/sql/task_complete.sql"), &with_result, None),
+        ("lease_renew.sql", include_str!("../src/sql/lease_renew.sql"), &with_ttl, None),
+        ("task_release.sql", include_str!("../src/sql/task_release.sql"), &bare, Some(0)),
+    ];
+    for (name, sql, batch, second) in statements {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(explain)).bind(batch.as_str());
+        if let Some(second) = second {
+            q = q.bind(second);
+        }
+        let plan: Vec<String> = q.fetch_all(store.pool()).await.unwrap().into_iter().map(|r| r.3).collect();
+        // the tasks table is read only by key: `SEARCH t USING INDEX sqlite_autoindex_leasehold_tasks_1 (id=?)`,
+        // never scanned (`SCAN t`, whole or along an index)
+        assert!(
+            plan.iter().any(|step| step.contains("SEARCH t USING INDEX sqlite_autoindex_leasehold_tasks_1 (id=?)")),
+            "{name} does not look its tasks up by key: {plan:#?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN t") || step.starts_with("SCAN leasehold_tasks")),
+            "{name} reads the tasks table through: {plan:#?}"
+        );
+    }
+    store.close().await;
+}
