@@ -6,6 +6,9 @@
 //! Backlogs are written straight into `leasehold.tasks` by one `INSERT ... SELECT generate_series`
 //! statement (the columns of `migrations/postgres`, defaults for the rest), then vacuumed and
 //! analyzed, as a backlog that built up over time would be by autovacuum.
+//!
+//! The figures' names (`Names`), the timed claims and the table's rows are shared with SQLite's
+//! growth phases (`sqlite_growth.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -35,31 +38,50 @@ const CLAIM_SIZE: u32 = 10;
 /// before reading dead tuples.
 const STATS_SETTLE: Duration = Duration::from_millis(1_500);
 
-/// Names of the figures of one backlog.
-fn claim_p50(n: u64) -> String {
-    format!("growth.backlog_{n}.claim10_p50_ms")
+/// The names of one backend's growth figures: `growth.*` on PostgreSQL, `sqlite_growth.*` on SQLite.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Names(pub(crate) &'static str);
+
+/// PostgreSQL's growth figures.
+const PG: Names = Names("growth");
+
+impl Names {
+    pub(crate) fn claim_p50(self, n: u64) -> String {
+        format!("{}.backlog_{n}.claim10_p50_ms", self.0)
+    }
+    pub(crate) fn claim_p99(self, n: u64) -> String {
+        format!("{}.backlog_{n}.claim10_p99_ms", self.0)
+    }
+    pub(crate) fn drain(self, n: u64) -> String {
+        format!("{}.backlog_{n}.drain_jobs_per_s", self.0)
+    }
+    /// A size or count (`what`) read after `phase`.
+    pub(crate) fn after(self, phase: &str, what: &str) -> String {
+        format!("{}.{phase}.{what}", self.0)
+    }
+    pub(crate) fn steady_baseline(self) -> String {
+        format!("{}.horizon.baseline_jobs_per_s", self.0)
+    }
+    pub(crate) fn steady_pinned(self) -> String {
+        format!("{}.horizon.pinned_jobs_per_s", self.0)
+    }
+    pub(crate) fn long_keep(self) -> String {
+        format!("{}.long.keep_all_jobs_per_s", self.0)
+    }
+    pub(crate) fn long_prune(self) -> String {
+        format!("{}.long.retention_jobs_per_s", self.0)
+    }
 }
-fn claim_p99(n: u64) -> String {
-    format!("growth.backlog_{n}.claim10_p99_ms")
-}
-fn drain(n: u64) -> String {
-    format!("growth.backlog_{n}.drain_jobs_per_s")
-}
-fn dead(phase: &str) -> String {
-    format!("growth.{phase}.dead_tuples")
-}
-fn table_bytes(phase: &str) -> String {
-    format!("growth.{phase}.table_bytes")
-}
-fn index_bytes(phase: &str) -> String {
-    format!("growth.{phase}.index_bytes")
-}
-const STEADY_BASELINE: &str = "growth.horizon.baseline_jobs_per_s";
-const LONG_KEEP: &str = "growth.long.keep_all_jobs_per_s";
-const LONG_PRUNE: &str = "growth.long.retention_jobs_per_s";
+
+/// What PostgreSQL's phases read after them: the figure's name, its label, its unit.
+const PG_AFTER: [(&str, &str, Unit); 3] = [
+    ("dead_tuples", "dead tuples after", Unit::Count),
+    ("table_bytes", "table size with indexes and TOAST", Unit::Bytes),
+    ("index_bytes", "index size", Unit::Bytes),
+];
+
 /// The retention of the long run that prunes: the shortest a worker accepts.
-const SHORT_RETENTION: Duration = Duration::from_secs(1);
-const STEADY_PINNED: &str = "growth.horizon.pinned_jobs_per_s";
+pub(crate) const SHORT_RETENTION: Duration = Duration::from_secs(1);
 
 /// Measures every backlog, then the pinned horizon; answers a line for the report.
 pub(crate) async fn run(
@@ -80,27 +102,29 @@ pub(crate) async fn run(
         eprintln!("[growth] backlog of {backlog}: filled in {:.1?}; timing claims of 10", filled.elapsed());
 
         let (latency, claimed) = claim_latency(store, p.growth_claim_samples).await?;
-        figs.put(&claim_p50(n), latency.p50);
-        figs.put(&claim_p99(n), latency.p99);
+        figs.put(&PG.claim_p50(n), latency.p50);
+        figs.put(&PG.claim_p99(n), latency.p99);
 
         eprintln!("[growth] backlog of {backlog}: a worker drains for up to {:?}", p.growth_drain);
         let (done, elapsed) =
             framework::drain_for(store, n.saturating_sub(claimed), p.growth_drain, Finished::Kept).await?;
-        figs.put(&drain(n), rate(done, elapsed));
+        figs.put(&PG.drain(n), rate(done, elapsed));
         table_figures(pool, &format!("backlog_{n}"), figs).await?;
     }
     db::truncate_tasks(pool).await?;
 
     // a long steady run keeping every finished task, then the same pruning them after a second
-    for (label, retention, key) in [("keep_all", None, LONG_KEEP), ("retention", Some(SHORT_RETENTION), LONG_PRUNE)] {
+    for (label, retention, key) in
+        [("keep_all", None, PG.long_keep()), ("retention", Some(SHORT_RETENTION), PG.long_prune())]
+    {
         eprintln!("[growth] long steady run for {:?}, {label}", p.growth_long);
-        figs.put(key, framework::steady_keeping(store, retention, p.steady_warmup, p.growth_long).await?);
+        figs.put(&key, framework::steady_keeping(store, retention, p.steady_warmup, p.growth_long).await?);
         table_figures(pool, &format!("long_{label}"), figs).await?;
         db::truncate_tasks(pool).await?;
     }
 
     eprintln!("[growth] steady worker with a producer for {:?}: baseline", p.growth_pinned);
-    figs.put(STEADY_BASELINE, framework::steady(store, p.steady_warmup, p.growth_pinned).await?);
+    figs.put(&PG.steady_baseline(), framework::steady(store, p.steady_warmup, p.growth_pinned).await?);
     table_figures(pool, "horizon_baseline", figs).await?;
     db::truncate_tasks(pool).await?;
 
@@ -114,7 +138,7 @@ pub(crate) async fn run(
     let pinned = framework::steady(store, p.steady_warmup, p.growth_pinned).await;
     let stats = table_figures(pool, "horizon_pinned", figs).await;
     pin.rollback().await?;
-    figs.put(STEADY_PINNED, pinned?);
+    figs.put(&PG.steady_pinned(), pinned?);
     stats?;
     db::truncate_tasks(pool).await?;
 
@@ -140,7 +164,7 @@ async fn fill(pool: &PgPool, n: u64) -> Res<()> {
 
 /// Times `samples` single claims of 10 through the store, each followed by the completion of what it
 /// claimed (not timed); answers the percentiles in ms and the tasks claimed.
-async fn claim_latency(store: &PgStore, samples: usize) -> Res<(Percentiles, u64)> {
+pub(crate) async fn claim_latency<S: TaskStore>(store: &S, samples: usize) -> Res<(Percentiles, u64)> {
     let mut out = Vec::with_capacity(samples);
     let mut claimed = 0u64;
     for _ in 0..samples {
@@ -172,46 +196,61 @@ async fn table_figures(pool: &PgPool, phase: &str, figs: &mut Figures) -> Res<()
         sqlx::query_as("SELECT pg_total_relation_size('leasehold.tasks'), pg_indexes_size('leasehold.tasks')")
             .fetch_one(pool)
             .await?;
-    figs.put(&dead(phase), dead_tuples as f64);
-    figs.put(&table_bytes(phase), total as f64);
-    figs.put(&index_bytes(phase), indexes as f64);
+    figs.put(&PG.after(phase, "dead_tuples"), dead_tuples as f64);
+    figs.put(&PG.after(phase, "table_bytes"), total as f64);
+    figs.put(&PG.after(phase, "index_bytes"), indexes as f64);
     Ok(())
 }
 
-/// The growth table: each large backlog against the 10k one, the pinned horizon against its baseline.
+/// PostgreSQL's growth table: each large backlog against the 10k one, the pinned horizon against its
+/// baseline.
 pub(crate) fn section(backlogs: &[u64]) -> Section {
+    Section {
+        title: "PostgreSQL: how cost grows (one pass)".to_owned(),
+        ours_column: "measured",
+        limit_column: "baseline",
+        rows: rows(PG, backlogs, &PG_AFTER, "MVCC horizon pinned / not pinned"),
+    }
+}
+
+/// The rows of a growth table: each large backlog against the 10k one, pruning against keeping, the
+/// pinned run against its baseline; `after` names what was read after each phase, `pinned` what pinned.
+pub(crate) fn rows(names: Names, backlogs: &[u64], after: &[(&str, &str, Unit)], pinned: &str) -> Vec<Row> {
+    let g = names.0;
     let base = GROWTH_BASE_BACKLOG;
     let base_text = thousands(base as f64);
     let mut rows = Vec::new();
     for &n in backlogs.iter().filter(|n| **n != base) {
         let large = thousands(n as f64);
-        let (small_phase, large_phase) = (format!("backlog_{base}"), format!("backlog_{n}"));
         rows.push(Row::new(
-            &format!("growth.claim_p50.{n}"),
+            &format!("{g}.claim_p50.{n}"),
             format!("claim of {CLAIM_SIZE} p50, backlog {large} / {base_text}"),
             Unit::Millis,
-            &claim_p50(n),
-            &claim_p50(base),
+            &names.claim_p50(n),
+            &names.claim_p50(base),
             Some(Target::AtMost(2.0)),
         ));
         rows.push(Row::new(
-            &format!("growth.claim_p99.{n}"),
+            &format!("{g}.claim_p99.{n}"),
             format!("claim of {CLAIM_SIZE} p99, backlog {large} / {base_text}"),
             Unit::Millis,
-            &claim_p99(n),
-            &claim_p99(base),
+            &names.claim_p99(n),
+            &names.claim_p99(base),
             None,
         ));
         rows.push(Row::new(
-            &format!("growth.drain.{n}"),
+            &format!("{g}.drain.{n}"),
             format!("drain, jobs/s, backlog {large} / {base_text}"),
             Unit::Rate,
-            &drain(n),
-            &drain(base),
+            &names.drain(n),
+            &names.drain(base),
             None,
         ));
-        rows.extend(table_rows(
-            &format!("growth.backlog.{n}"),
+        let (large_phase, small_phase) = (format!("backlog_{n}"), format!("backlog_{base}"));
+        rows.extend(after_rows(
+            names,
+            after,
+            &format!("{g}.backlog.{n}"),
             &format!("backlog {large} / {base_text}"),
             &large_phase,
             &small_phase,
@@ -221,70 +260,59 @@ pub(crate) fn section(backlogs: &[u64]) -> Section {
         // no larger backlog: show the one measured on its own
         let n = backlogs[0];
         rows.push(Row::limit_only(
-            &format!("growth.claim_p50.{n}"),
+            &format!("{g}.claim_p50.{n}"),
             format!("claim of {CLAIM_SIZE} p50, backlog {}", thousands(n as f64)),
             Unit::Millis,
-            &claim_p50(n),
+            &names.claim_p50(n),
         ));
         rows.push(Row::limit_only(
-            &format!("growth.drain.{n}"),
+            &format!("{g}.drain.{n}"),
             format!("drain, jobs/s, backlog {}", thousands(n as f64)),
             Unit::Rate,
-            &drain(n),
+            &names.drain(n),
         ));
     }
     rows.push(Row::new(
-        "growth.long",
+        &format!("{g}.long"),
         "long steady run, jobs/s: finished tasks pruned after 1 s / kept".to_owned(),
         Unit::Rate,
-        LONG_PRUNE,
-        LONG_KEEP,
+        &names.long_prune(),
+        &names.long_keep(),
         None,
     ));
-    rows.extend(table_rows("growth.long", "pruned after 1 s / kept", "long_retention", "long_keep_all"));
+    rows.extend(after_rows(
+        names,
+        after,
+        &format!("{g}.long"),
+        "pruned after 1 s / kept",
+        "long_retention",
+        "long_keep_all",
+    ));
     rows.push(Row::new(
-        "growth.horizon",
-        "steady, producer running, jobs/s: MVCC horizon pinned / not pinned".to_owned(),
+        &format!("{g}.horizon"),
+        format!("steady, producer running, jobs/s: {pinned}"),
         Unit::Rate,
-        STEADY_PINNED,
-        STEADY_BASELINE,
+        &names.steady_pinned(),
+        &names.steady_baseline(),
         Some(Target::AtLeast(0.5)),
     ));
-    rows.extend(table_rows("growth.horizon", "horizon pinned / not pinned", "horizon_pinned", "horizon_baseline"));
-    Section {
-        title: "PostgreSQL: how cost grows (one pass)".to_owned(),
-        ours_column: "measured",
-        limit_column: "baseline",
-        rows,
-    }
+    rows.extend(after_rows(names, after, &format!("{g}.horizon"), pinned, "horizon_pinned", "horizon_baseline"));
+    rows
 }
 
-/// Dead tuples and sizes after phase `ours` against phase `base`.
-fn table_rows(id: &str, what: &str, ours: &str, base: &str) -> Vec<Row> {
-    vec![
-        Row::new(
-            &format!("{id}.dead_tuples"),
-            format!("dead tuples after, {what}"),
-            Unit::Count,
-            &dead(ours),
-            &dead(base),
-            None,
-        ),
-        Row::new(
-            &format!("{id}.table_bytes"),
-            format!("table size with indexes and TOAST, {what}"),
-            Unit::Bytes,
-            &table_bytes(ours),
-            &table_bytes(base),
-            None,
-        ),
-        Row::new(
-            &format!("{id}.index_bytes"),
-            format!("index size, {what}"),
-            Unit::Bytes,
-            &index_bytes(ours),
-            &index_bytes(base),
-            None,
-        ),
-    ]
+/// What was read after phase `ours` against phase `base`.
+fn after_rows(names: Names, after: &[(&str, &str, Unit)], id: &str, what: &str, ours: &str, base: &str) -> Vec<Row> {
+    after
+        .iter()
+        .map(|&(name, label, unit)| {
+            Row::new(
+                &format!("{id}.{name}"),
+                format!("{label}, {what}"),
+                unit,
+                &names.after(ours, name),
+                &names.after(base, name),
+                None,
+            )
+        })
+        .collect()
 }

@@ -21,7 +21,8 @@
 //!   store, so SQLite is measured by the same code).
 //! - `sqlite.rs`: leasehold on SQLite beside SQLite's own limit; `sqlite_limit.rs`: that limit, a minimal
 //!   jobs table and a lease table driven directly through sqlx.
-//! - `growth.rs`: how cost grows with the backlog and with a pinned MVCC horizon (`--growth`).
+//! - `growth.rs`: how cost grows with the backlog and with a pinned MVCC horizon (`--growth`);
+//!   `sqlite_growth.rs`: the same on SQLite, with a long read transaction in the horizon's place.
 //! - `jobs.rs`: the no-op job and the probe job.
 //! - `timing.rs`: client loops that start together, rates, percentiles, medians.
 //! - `db.rs`: the benchmark database.
@@ -51,6 +52,7 @@ mod loops;
 mod raw;
 mod report;
 mod sqlite;
+mod sqlite_growth;
 mod sqlite_limit;
 mod timing;
 
@@ -178,6 +180,7 @@ const USAGE: &str = "usage: leasehold-bench [--quick] [--growth] [--backlog N]..
 
   --quick           short phases (about a minute in all), to smoke-run the program
   --growth          also measure how cost grows: a backlog of 10k and of a large one, and a pinned MVCC horizon
+                    (on SQLite, a long read transaction)
   --backlog N       a large backlog of --growth (default 1,000,000; 100,000 with --quick); implies --growth;
                     give it more than once to measure several (--backlog 1000000 --backlog 10000000)
   --pg-only         PostgreSQL only
@@ -335,9 +338,6 @@ async fn run() -> Res<()> {
     }
     let profile = if opts.quick { QUICK_PROFILE } else { DEFAULT_PROFILE };
     let backlogs = opts.growth_backlogs(profile.growth_backlog);
-    if backlogs.is_some() && !opts.postgres {
-        eprintln!("leasehold-bench: --growth measures PostgreSQL only; ignored with --sqlite-only");
-    }
     let started = Instant::now();
     let mut figs = Figures::default();
     let mut notes = vec![format!(
@@ -360,6 +360,10 @@ async fn run() -> Res<()> {
     if opts.sqlite {
         notes.push(sqlite::run(&profile, &mut figs).await?);
         sections.push(report::sqlite_section(&profile));
+        if let Some(b) = &backlogs {
+            notes.push(sqlite_growth::run(&profile, b, &mut figs).await?);
+            sections.push(sqlite_growth::section(b));
+        }
     }
 
     notes.push(format!("the run took {:.0?}", started.elapsed()));

@@ -169,12 +169,12 @@ pub(crate) async fn latency_only(rounds: u64) -> Res<()> {
 }
 
 /// A temporary database file of this process.
-fn temp_file(name: &str) -> PathBuf {
+pub(crate) fn temp_file(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("leasehold-bench-{}-{name}.sqlite", std::process::id()))
 }
 
 /// Removes a database file with its WAL and shared-memory files.
-fn remove(path: &Path) {
+pub(crate) fn remove(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let mut name = OsString::from(path.as_os_str());
         name.push(suffix);
