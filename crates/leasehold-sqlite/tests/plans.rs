@@ -3,6 +3,8 @@
 //! taken while no task ran (an `ANALYZE` or `PRAGMA optimize` after a large enqueue, as an application
 //! sharing the file may run) make the partial lease-expiry index look nearly empty; a plan that reads it
 //! compares every running task with every task given, and a worker's drain fell about eightfold.
+//! And the idle worker's look for work: a few index entries per queue, never the table nor another
+//! queue's waiting tasks.
 
 use std::time::Duration;
 
@@ -60,6 +62,48 @@ async fn batch_writes_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
             !plan.iter().any(|step| step.starts_with("SCAN t") || step.starts_with("SCAN leasehold_tasks")),
             "{name} reads the tasks table through: {plan:#?}"
         );
+    }
+    store.close().await;
+}
+
+/// The statement an idle worker runs at every poll: each of its queues is probed along the available
+/// index (`queue=?`), the expired leases along the lease-expiry index, with or without statistics, and
+/// the table is never read through. It once walked the available index from its first entry (every
+/// waiting task of the queues sorted before the worker's) and, after `ANALYZE`, read the whole table.
+#[tokio::test]
+async fn an_idle_look_for_work_reads_a_few_index_entries() {
+    let file = TestFile::create().await;
+    let store = SqliteStore::open(file.path()).await.unwrap();
+    let tasks = (0..TASKS).map(|n| NewTask::new("k", json!({ "n": n }))).collect();
+    store.task_insert_many(tasks).await.unwrap();
+    let sql = format!("EXPLAIN QUERY PLAN {}", include_str!("../src/sql/task_claim_peek.sql"));
+    for analyzed in [false, true] {
+        if analyzed {
+            sqlx::raw_sql("ANALYZE").execute(store.pool()).await.unwrap();
+        }
+        let plan: Vec<String> = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(r#"["other"]"#)
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.3)
+            .collect();
+        assert!(
+            plan.iter().any(|step| step.contains("leasehold_tasks_available_idx (queue=?)")),
+            "analyzed: {analyzed}: {plan:#?}"
+        );
+        assert!(
+            plan.iter().any(|step| step.contains("leasehold_tasks_lease_expiry_idx (lease_expires_at<?)")),
+            "analyzed: {analyzed}: {plan:#?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN t") || step.starts_with("SCAN leasehold_tasks")),
+            "analyzed: {analyzed}: {plan:#?}"
+        );
+        // and it still tells: nothing due in "other", the tasks of "default" are
+        assert!(!store.task_due_exists(vec!["other".into()]).await.unwrap());
+        assert!(store.task_due_exists(vec!["other".into(), "default".into()]).await.unwrap());
     }
     store.close().await;
 }

@@ -1,7 +1,19 @@
 -- Whether anything is claimable in the queues ?1 (a JSON array): a read outside any write transaction,
 -- so idle polling never takes the write lock.
+-- Each queue's available tasks are probed on their own along the available index, and the expired
+-- leases along the lease-expiry index, as the claim reads them (INDEXED BY: whatever the statistics
+-- say). One condition over the whole table let SQLite walk the available index from its first entry,
+-- through every other queue's waiting tasks (3.3 ms a peek for an empty queue beside 20,000 waiting
+-- tasks of another), and, once ANALYZE had run while tasks waited, read the whole table (3.5 ms a peek
+-- over 20,000 finished tasks); each probe now reads a few index entries (about 10 us either way).
 SELECT EXISTS (
-    SELECT 1 FROM leasehold_tasks, (SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER) AS ms) AS n
-     WHERE queue IN (SELECT value FROM json_each(?1))
-       AND ((state = 'available' AND run_at <= n.ms) OR (state = 'running' AND lease_expires_at < n.ms))
-)
+           SELECT 1
+             FROM json_each(?1) AS q
+            WHERE EXISTS (SELECT 1 FROM leasehold_tasks AS t INDEXED BY leasehold_tasks_available_idx
+                           WHERE t.queue = q.value AND t.state = 'available'
+                             AND t.run_at <= CAST(unixepoch('subsec') * 1000 AS INTEGER)))
+    OR EXISTS (
+           SELECT 1
+             FROM leasehold_tasks AS t INDEXED BY leasehold_tasks_lease_expiry_idx
+            WHERE t.state = 'running' AND t.lease_expires_at < CAST(unixepoch('subsec') * 1000 AS INTEGER)
+              AND t.queue IN (SELECT value FROM json_each(?1)))
