@@ -237,6 +237,26 @@ pub struct TaskClaimParams {
     pub worker_id: String,
 }
 
+impl TaskClaimParams {
+    /// The queues to claim from, each once, in the order given. A claim's statement reads each queue it
+    /// is given, so a queue named twice would offer each of its tasks twice: the limit would count it
+    /// twice, and a store that numbers the claimed tasks to make their tokens could hand one out twice.
+    /// Borrowed when no name repeats (the common case).
+    pub fn distinct_queues(&self) -> std::borrow::Cow<'_, [String]> {
+        let repeats = self.queues.iter().enumerate().any(|(i, q)| self.queues[..i].contains(q));
+        if !repeats {
+            return std::borrow::Cow::Borrowed(&self.queues);
+        }
+        let mut once: Vec<String> = Vec::with_capacity(self.queues.len());
+        for q in &self.queues {
+            if !once.contains(q) {
+                once.push(q.clone());
+            }
+        }
+        std::borrow::Cow::Owned(once)
+    }
+}
+
 /// Renew the leases of a holder. Each entry is renewed only if it still carries its token.
 #[derive(Clone, Debug)]
 pub struct LeaseRenewParams {
@@ -358,6 +378,19 @@ pub struct TaskCancelParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_reads_each_queue_once_in_the_order_given() {
+        let p = |queues: &[&str]| TaskClaimParams {
+            queues: queues.iter().map(|q| (*q).to_owned()).collect(),
+            limit: 1,
+            default_lease_ttl: Duration::from_secs(1),
+            worker_id: "w".into(),
+        };
+        let once = p(&["b", "a"]);
+        assert!(matches!(once.distinct_queues(), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(*p(&["b", "a", "b", "a", "c"]).distinct_queues(), ["b", "a", "c"]);
+    }
 
     #[test]
     fn truncation_keeps_whole_characters() {

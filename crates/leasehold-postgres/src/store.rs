@@ -265,7 +265,7 @@ impl TaskStore for PgStore {
             return Ok(ClaimBatch::default());
         }
         let mut c = self.conn().await?;
-        let sql = claim_sql(&p.queues, p.limit, self.size_class.get());
+        let sql = claim_sql(&p.distinct_queues(), p.limit, self.size_class.get());
         let rows: Vec<ClaimRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(duration_ms(p.default_lease_ttl))
             .bind(&p.worker_id)

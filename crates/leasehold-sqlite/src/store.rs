@@ -239,18 +239,19 @@ fn leases_of(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<TaskLease>> {
         .collect()
 }
 
-/// The claim statement for `queues` queues and at most `limit` tasks: task_claim.sql with one branch of
-/// task_claim_available.sql per queue, the queues bound from ?4 on and the limit written in as a number
-/// (see task_claim.sql for why). Written once per shape in the process, not on every claim: the worker
-/// claims in a few sizes (powers of two and halfway between); past `MAX_CLAIM_SHAPES` other shapes are
-/// written for each claim.
+/// The claim statement for `queues` (each named once) and at most `limit` tasks: task_claim.sql with one
+/// branch of task_claim_available.sql per queue, the queue names and the limit written in as constants
+/// (see task_claim.sql for why). Written once per set of queues and limit in the process, not on every
+/// claim: a worker has one set of queues and claims in a few sizes (powers of two and halfway between,
+/// about a dozen); past `MAX_CLAIM_SHAPES` statements others are written for each claim. Each statement
+/// kept is also prepared once on the store's write connection, whose cache sqlx bounds (100 by default):
+/// a process claiming from more than a few sets of queues prepares some again.
 fn claim_sql(queues: &[String], limit: u32) -> Arc<str> {
-    /// The claim statements written so far, by queues and limit.
-    type Written = HashMap<(Vec<String>, u32), Arc<str>>;
-    static BY_SHAPE: LazyLock<Mutex<Written>> = LazyLock::new(Default::default);
-    let key = (queues.to_vec(), limit);
-    let mut by_shape = BY_SHAPE.lock().unwrap();
-    if let Some(sql) = by_shape.get(&key) {
+    /// The claim statements written so far: by limit, then by queues (looked up without a copy).
+    type Written = HashMap<u32, HashMap<Vec<String>, Arc<str>>>;
+    static WRITTEN: LazyLock<Mutex<Written>> = LazyLock::new(Default::default);
+    let mut written = WRITTEN.lock().unwrap();
+    if let Some(sql) = written.get(&limit).and_then(|by_queues| by_queues.get(queues)) {
         return sql.clone();
     }
     let constants: Vec<String> = queues.iter().map(|q| text_constant(q)).collect();
@@ -261,19 +262,27 @@ fn claim_sql(queues: &[String], limit: u32) -> Arc<str> {
         .replace("{queues}", &constants.join(", "))
         .replace("{limit}", &limit.to_string())
         .into();
-    if by_shape.len() < MAX_CLAIM_SHAPES {
-        by_shape.insert(key, sql.clone());
+    if written.values().map(HashMap::len).sum::<usize>() < MAX_CLAIM_SHAPES {
+        written.entry(limit).or_default().insert(queues.to_vec(), sql.clone());
     }
     sql
 }
 
-/// `name` as an SQL constant of type text, written as the hex of its bytes (`CAST(X'...' AS TEXT)`): no
-/// name, whatever it holds (quotes, a NUL, the text of a placeholder), can end the constant or change
-/// the statement around it.
+/// `name` as an SQL text constant: `char(...)` of its code points, in runs of [`CHAR_ARGS`] joined by
+/// `||`. No name, whatever it holds (quotes, a NUL, the text of a placeholder), can end the constant or
+/// change the statement around it, and SQLite converts the result to the file's text encoding (a blob
+/// cast to text would be read in that encoding as it stands: wrong in a UTF-16 file).
 fn text_constant(name: &str) -> String {
-    let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("CAST(X'{hex}' AS TEXT)")
+    let points: Vec<String> = name.chars().map(|c| u32::from(c).to_string()).collect();
+    if points.is_empty() {
+        return "''".to_owned();
+    }
+    let runs: Vec<String> = points.chunks(CHAR_ARGS).map(|run| format!("char({})", run.join(", "))).collect();
+    runs.join(" || ")
 }
+
+/// Code points per `char(...)` call, below SQLite's oldest default limit on a function's arguments (127).
+const CHAR_ARGS: usize = 100;
 
 /// How many claim statements (queues and limits) a process keeps written.
 const MAX_CLAIM_SHAPES: usize = 256;
@@ -317,7 +326,8 @@ impl TaskStore for SqliteStore {
         if p.limit == 0 || p.queues.is_empty() {
             return Ok(ClaimBatch::default());
         }
-        let queues = serde_json::to_string(&p.queues)?;
+        let distinct = p.distinct_queues();
+        let queues = serde_json::to_string(&*distinct)?;
         // a cheap read first, so idle polling never takes the write lock; skipped while the previous
         // claim of these queues found work, since a busy worker's next claim almost always does too
         let busy = self.busy.lock().unwrap().contains(&queues);
@@ -336,7 +346,7 @@ impl TaskStore for SqliteStore {
         let mut tx = writer.begin().await?;
         // the write lock was free within a few hundred microseconds, or another writer held it
         let contended = asked.elapsed() > CONTENDED_WAIT;
-        let q = sqlx::query_as::<_, ClaimRow>(sqlx::AssertSqlSafe(claim_sql(&p.queues, p.limit)))
+        let q = sqlx::query_as::<_, ClaimRow>(sqlx::AssertSqlSafe(claim_sql(&distinct, p.limit)))
             .bind(duration_ms(p.default_lease_ttl))
             .bind(&p.worker_id)
             .bind(LEASE_LOST_ON_LAST_ATTEMPT);
@@ -519,25 +529,39 @@ mod tests {
 
     use leasehold_core::{NewTask, TaskClaimParams, TaskStore};
     use leasehold_testkit::sqlite::TestFile;
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{Connection, SqliteConnection};
 
     use super::{SqliteStore, claim_sql};
 
     /// Every read of the claim follows its index as a range: each queue's available tasks from the
     /// queue's first entry, the expired leases up to SQLite's clock. A read that scans (a comparison
-    /// the planner cannot bound) costs every claim one index entry per waiting or running task.
+    /// the planner cannot bound) costs every claim one index entry per waiting or running task. The
+    /// same with statistics, taken while 2,000 tasks waited (as an application's `ANALYZE` may).
     #[tokio::test]
     async fn the_claims_reads_are_index_ranges() {
         let file = TestFile::create().await;
         let store = SqliteStore::open(file.path()).await.unwrap();
-        for queues in 1..=3 {
-            let plan = explain(&store, queues).await;
-            let available = plan.iter().filter(|d| d.contains("leasehold_tasks_available_idx (queue=?)")).count();
-            assert_eq!(available, queues, "{plan:#?}");
-            assert!(
-                plan.iter().any(|d| d.contains("leasehold_tasks_lease_expiry_idx (lease_expires_at<?)")),
-                "{plan:#?}"
-            );
-            assert!(!plan.iter().any(|d| d == "SCAN t" || d.starts_with("SCAN t ")), "{plan:#?}");
+        for analyzed in [false, true] {
+            if analyzed {
+                let tasks = (0..2_000).map(|n| NewTask::new("k", serde_json::json!({ "n": n }))).collect();
+                store.task_insert_many(tasks).await.unwrap();
+                sqlx::raw_sql("ANALYZE").execute(store.pool()).await.unwrap();
+            }
+            for queues in 1..=3 {
+                let plan = explain(&store, queues).await;
+                let available = plan.iter().filter(|d| d.contains("leasehold_tasks_available_idx (queue=?)")).count();
+                assert_eq!(available, queues, "analyzed: {analyzed}: {plan:#?}");
+                assert!(
+                    plan.iter().any(|d| d.contains("leasehold_tasks_lease_expiry_idx (lease_expires_at<?)")),
+                    "analyzed: {analyzed}: {plan:#?}"
+                );
+                assert!(
+                    plan.iter().any(|d| d.contains("leasehold_tasks_1 (id=?)")),
+                    "the update looks the picks up by key: {plan:#?}"
+                );
+                assert!(!plan.iter().any(|d| d == "SCAN t" || d.starts_with("SCAN t ")), "{plan:#?}");
+            }
         }
         store.close().await;
     }
@@ -556,37 +580,55 @@ mod tests {
                 assert!(!code.contains("LIMIT ?") && !code.contains("?4"), "{sql}");
                 assert!(!code.contains('{'), "a placeholder left in the text: {sql}");
                 assert_eq!(code.matches(&format!("LIMIT {limit}")).count(), n + 2, "{sql}");
-                // "q0" is 71 30 in hex: once in its queue's branch, once among the expired leases' queues
-                assert_eq!(code.matches("CAST(X'7130' AS TEXT)").count(), 2, "{sql}");
+                // "q0" is code points 113 and 48: once in its queue's branch, once among the expired leases' queues
+                assert_eq!(code.matches("char(113, 48)").count(), 2, "{sql}");
                 assert!(std::sync::Arc::ptr_eq(&sql, &claim_sql(&queues, limit)), "written once per shape");
             }
         }
     }
 
-    /// A queue's name is written into the claim as the hex of its bytes, so a name holding a quote, a
-    /// NUL or the text of a placeholder claims its own tasks and no other's.
+    /// A queue's name is written into the claim as `char(...)` of its code points (the conformance case
+    /// `any_queue_name_is_claimed` covers quotes and placeholders): a name holding a NUL, one longer than
+    /// a run of `char(...)`, and names in a file whose text is UTF-16, each claim their own tasks.
     #[tokio::test]
-    async fn queues_with_any_name_claim_their_own_tasks() {
-        let file = TestFile::create().await;
-        let store = SqliteStore::open(file.path()).await.unwrap();
-        let names = ["it's", "a\0b", "{limit}", "{queues}) OR (1", "plain"];
-        for name in names {
-            let task = NewTask { queue: name.to_owned(), ..NewTask::new("k", serde_json::json!({ "q": name })) };
-            store.task_insert(task).await.unwrap();
+    async fn queue_names_are_claimed_in_either_text_encoding() {
+        let names = ["a\0b".to_owned(), "q".repeat(250) + "é", "ünïcode ✓".to_owned(), "plain".to_owned()];
+        for encoding in ["UTF-8", "UTF-16le"] {
+            let name = format!("leasehold-encoding-{}-{encoding}.sqlite", std::process::id());
+            let path = std::env::temp_dir().join(name);
+            // an application's file: its encoding is set before its first table
+            let opts = SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+            let mut app = SqliteConnection::connect_with(&opts).await.unwrap();
+            let setup = format!("PRAGMA encoding = '{encoding}'; CREATE TABLE app (x INTEGER);");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(setup)).execute(&mut app).await.unwrap();
+            app.close().await.unwrap();
+
+            let store = SqliteStore::open(&path).await.unwrap();
+            let used: String = sqlx::query_scalar("PRAGMA encoding").fetch_one(store.pool()).await.unwrap();
+            assert_eq!(used, encoding);
+            for name in &names {
+                let task = NewTask { queue: name.clone(), ..NewTask::new("k", serde_json::json!({ "q": name })) };
+                store.task_insert(task).await.unwrap();
+            }
+            for name in &names {
+                let params = TaskClaimParams {
+                    queues: vec![name.clone()],
+                    limit: 10,
+                    default_lease_ttl: Duration::from_secs(30),
+                    worker_id: "w".into(),
+                };
+                let tasks = store.task_claim(params).await.unwrap().tasks;
+                assert_eq!(tasks.len(), 1, "{encoding}: {name:?}");
+                assert_eq!(&tasks[0].queue, name);
+                assert_eq!(tasks[0].payload, serde_json::json!({ "q": name }));
+            }
+            store.close().await;
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.clone().into_os_string();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
         }
-        for name in names {
-            let params = TaskClaimParams {
-                queues: vec![name.to_owned()],
-                limit: 10,
-                default_lease_ttl: Duration::from_secs(30),
-                worker_id: "w".into(),
-            };
-            let tasks = store.task_claim(params).await.unwrap().tasks;
-            assert_eq!(tasks.len(), 1, "{name:?}");
-            assert_eq!(tasks[0].queue, name);
-            assert_eq!(tasks[0].payload, serde_json::json!({ "q": name }));
-        }
-        store.close().await;
     }
 
     /// The claim's plan: the `detail` column of EXPLAIN QUERY PLAN (id, parent, notused, detail).

@@ -3,7 +3,7 @@
 //! taken while no task ran (an `ANALYZE` or `PRAGMA optimize` after a large enqueue, as an application
 //! sharing the file may run) make the partial lease-expiry index look nearly empty; a plan that reads it
 //! compares every running task with every task given, and a worker's drain fell about eightfold.
-//! And the idle worker's look for work: a few index entries per queue, never the table nor another
+//! And the idle worker's look for work: a probe along the index per queue, never the table nor another
 //! queue's waiting tasks.
 
 use std::time::Duration;
@@ -105,5 +105,27 @@ async fn an_idle_look_for_work_reads_a_few_index_entries() {
         assert!(!store.task_due_exists(vec!["other".into()]).await.unwrap());
         assert!(store.task_due_exists(vec!["other".into(), "default".into()]).await.unwrap());
     }
+    // an expired lease counts for its own queue only
+    let params = TaskClaimParams {
+        queues: vec!["default".into()],
+        limit: 1,
+        default_lease_ttl: Duration::from_secs(60),
+        worker_id: "w".into(),
+    };
+    store.task_claim(params).await.unwrap();
+    sqlx::raw_sql("UPDATE leasehold_tasks SET lease_expires_at = 0 WHERE state = 'running'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::raw_sql("UPDATE leasehold_tasks SET queue = 'later' WHERE state = 'available'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::raw_sql("UPDATE leasehold_tasks SET run_at = run_at + 86400000 WHERE state = 'available'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(!store.task_due_exists(vec!["other".into(), "later".into()]).await.unwrap(), "nothing due there");
+    assert!(store.task_due_exists(vec!["default".into()]).await.unwrap(), "the expired lease");
     store.close().await;
 }

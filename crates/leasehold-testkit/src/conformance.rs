@@ -38,7 +38,7 @@ macro_rules! conformance_tests {
             effect_claims_race_to_one_effect, due_and_depth_are_read_without_claiming,
             concurrent_claims_report_contention, retention_prunes_old_finished_tasks_only,
             worker_prunes_finished_tasks_after_its_retention, batches_keep_each_tasks_fields,
-            any_queue_name_is_claimed);
+            any_queue_name_is_claimed, a_queue_named_twice_is_claimed_once);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $crate::conformance_tests!(@in conformance $make; $($case),*);
@@ -1099,4 +1099,25 @@ pub async fn any_queue_name_is_claimed<B: Backend>(b: &B) {
     }
     let all = s.task_claim(TaskClaimParams { queues: names.map(str::to_owned).to_vec(), ..claim(10) }).await;
     assert!(all.unwrap().tasks.is_empty(), "every task was claimed once");
+}
+
+/// A claim that names a queue twice claims each of its tasks once: the limit counts tasks, and every
+/// token stays unique and greater than the last claim's.
+pub async fn a_queue_named_twice_is_claimed_once<B: Backend>(b: &B) {
+    let s = b.store();
+    s.task_insert_many((0..6).map(|n| task("k", n)).collect()).await.unwrap();
+    let twice = TaskClaimParams { queues: vec![DEFAULT_QUEUE.to_owned(), DEFAULT_QUEUE.to_owned()], ..claim(4) };
+    let first = s.task_claim(twice).await.unwrap().tasks;
+    let mut ids: Vec<TaskId> = first.iter().map(|t| t.lease.task_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((first.len(), ids.len()), (4, 4), "four tasks, each once");
+    let rest = s.task_claim(claim(4)).await.unwrap().tasks;
+    assert_eq!(rest.len(), 2);
+    let mut fences: Vec<FencingToken> = first.iter().chain(&rest).map(|t| t.lease.fence).collect();
+    let newest_first = first.iter().map(|t| t.lease.fence).max().unwrap();
+    assert!(rest.iter().all(|t| t.lease.fence > newest_first), "{first:?} then {rest:?}");
+    fences.sort();
+    fences.dedup();
+    assert_eq!(fences.len(), 6, "a token was handed out twice: {first:?} then {rest:?}");
 }

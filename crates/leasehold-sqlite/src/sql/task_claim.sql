@@ -1,5 +1,6 @@
 -- Inside BEGIN IMMEDIATE: claim up to {limit} tasks of the queues {queues} (store.rs writes each name
--- into the text as a constant): due available tasks, and running tasks whose lease expired
+-- into the text as a constant, `char(...)` of its code points): due available tasks, and running tasks
+-- whose lease expired
 -- on SQLite's clock (a crashed or paused holder). Every claimed task gets a token: the counter's value
 -- plus its rank in claim order; the caller then moves the counter past the ranks it used
 -- (fence_advance.sql). An expired task with no attempt left is discarded instead, with the error ?3 (its
@@ -10,8 +11,8 @@
 -- instructions, a sixth of a claim and completion of 100 tasks). The queue names are written in for the
 -- same reason: once `ANALYZE` has run (an application's `PRAGMA optimize` does), SQLite 3.51 reads a
 -- value bound for an indexed column while planning, and prepared the statement again at every claim;
--- with constants a claim of one task takes about 0.09 ms in SQLite, with bound names 0.15 ms before
--- `ANALYZE` and 0.4-0.56 ms after.
+-- with constants a claim of 10 among 10,000 waiting tasks took about 0.09 ms in SQLite, with bound
+-- names 0.15 ms before `ANALYZE` and 0.4-0.56 ms after.
 -- One statement, where a claim was once five (a read per queue, the expired leases, the counter, the
 -- update): sqlx hands each statement, and each row of its answer, between threads.
 -- Each queue is read on its own (one branch of task_claim_available.sql per queue), in the order of the available index

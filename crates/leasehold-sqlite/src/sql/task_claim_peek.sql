@@ -5,7 +5,9 @@
 -- say). One condition over the whole table let SQLite walk the available index from its first entry,
 -- through every other queue's waiting tasks (3.3 ms a peek for an empty queue beside 20,000 waiting
 -- tasks of another), and, once ANALYZE had run while tasks waited, read the whole table (3.5 ms a peek
--- over 20,000 finished tasks); each probe now reads a few index entries (about 10 us either way).
+-- over 20,000 finished tasks); each probe now reads a few index entries (about 10 us either way). A
+-- queue's tasks that are not yet due and come first in the index's order (a higher priority, or run_at
+-- later within one priority) are still stepped over one by one, as the claim's own reads do.
 SELECT EXISTS (
            SELECT 1
              FROM json_each(?1) AS q
