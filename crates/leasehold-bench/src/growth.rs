@@ -196,9 +196,9 @@ async fn table_figures(pool: &PgPool, phase: &str, figs: &mut Figures) -> Res<()
         sqlx::query_as("SELECT pg_total_relation_size('leasehold.tasks'), pg_indexes_size('leasehold.tasks')")
             .fetch_one(pool)
             .await?;
-    figs.put(&PG.after(phase, "dead_tuples"), dead_tuples as f64);
-    figs.put(&PG.after(phase, "table_bytes"), total as f64);
-    figs.put(&PG.after(phase, "index_bytes"), indexes as f64);
+    for ((name, _, _), value) in PG_AFTER.iter().zip([dead_tuples as f64, total as f64, indexes as f64]) {
+        figs.put(&PG.after(phase, name), value);
+    }
     Ok(())
 }
 

@@ -111,11 +111,14 @@ async fn phases(path: &Path, p: &Profile, backlogs: &[u64], figs: &mut Figures) 
     let _: i64 = sqlx::query_scalar("SELECT count(*) FROM leasehold_tasks").fetch_one(&mut reader).await?;
     let pinned = framework::steady(&store, p.steady_warmup, p.growth_pinned).await;
     let sizes = file_figures(&store, path, "horizon_pinned", figs).await;
-    sqlx::raw_sql("ROLLBACK").execute(&mut reader).await?;
-    reader.close().await?;
+    // end the reader and close both whatever the run answered, then report the first failure
+    let ended = sqlx::raw_sql("ROLLBACK").execute(&mut reader).await;
+    let _ = reader.close().await;
     store.close().await;
     figs.put(&SQ.steady_pinned(), pinned?);
-    sizes
+    sizes?;
+    ended?;
+    Ok(())
 }
 
 /// A store on a new, empty file at `path`.
@@ -153,9 +156,9 @@ async fn file_figures(store: &SqliteStore, path: &Path, phase: &str, figs: &mut 
             .await?;
         indexes += size.unwrap_or(0);
     }
-    figs.put(&SQ.after(phase, "file_bytes"), file as f64);
-    figs.put(&SQ.after(phase, "wal_bytes"), wal as f64);
-    figs.put(&SQ.after(phase, "index_bytes"), indexes as f64);
+    for ((name, _, _), value) in AFTER.iter().zip([file as f64, wal as f64, indexes as f64]) {
+        figs.put(&SQ.after(phase, name), value);
+    }
     Ok(())
 }
 
