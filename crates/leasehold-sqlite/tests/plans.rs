@@ -54,14 +54,9 @@ async fn batch_writes_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
         let plan: Vec<String> = q.fetch_all(store.pool()).await.unwrap().into_iter().map(|r| r.3).collect();
         // the tasks table is read only by key: `SEARCH t USING INDEX sqlite_autoindex_leasehold_tasks_1 (id=?)`,
         // never scanned (`SCAN t`, whole or along an index)
-        assert!(
-            plan.iter().any(|step| step.contains("SEARCH t USING INDEX sqlite_autoindex_leasehold_tasks_1 (id=?)")),
-            "{name} does not look its tasks up by key: {plan:#?}"
-        );
-        assert!(
-            !plan.iter().any(|step| step.starts_with("SCAN t") || step.starts_with("SCAN leasehold_tasks")),
-            "{name} reads the tasks table through: {plan:#?}"
-        );
+        let by_key = has(&plan, "SEARCH t USING INDEX sqlite_autoindex_leasehold_tasks_1 (id=?)");
+        assert!(by_key, "{name} does not look its tasks up by key: {plan:#?}");
+        assert!(!reads_through(&plan), "{name} reads the tasks table through: {plan:#?}");
     }
     store.close().await;
 }
@@ -89,18 +84,10 @@ async fn an_idle_look_for_work_reads_a_few_index_entries() {
             .into_iter()
             .map(|r| r.3)
             .collect();
-        assert!(
-            plan.iter().any(|step| step.contains("leasehold_tasks_available_idx (queue=?)")),
-            "analyzed: {analyzed}: {plan:#?}"
-        );
-        assert!(
-            plan.iter().any(|step| step.contains("leasehold_tasks_lease_expiry_idx (lease_expires_at<?)")),
-            "analyzed: {analyzed}: {plan:#?}"
-        );
-        assert!(
-            !plan.iter().any(|step| step.starts_with("SCAN t") || step.starts_with("SCAN leasehold_tasks")),
-            "analyzed: {analyzed}: {plan:#?}"
-        );
+        assert!(has(&plan, "leasehold_tasks_available_idx (queue=?)"), "analyzed: {analyzed}: {plan:#?}");
+        let expired = has(&plan, "leasehold_tasks_lease_expiry_idx (lease_expires_at<?)");
+        assert!(expired, "analyzed: {analyzed}: {plan:#?}");
+        assert!(!reads_through(&plan), "analyzed: {analyzed}: {plan:#?}");
         // and it still tells: nothing due in "other", the tasks of "default" are
         assert!(!store.task_due_exists(vec!["other".into()]).await.unwrap());
         assert!(store.task_due_exists(vec!["other".into(), "default".into()]).await.unwrap());
@@ -128,4 +115,14 @@ async fn an_idle_look_for_work_reads_a_few_index_entries() {
     assert!(!store.task_due_exists(vec!["other".into(), "later".into()]).await.unwrap(), "nothing due there");
     assert!(store.task_due_exists(vec!["default".into()]).await.unwrap(), "the expired lease");
     store.close().await;
+}
+
+/// Whether a step of the plan (EXPLAIN QUERY PLAN's `detail`) mentions `what`.
+fn has(plan: &[String], what: &str) -> bool {
+    plan.iter().any(|step| step.contains(what))
+}
+
+/// Whether the plan reads the tasks table through (`SCAN t`, whole or along an index).
+fn reads_through(plan: &[String]) -> bool {
+    plan.iter().any(|step| step.starts_with("SCAN t") || step.starts_with("SCAN leasehold_tasks"))
 }
