@@ -5,6 +5,10 @@
 //! - `open.rs`: opening a database file (WAL, busy timeout) and refusing files that are not
 //!   leasehold's to use.
 //! - `sql/`: one file per statement. Batches travel as one JSON array parameter read by `json_each`.
+//!   A value bound for a key column is written `CAST(?n AS TEXT)`: once `ANALYZE` has run (an
+//!   application sharing the file may run it), SQLite plans with a bare bound value compared with an
+//!   indexed column and prepares the statement again every time it is bound, which made a single-task
+//!   write cost four to five times as much CPU (`tests/plans.rs` keeps every statement to it).
 //! - [`migrate`]: the embedded migrations of `migrations/sqlite`, tracked in `leasehold_migrations`.
 //! - [`tx`]: enqueue and completion inside the caller's own transaction.
 //! - `wakeup.rs`: in-process wake-ups (SQLite has no LISTEN/NOTIFY; other processes poll).

@@ -76,7 +76,7 @@ impl ScheduleStore for SqliteStore {
 
     async fn leader_release(&self, leader: LeaderToken) -> Result<()> {
         let mut writer = self.writer().await?;
-        sqlx::query("DELETE FROM leasehold_leaders WHERE name = ?1 AND token = ?2")
+        sqlx::query("DELETE FROM leasehold_leaders WHERE name = CAST(?1 AS TEXT) AND token = ?2")
             .bind(&leader.name)
             .bind(leader.token.0)
             .execute(&mut *writer)
@@ -86,7 +86,7 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn leader_get(&self, name: &str) -> Result<Option<LeaderRecord>> {
-        let row = sqlx::query("SELECT holder, token, expires_at FROM leasehold_leaders WHERE name = ?1")
+        let row = sqlx::query("SELECT holder, token, expires_at FROM leasehold_leaders WHERE name = CAST(?1 AS TEXT)")
             .bind(name)
             .fetch_optional(self.pool())
             .await
@@ -132,14 +132,14 @@ impl ScheduleStore for SqliteStore {
     async fn schedule_control(&self, name: &str, action: ScheduleAction) -> Result<ScheduleRecord> {
         let mut writer = self.writer().await?;
         let sql = match action {
-            ScheduleAction::Pause => "UPDATE leasehold_schedules SET paused = 1 WHERE name = ?1",
+            ScheduleAction::Pause => "UPDATE leasehold_schedules SET paused = 1 WHERE name = CAST(?1 AS TEXT)",
             ScheduleAction::Resume => {
                 "UPDATE leasehold_schedules SET paused = 0,
                         last_tick = max(coalesce(last_tick, 0), CAST(unixepoch('subsec') * 1000 AS INTEGER))
-                  WHERE name = ?1"
+                  WHERE name = CAST(?1 AS TEXT)"
             }
             ScheduleAction::Trigger => {
-                "UPDATE leasehold_schedules SET trigger_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) WHERE name = ?1"
+                "UPDATE leasehold_schedules SET trigger_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) WHERE name = CAST(?1 AS TEXT)"
             }
         };
         let done = sqlx::query(sql).bind(name).execute(&mut *writer).await.map_err(db)?;
@@ -153,11 +153,12 @@ impl ScheduleStore for SqliteStore {
     async fn schedule_tick_record(&self, p: ScheduleTickParams) -> Result<bool> {
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await?;
-        let current: Option<i64> = sqlx::query_scalar("SELECT token FROM leasehold_leaders WHERE name = ?1")
-            .bind(&p.leader.name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT token FROM leasehold_leaders WHERE name = CAST(?1 AS TEXT)")
+                .bind(&p.leader.name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         if current != Some(p.leader.token.0) {
             return Err(Error::LeadershipLost { name: p.leader.name, token: p.leader.token });
         }

@@ -1,1 +1,1 @@
-SELECT outcome FROM leasehold_effects WHERE key = ?1
+SELECT outcome FROM leasehold_effects WHERE key = CAST(?1 AS TEXT)

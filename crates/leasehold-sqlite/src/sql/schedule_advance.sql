@@ -6,4 +6,4 @@ UPDATE leasehold_schedules
        last_task = coalesce(?3, last_task),
        buffered_tick = CASE ?4 WHEN 'keep' THEN buffered_tick WHEN 'set' THEN ?5 ELSE NULL END,
        trigger_at = CASE WHEN ?6 IS NOT NULL AND trigger_at <= ?6 THEN NULL ELSE trigger_at END
- WHERE name = ?1
+ WHERE name = CAST(?1 AS TEXT)

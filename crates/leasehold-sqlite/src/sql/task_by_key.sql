@@ -1,6 +1,6 @@
 -- The task holding an idempotency key ?1 (or, first, the task ?2 itself when it was sent again).
 SELECT id, kind, payload, state, result
   FROM leasehold_tasks
- WHERE id = ?2 OR idempotency_key = ?1
+ WHERE id = CAST(?2 AS TEXT) OR idempotency_key = CAST(?1 AS TEXT)
  ORDER BY (id = ?2) DESC
  LIMIT 1

@@ -5,4 +5,4 @@ UPDATE leasehold_tasks
        lease_expires_at = NULL,
        finalized_at = n.ms
   FROM (SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER) AS ms) AS n
- WHERE id = ?1 AND fence = ?2 AND state = 'running'
+ WHERE id = CAST(?1 AS TEXT) AND fence = ?2 AND state = 'running'
