@@ -278,7 +278,20 @@ fn text_constant(name: &str) -> String {
         return "''".to_owned();
     }
     let runs: Vec<String> = points.chunks(CHAR_ARGS).map(|run| format!("char({})", run.join(", "))).collect();
-    runs.join(" || ")
+    concatenated(&runs)
+}
+
+/// `parts` joined by `||` as a balanced tree, `(a || b) || (c || d)`: SQLite refuses an expression more
+/// than 1,000 levels deep, which a flat chain of a long name's runs would reach.
+fn concatenated(parts: &[String]) -> String {
+    match parts {
+        [] => "''".to_owned(),
+        [one] => one.clone(),
+        _ => {
+            let (left, right) = parts.split_at(parts.len() / 2);
+            format!("({} || {})", concatenated(left), concatenated(right))
+        }
+    }
 }
 
 /// Code points per `char(...)` call, below SQLite's oldest default limit on a function's arguments (127).
@@ -588,11 +601,20 @@ mod tests {
     }
 
     /// A queue's name is written into the claim as `char(...)` of its code points (the conformance case
-    /// `any_queue_name_is_claimed` covers quotes and placeholders): a name holding a NUL, one longer than
-    /// a run of `char(...)`, and names in a file whose text is UTF-16, each claim their own tasks.
+    /// `any_queue_name_is_claimed` covers quotes and placeholders): a name holding a NUL, names longer
+    /// than one run of `char(...)` and than SQLite's depth of expressions allows in a flat chain, a code
+    /// point beyond U+FFFF (a surrogate pair in UTF-16), each claims its own tasks, in a file whose text
+    /// is UTF-8 and in one whose text is UTF-16.
     #[tokio::test]
     async fn queue_names_are_claimed_in_either_text_encoding() {
-        let names = ["a\0b".to_owned(), "q".repeat(250) + "é", "ünïcode ✓".to_owned(), "plain".to_owned()];
+        // a name of 150,000 characters is written as 1,500 runs of `char(...)`
+        let names = [
+            "a\0b".to_owned(),
+            "q".repeat(250) + "é",
+            "q".repeat(150_000),
+            "ünïcode ✓ 🦀".to_owned(),
+            "plain".to_owned(),
+        ];
         for encoding in ["UTF-8", "UTF-16le"] {
             let name = format!("leasehold-encoding-{}-{encoding}.sqlite", std::process::id());
             let path = std::env::temp_dir().join(name);
@@ -618,9 +640,8 @@ mod tests {
                     worker_id: "w".into(),
                 };
                 let tasks = store.task_claim(params).await.unwrap().tasks;
-                assert_eq!(tasks.len(), 1, "{encoding}: {name:?}");
-                assert_eq!(&tasks[0].queue, name);
-                assert_eq!(tasks[0].payload, serde_json::json!({ "q": name }));
+                assert_eq!(tasks.len(), 1, "{encoding}: a name of {} characters", name.chars().count());
+                assert!(&tasks[0].queue == name && tasks[0].payload == serde_json::json!({ "q": name }));
             }
             store.close().await;
             for suffix in ["", "-wal", "-shm"] {

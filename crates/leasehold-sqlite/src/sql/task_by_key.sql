@@ -2,5 +2,5 @@
 SELECT id, kind, payload, state, result
   FROM leasehold_tasks
  WHERE id = CAST(?2 AS TEXT) OR idempotency_key = CAST(?1 AS TEXT)
- ORDER BY (id = ?2) DESC
+ ORDER BY (id = CAST(?2 AS TEXT)) DESC
  LIMIT 1
