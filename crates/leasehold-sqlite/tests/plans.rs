@@ -19,9 +19,7 @@ const CLAIMED: u32 = 200;
 #[tokio::test]
 async fn batch_writes_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
     let file = TestFile::create().await;
-    let store = SqliteStore::open(file.path()).await.unwrap();
-    let tasks = (0..TASKS).map(|n| NewTask::new("k", json!({ "n": n }))).collect();
-    store.task_insert_many(tasks).await.unwrap();
+    let store = filled(&file).await;
     sqlx::raw_sql("ANALYZE").execute(store.pool()).await.unwrap();
     let params = TaskClaimParams {
         queues: vec!["default".into()],
@@ -43,15 +41,11 @@ async fn batch_writes_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
         ("task_complete_delete.sql", include_str!("../src/sql/task_complete_delete.sql"), &flat, None),
         ("task_complete.sql", include_str!("../src/sql/task_complete.sql"), &with_result, None),
         ("lease_renew.sql", include_str!("../src/sql/lease_renew.sql"), &with_ttl, None),
-        ("task_release.sql", include_str!("../src/sql/task_release.sql"), &bare, Some(0)),
+        ("task_release.sql", include_str!("../src/sql/task_release.sql"), &bare, Some("0")),
     ];
     for (name, sql, batch, second) in statements {
-        let explain = format!("EXPLAIN QUERY PLAN {sql}");
-        let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(explain)).bind(batch.as_str());
-        if let Some(second) = second {
-            q = q.bind(second);
-        }
-        let plan: Vec<String> = q.fetch_all(store.pool()).await.unwrap().into_iter().map(|r| r.3).collect();
+        let binds: Vec<&str> = [Some(batch.as_str()), second].into_iter().flatten().collect();
+        let plan = plan_of(&store, sql, &binds).await;
         // the tasks table is read only by key: `SEARCH t USING INDEX sqlite_autoindex_leasehold_tasks_1 (id=?)`,
         // never scanned (`SCAN t`, whole or along an index)
         let by_key = has(&plan, "SEARCH t USING INDEX sqlite_autoindex_leasehold_tasks_1 (id=?)");
@@ -68,22 +62,12 @@ async fn batch_writes_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
 #[tokio::test]
 async fn an_idle_look_for_work_reads_a_few_index_entries() {
     let file = TestFile::create().await;
-    let store = SqliteStore::open(file.path()).await.unwrap();
-    let tasks = (0..TASKS).map(|n| NewTask::new("k", json!({ "n": n }))).collect();
-    store.task_insert_many(tasks).await.unwrap();
-    let sql = format!("EXPLAIN QUERY PLAN {}", include_str!("../src/sql/task_claim_peek.sql"));
+    let store = filled(&file).await;
     for analyzed in [false, true] {
         if analyzed {
             sqlx::raw_sql("ANALYZE").execute(store.pool()).await.unwrap();
         }
-        let plan: Vec<String> = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(r#"["other"]"#)
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.3)
-            .collect();
+        let plan = plan_of(&store, include_str!("../src/sql/task_claim_peek.sql"), &[r#"["other"]"#]).await;
         assert!(has(&plan, "leasehold_tasks_available_idx (queue=?)"), "analyzed: {analyzed}: {plan:#?}");
         let expired = has(&plan, "leasehold_tasks_lease_expiry_idx (lease_expires_at<?)");
         assert!(expired, "analyzed: {analyzed}: {plan:#?}");
@@ -132,9 +116,7 @@ fn reads_through(plan: &[String]) -> bool {
 #[tokio::test]
 async fn single_key_statements_search_their_index_after_analyze() {
     let file = TestFile::create().await;
-    let store = SqliteStore::open(file.path()).await.unwrap();
-    let tasks = (0..TASKS).map(|n| NewTask::new("k", json!({ "n": n }))).collect();
-    store.task_insert_many(tasks).await.unwrap();
+    let store = filled(&file).await;
     sqlx::raw_sql("ANALYZE").execute(store.pool()).await.unwrap();
     let by_id = "sqlite_autoindex_leasehold_tasks_1 (id=?)";
     let by_key = "leasehold_tasks_idempotency_key_idx (idempotency_key=?)";
@@ -152,12 +134,7 @@ async fn single_key_statements_search_their_index_after_analyze() {
     ];
     for (name, sql, wanted) in statements {
         let params = (1..=9).rev().find(|n| sql.contains(&format!("?{n}"))).unwrap_or(0);
-        let explain = format!("EXPLAIN QUERY PLAN {sql}");
-        let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(explain));
-        for _ in 0..params {
-            q = q.bind("x");
-        }
-        let plan: Vec<String> = q.fetch_all(store.pool()).await.unwrap().into_iter().map(|r| r.3).collect();
+        let plan = plan_of(&store, sql, &vec!["x"; params]).await;
         for step in wanted {
             assert!(has(&plan, step), "{name} does not search {step}: {plan:#?}");
         }
@@ -242,4 +219,23 @@ fn bare_key_comparison(tight: &str) -> bool {
             forward || backward
         })
     })
+}
+
+/// A store on `file` holding [`TASKS`] available tasks.
+async fn filled(file: &TestFile) -> SqliteStore {
+    let store = SqliteStore::open(file.path()).await.unwrap();
+    let tasks = (0..TASKS).map(|n| NewTask::new("k", json!({ "n": n }))).collect();
+    store.task_insert_many(tasks).await.unwrap();
+    store
+}
+
+/// The plan of `sql` with `binds` bound in order: EXPLAIN QUERY PLAN's `detail` column (a plan does not
+/// depend on the types bound).
+async fn plan_of(store: &SqliteStore, sql: &str, binds: &[&str]) -> Vec<String> {
+    let explain = format!("EXPLAIN QUERY PLAN {sql}");
+    let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(explain));
+    for value in binds {
+        q = q.bind(*value);
+    }
+    q.fetch_all(store.pool()).await.unwrap().into_iter().map(|r| r.3).collect()
 }
