@@ -1,7 +1,8 @@
 //! The claim statement as sent (`sql/task_claim.sql`): its queues and limit written into the text, and
 //! the size class of the tasks table it is planned for (see `size.rs`).
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use crate::size;
 
@@ -10,7 +11,30 @@ use crate::size;
 /// string constant (`E'...'`, its quotes and backslashes escaped), so no name can end the literal. The
 /// comment lines are left out first, so that only the statement's own placeholders are filled (a name
 /// holding a line break cannot end a comment).
-pub(crate) fn claim_sql(queues: &[String], limit: u32, class: u8) -> String {
+///
+/// Written once per class, limit and set of queues in the process, not on every claim (the text is
+/// about 3 kB): a worker has one set of queues, claims in about a dozen sizes, and its table stays in a
+/// class or two. Past [`MAX_KEPT`] statements, others are written for each claim.
+pub(crate) fn claim_sql(queues: &[String], limit: u32, class: u8) -> Arc<str> {
+    /// The statements written so far: by class and limit, then by queues (looked up without a copy).
+    type Written = HashMap<(u8, u32), HashMap<Vec<String>, Arc<str>>>;
+    static WRITTEN: LazyLock<Mutex<Written>> = LazyLock::new(Default::default);
+    let mut written = WRITTEN.lock().unwrap();
+    if let Some(sql) = written.get(&(class, limit)).and_then(|by_queues| by_queues.get(queues)) {
+        return sql.clone();
+    }
+    let sql: Arc<str> = write(queues, limit, class).into();
+    if written.values().map(HashMap::len).sum::<usize>() < MAX_KEPT {
+        written.entry((class, limit)).or_default().insert(queues.to_vec(), sql.clone());
+    }
+    sql
+}
+
+/// How many claim statements a process keeps written.
+const MAX_KEPT: usize = 256;
+
+/// The text itself, as [`claim_sql`] describes it.
+fn write(queues: &[String], limit: u32, class: u8) -> String {
     static STATEMENT: LazyLock<String> = LazyLock::new(|| {
         include_str!("sql/task_claim.sql")
             .lines()
@@ -41,5 +65,6 @@ mod tests {
         assert!(large.ends_with("/* planned for a tasks table of size class 5 */"), "{large}");
         assert!(large.contains(r"ARRAY[E'size class 3 */', E'it''s {limit}']::text[]"), "{large}");
         assert!(large.contains("LIMIT 64") && !large.contains("--"), "comments are left out:\n{large}");
+        assert!(std::sync::Arc::ptr_eq(&large, &claim_sql(&queues, 64, 5)), "written once");
     }
 }

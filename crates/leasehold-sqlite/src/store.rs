@@ -274,15 +274,13 @@ fn claim_sql(queues: &[String], limit: u32) -> Arc<str> {
 /// cast to text would be read in that encoding as it stands: wrong in a UTF-16 file).
 fn text_constant(name: &str) -> String {
     let points: Vec<String> = name.chars().map(|c| u32::from(c).to_string()).collect();
-    if points.is_empty() {
-        return "''".to_owned();
-    }
     let runs: Vec<String> = points.chunks(CHAR_ARGS).map(|run| format!("char({})", run.join(", "))).collect();
     concatenated(&runs)
 }
 
 /// `parts` joined by `||` as a balanced tree, `(a || b) || (c || d)`: SQLite refuses an expression more
-/// than 1,000 levels deep, which a flat chain of a long name's runs would reach.
+/// than 1,000 levels deep, which a flat chain of a long name's runs would reach. No parts (an empty
+/// name) is the empty text.
 fn concatenated(parts: &[String]) -> String {
     match parts {
         [] => "''".to_owned(),
