@@ -15,6 +15,29 @@ pub const DEFAULT_MAX_ATTEMPTS: i32 = 25;
 pub const MIN_LEASE_TTL: Duration = Duration::from_secs(1);
 /// The longest error message kept on a task; longer ones are cut.
 pub const MAX_ERROR_LEN: usize = 4_000;
+/// The longest name a store accepts, in bytes: a queue, a job kind, a schedule, a leader lease, an
+/// idempotency or effect key. Names are index keys, and PostgreSQL refuses an index entry above about a
+/// third of a page (2.7 kB) with a database error where SQLite takes any length; both stores refuse a
+/// longer name before writing anything, with the same typed error.
+pub const MAX_NAME_LEN: usize = 512;
+
+/// What is wrong with `name` as a `what` (for example "queue name"), if anything: it is empty or longer
+/// than [`MAX_NAME_LEN`] bytes. The message quotes at most the name's first few characters.
+pub fn name_problem(what: &str, name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some(format!("{what} must not be empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        let start: String = name.chars().take(24).collect();
+        return Some(format!("{what} must have at most {MAX_NAME_LEN} bytes, got {} ({start:?}...)", name.len()));
+    }
+    None
+}
+
+/// [`name_problem`] as an [`Error::InvalidInput`].
+pub fn check_name(what: &str, name: &str) -> Result<()> {
+    name_problem(what, name).map_or(Ok(()), |m| Err(Error::InvalidInput(m)))
+}
 
 /// A task to insert.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,8 +87,8 @@ impl Idempotency {
     pub const DEFAULT_REUSE_AFTER: [crate::TaskState; 2] = [crate::TaskState::Discarded, crate::TaskState::Cancelled];
     /// How long a key is remembered after its task finished, by default.
     pub const DEFAULT_RETAIN: Duration = Duration::from_secs(24 * 60 * 60);
-    /// The longest key accepted.
-    pub const MAX_KEY_LEN: usize = 512;
+    /// The longest key accepted, in bytes.
+    pub const MAX_KEY_LEN: usize = MAX_NAME_LEN;
 
     /// `key` with the default rules.
     pub fn new(key: impl Into<String>) -> Self {
@@ -73,13 +96,7 @@ impl Idempotency {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.key.is_empty() || self.key.len() > Self::MAX_KEY_LEN {
-            return Err(Error::InvalidInput(format!(
-                "an idempotency key must have 1 to {} bytes, got {}",
-                Self::MAX_KEY_LEN,
-                self.key.len()
-            )));
-        }
+        check_name("an idempotency key", &self.key)?;
         if let Some(s) = self.reuse_after.iter().find(|s| !s.is_final()) {
             return Err(Error::InvalidInput(format!("an idempotency key can only be freed by a final state, not {s}")));
         }
@@ -160,12 +177,8 @@ impl NewTask {
 
     /// Checks what a store must never accept.
     pub fn validate(&self) -> Result<()> {
-        if self.kind.is_empty() {
-            return Err(Error::InvalidInput("task kind must not be empty".into()));
-        }
-        if self.queue.is_empty() {
-            return Err(Error::InvalidInput("queue name must not be empty".into()));
-        }
+        check_name("task kind", &self.kind)?;
+        check_name("queue name", &self.queue)?;
         if self.max_attempts < 1 {
             return Err(Error::InvalidInput(format!("max_attempts must be at least 1, got {}", self.max_attempts)));
         }

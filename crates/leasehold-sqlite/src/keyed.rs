@@ -72,6 +72,7 @@ pub(crate) async fn effect_begin(
     key: &str,
     lease: Option<TaskLease>,
 ) -> Result<Option<serde_json::Value>> {
+    check_name("effect key", key)?;
     let claimed: Option<String> = sqlx::query_scalar(include_str!("sql/effect_begin.sql"))
         .bind(key)
         .bind(lease.map(|l| l.task_id.0.to_string()))

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use leasehold::{Client, EnqueueOptions, Worker};
+use leasehold_core::schedule::{LeaderAcquireParams, MissedPolicy, OverlapPolicy};
 use leasehold_core::*;
 
 use crate::backend::Backend;
@@ -22,7 +23,8 @@ macro_rules! conformance_tests {
             future_run_at_waits, retry_records_error_and_backs_off, retry_without_delay_discards,
             snooze_does_not_count_an_attempt, cancel_by_id, rolled_back_enqueue_leaves_no_task,
             fencing_tokens_strictly_increase, zombie_cannot_write, renewal_is_fenced,
-            release_makes_available_at_once, invalid_tasks_are_rejected, missing_task_is_not_found,
+            release_makes_available_at_once, invalid_tasks_are_rejected, names_have_one_length_limit,
+            missing_task_is_not_found,
             worker_completes_with_result, worker_retries_errors_with_backoff, worker_records_panics,
             worker_follows_outcomes, worker_discards_undecodable_payloads, worker_retries_unknown_kinds,
             worker_wakes_on_enqueue, worker_cancels_job_when_lease_lost, worker_shutdown_releases_tasks,
@@ -369,6 +371,74 @@ pub async fn invalid_tasks_are_rejected<B: Backend>(b: &B) {
         assert!(matches!(s.task_insert_many(batch).await, Err(Error::InvalidInput(_))));
     }
     assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty(), "a rejected batch left tasks behind");
+}
+
+/// Letters that no compression shortens, `len` bytes of them.
+fn incompressible(len: usize) -> String {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect()
+}
+
+/// Every name a store keeps as an index key (queue, kind, idempotency and effect keys, leader lease and
+/// schedule names) is taken up to [`MAX_NAME_LEN`] bytes, and refused beyond with the same typed error
+/// on every store, before anything is written. Without the check, PostgreSQL refuses an index entry of
+/// about 2.7 kB with a database error while SQLite takes it.
+pub async fn names_have_one_length_limit<B: Backend>(b: &B) {
+    let s = b.store();
+    let longest = "é".repeat(MAX_NAME_LEN / 2);
+    let too_long = [format!("{longest}x"), incompressible(3_000)];
+
+    let fits = NewTask { queue: longest.clone(), kind: longest.clone(), ..task("k", 0) };
+    let key = Some(Idempotency::new(incompressible(MAX_NAME_LEN)));
+    let keyed = NewTask { id: TaskId::new(), idempotency: key, ..fits.clone() };
+    s.task_insert_many(vec![fits.clone()]).await.unwrap();
+    assert!(!s.task_insert_idempotent(keyed).await.unwrap().existing);
+    let params = TaskClaimParams { queues: vec![longest.clone()], ..claim(10) };
+    let claimed = s.task_claim(params).await.unwrap().tasks;
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|t| t.queue == longest && t.kind == longest));
+
+    for name in &too_long {
+        for bad in [
+            NewTask { queue: name.clone(), ..task("k", 1) },
+            NewTask { kind: name.clone(), ..task("k", 1) },
+            NewTask { idempotency: Some(Idempotency::new(name.clone())), ..task("k", 1) },
+        ] {
+            let refused = s.task_insert(bad.clone()).await;
+            assert!(matches!(&refused, Err(Error::InvalidInput(m)) if m.contains("at most")), "{refused:?}");
+            if bad.idempotency.is_none() {
+                let refused = s.task_insert_many(vec![task("k", 2), bad]).await;
+                assert!(matches!(&refused, Err(Error::InvalidInput(_))), "{refused:?}");
+            }
+        }
+        let lease = LeaderAcquireParams { name: name.clone(), holder: "suite".into(), ttl: Duration::from_secs(30) };
+        let refused = s.leader_acquire(lease).await;
+        assert!(matches!(&refused, Err(Error::InvalidInput(_))), "{refused:?}");
+        let def = crate::cron_cases::every_second(name, MissedPolicy::Skip, OverlapPolicy::Skip);
+        let refused = s.schedule_upsert(def).await;
+        assert!(matches!(&refused, Err(Error::InvalidConfig(_))), "{refused:?}");
+        let refused = b.effect_once(claimed[0].lease, name, serde_json::json!(1), true).await;
+        assert!(matches!(&refused, Err(Error::InvalidInput(_))), "{refused:?}");
+    }
+    let lease = LeaderAcquireParams { name: longest.clone(), holder: "suite".into(), ttl: Duration::from_secs(30) };
+    assert!(s.leader_acquire(lease).await.unwrap().is_some());
+    s.schedule_upsert(crate::cron_cases::every_second(&longest, MissedPolicy::Skip, OverlapPolicy::Skip))
+        .await
+        .unwrap();
+    assert!(b.effect_once(claimed[0].lease, &longest, serde_json::json!(1), true).await.unwrap().0);
+
+    // nothing of the refused names was written
+    let depth = s.task_depth().await.unwrap();
+    assert_eq!(depth.iter().map(|d| d.queue.as_str()).collect::<Vec<_>>(), vec![longest.as_str()], "{depth:?}");
+    assert_eq!(s.schedule_list().await.unwrap().len(), 1);
+    assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty(), "a refused batch left tasks behind");
 }
 
 /// Reading or cancelling an unknown id is `NotFound`.

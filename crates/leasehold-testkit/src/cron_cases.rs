@@ -200,7 +200,7 @@ pub async fn scheduler_obeys_pause_trigger_and_removal<B: Backend>(b: &B) {
     assert!(kept.next_tick.is_some() && kept.record.trigger_at.is_none());
 }
 
-fn every_second(name: &str, missed: MissedPolicy, overlap: OverlapPolicy) -> ScheduleDef {
+pub(crate) fn every_second(name: &str, missed: MissedPolicy, overlap: OverlapPolicy) -> ScheduleDef {
     ScheduleDef {
         name: name.into(),
         expression: "* * * * * *".into(),

@@ -77,6 +77,9 @@ impl WorkerConfig {
         if self.queues.is_empty() || self.queues.iter().any(String::is_empty) {
             return bad(format!("queues must be a non-empty list of non-empty names, got {:?}", self.queues));
         }
+        if let Some(m) = self.queues.iter().find_map(|q| leasehold_core::name_problem("a queue name", q)) {
+            return bad(m);
+        }
         let distinct: std::collections::HashSet<&String> = self.queues.iter().collect();
         if distinct.len() != self.queues.len() {
             return bad(format!("queues must not repeat a name, got {:?}", self.queues));
@@ -186,6 +189,10 @@ mod tests {
         assert!(WorkerConfig { concurrency: 0, ..WorkerConfig::default() }.validate().is_err());
         assert!(WorkerConfig { queues: vec![], ..WorkerConfig::default() }.validate().is_err());
         assert!(WorkerConfig { queues: vec![String::new()], ..WorkerConfig::default() }.validate().is_err());
+        let longest = "q".repeat(leasehold_core::MAX_NAME_LEN);
+        assert!(WorkerConfig { queues: vec![longest.clone()], ..WorkerConfig::default() }.validate().is_ok());
+        let long = WorkerConfig { queues: vec![longest + "q"], ..WorkerConfig::default() };
+        assert!(long.validate().unwrap_err().to_string().contains("at most 512 bytes"));
     }
 
     #[test]

@@ -80,9 +80,17 @@ pub struct ScheduleDef {
 impl ScheduleDef {
     /// Parses and checks the definition; the error names the schedule and the problem.
     pub fn compile(&self) -> Result<CompiledSchedule> {
-        let bad = |what: String| Error::InvalidConfig(format!("schedule {:?}: {what}", self.name));
         if self.name.is_empty() {
             return Err(Error::InvalidConfig("a schedule needs a name".into()));
+        }
+        if let Some(m) = crate::name_problem("schedule name", &self.name) {
+            return Err(Error::InvalidConfig(m));
+        }
+        let bad = |what: String| Error::InvalidConfig(format!("schedule {:?}: {what}", self.name));
+        for (what, name) in [("queue name", &self.queue), ("task kind", &self.kind)] {
+            if let Some(m) = crate::name_problem(what, name) {
+                return Err(bad(m));
+            }
         }
         let fields = self.expression.split_whitespace().count();
         if !(fields == 5 || fields == 6) {

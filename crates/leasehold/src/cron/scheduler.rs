@@ -49,8 +49,8 @@ impl SchedulerConfig {
 
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidConfig(m));
-        if self.lease_name.is_empty() {
-            return bad("the scheduler's lease name must not be empty".into());
+        if let Some(m) = leasehold_core::name_problem("the scheduler's lease name", &self.lease_name) {
+            return bad(m);
         }
         if self.trust_margin.is_zero() || self.trust_margin >= self.lease_ttl {
             return bad(format!("scheduler trust_margin must be in (0, lease_ttl), got {:?}", self.trust_margin));
