@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::timing::{Percentiles, median};
-use crate::{CLIENTS, Profile, SQLITE_CLIENTS, WORKER_CONCURRENCY};
+use crate::{BATCH_ROUNDS, CLIENTS, Profile, SQLITE_CLIENTS, WORKER_CONCURRENCY};
 
 /// The names figures are recorded under (and appear under in the JSON line).
 pub(crate) mod key {
@@ -305,7 +305,10 @@ pub(crate) fn postgres_section(p: &Profile) -> Section {
         ),
         Row::new(
             "pg.batch_enqueue",
-            format!("batch enqueue of {tasks}, rows/s (enqueue_many of 1,000 / INSERT of 1,000 rows)"),
+            format!(
+                "batch enqueue of {tasks} in {BATCH_ROUNDS} alternating rounds, rows/s (enqueue_many of 1,000 / \
+                 INSERT of 1,000 rows)"
+            ),
             Unit::Rate,
             key::LH_BATCH,
             key::RAW_BATCH,
