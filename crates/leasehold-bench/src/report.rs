@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::timing::{Percentiles, median};
-use crate::{BATCH_ROUNDS, CLIENTS, Profile, SQLITE_CLIENTS, WORKER_CONCURRENCY};
+use crate::{BATCH_ROUNDS, CLIENTS, Profile, SQLITE_CLIENTS, WORKER_CONCURRENCY, batch_round_rows};
 
 /// The names figures are recorded under (and appear under in the JSON line).
 pub(crate) mod key {
@@ -306,8 +306,9 @@ pub(crate) fn postgres_section(p: &Profile) -> Section {
         Row::new(
             "pg.batch_enqueue",
             format!(
-                "batch enqueue of {tasks} in {BATCH_ROUNDS} alternating rounds, rows/s (enqueue_many of 1,000 / \
-                 INSERT of 1,000 rows)"
+                "batch enqueue, {BATCH_ROUNDS} alternating rounds of {}, rows/s (enqueue_many of 1,000 / INSERT of \
+                 1,000 rows)",
+                thousands(batch_round_rows(p) as f64)
             ),
             Unit::Rate,
             key::LH_BATCH,

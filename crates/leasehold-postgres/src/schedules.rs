@@ -124,6 +124,7 @@ impl ScheduleStore for PgStore {
     }
 
     async fn schedule_control(&self, name: &str, action: ScheduleAction) -> Result<ScheduleRecord> {
+        check_name("schedule name", name)?;
         let sql = match action {
             ScheduleAction::Pause => "UPDATE leasehold.schedules SET paused = true WHERE name = $1",
             // ticks that passed while paused are not run later
@@ -140,6 +141,7 @@ impl ScheduleStore for PgStore {
     }
 
     async fn schedule_tick_record(&self, p: ScheduleTickParams) -> Result<bool> {
+        check_name("schedule name", &p.schedule)?;
         let mut tx = self.pool().begin().await.map_err(db)?;
         // the term must still be current. No lock is taken: a leader frozen mid-transaction must not hold
         // off a takeover; the ledger's unique key keeps an overlap safe.

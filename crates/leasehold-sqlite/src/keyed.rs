@@ -93,6 +93,7 @@ pub(crate) async fn effect_begin(
 
 /// Stores the outcome of an effect this transaction claimed.
 pub(crate) async fn effect_record(conn: &mut SqliteConnection, key: &str, outcome: &serde_json::Value) -> Result<()> {
+    check_name("effect key", key)?;
     let done = sqlx::query(include_str!("sql/effect_record.sql"))
         .bind(key)
         .bind(serde_json::to_string(outcome)?)

@@ -100,8 +100,8 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn schedule_upsert(&self, def: ScheduleDef) -> Result<ScheduleRecord> {
-        let mut writer = self.writer().await?;
         def.compile()?;
+        let mut writer = self.writer().await?;
         sqlx::query(include_str!("sql/schedule_upsert.sql"))
             .bind(&def.name)
             .bind(serde_json::to_string(&def)?)
@@ -131,6 +131,7 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn schedule_control(&self, name: &str, action: ScheduleAction) -> Result<ScheduleRecord> {
+        check_name("schedule name", name)?;
         let mut writer = self.writer().await?;
         let sql = match action {
             ScheduleAction::Pause => "UPDATE leasehold_schedules SET paused = 1 WHERE name = CAST(?1 AS TEXT)",
@@ -152,6 +153,7 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn schedule_tick_record(&self, p: ScheduleTickParams) -> Result<bool> {
+        check_name("schedule name", &p.schedule)?;
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await?;
         let current: Option<i64> =

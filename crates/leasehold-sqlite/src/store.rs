@@ -602,8 +602,8 @@ mod tests {
     /// `any_queue_name_is_claimed` covers quotes and placeholders): a name holding a NUL, names longer
     /// than one run of `char(...)`, the longest name accepted, a code point beyond U+FFFF (a surrogate
     /// pair in UTF-16), each claims its own tasks, in a file whose text is UTF-8 and in one whose text
-    /// is UTF-16. A claim may name a queue longer than any task's, and longer than SQLite's depth of
-    /// expressions allows in a flat chain of runs: it finds nothing, without an error.
+    /// is UTF-16. A claim may name a queue longer than a task may have now, and than SQLite's depth of
+    /// expressions allows in a flat chain of runs: it claims the tasks an older leasehold took there.
     #[tokio::test]
     async fn queue_names_are_claimed_in_either_text_encoding() {
         let names = [
@@ -643,10 +643,24 @@ mod tests {
                 assert_eq!(tasks.len(), 1, "{encoding}: a name of {} characters", name.chars().count());
                 assert!(&tasks[0].queue == name && tasks[0].payload == serde_json::json!({ "q": name }));
             }
-            // run as it stands: the store's own claim would stop at its peek, which finds no such queue
-            let claim = claim_sql(std::slice::from_ref(&unclaimed), 10);
-            let q = sqlx::query(sqlx::AssertSqlSafe(claim)).bind(30_000).bind("w").bind("lost");
-            assert!(q.fetch_all(store.pool()).await.unwrap().is_empty(), "{encoding}");
+            // a task in such a queue, as an older leasehold took it (a name is refused now), is claimed
+            sqlx::query(
+                "INSERT INTO leasehold_tasks (id, kind, queue, payload, run_at, max_attempts, created_at)
+                 VALUES (?1, 'k', ?2, '{}', 0, 1, 0)",
+            )
+            .bind(leasehold_core::TaskId::new().0.to_string())
+            .bind(&unclaimed)
+            .execute(store.pool())
+            .await
+            .unwrap();
+            let params = TaskClaimParams {
+                queues: vec![unclaimed.clone()],
+                limit: 10,
+                default_lease_ttl: Duration::from_secs(30),
+                worker_id: "w".into(),
+            };
+            let tasks = store.task_claim(params).await.unwrap().tasks;
+            assert!(tasks.len() == 1 && tasks[0].queue == unclaimed, "{encoding}");
             store.close().await;
             for suffix in ["", "-wal", "-shm"] {
                 let mut file = path.clone().into_os_string();

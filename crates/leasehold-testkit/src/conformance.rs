@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use leasehold::{Client, EnqueueOptions, Worker};
-use leasehold_core::schedule::{LeaderAcquireParams, MissedPolicy, OverlapPolicy};
+use leasehold_core::schedule::{
+    LeaderAcquireParams, LeaderToken, MissedPolicy, OverlapPolicy, ScheduleAction, ScheduleDef, TickOutcome,
+};
 use leasehold_core::*;
 
 use crate::backend::Backend;
@@ -387,11 +389,12 @@ fn incompressible(len: usize) -> String {
 }
 
 /// Every name a store keeps as an index key (queue, kind, idempotency and effect keys, leader lease and
-/// schedule names) is taken up to [`MAX_NAME_LEN`] bytes, and refused beyond with the same typed error
-/// on every store, before anything is written. Without the check, PostgreSQL refuses an index entry of
-/// about 2.7 kB with a database error while SQLite takes it.
+/// schedule names, the queues a worker waits on) is taken up to [`MAX_NAME_LEN`] bytes, and refused
+/// beyond with the same typed error on every store, before anything is written. Without the check,
+/// PostgreSQL refuses an index entry of about 2.7 kB with a database error while SQLite takes it.
 pub async fn names_have_one_length_limit<B: Backend>(b: &B) {
     let s = b.store();
+    let mut wakeups = s.wakeup_subscribe().await.unwrap();
     let longest = "é".repeat(MAX_NAME_LEN / 2);
     let too_long = [format!("{longest}x"), incompressible(3_000)];
 
@@ -428,11 +431,28 @@ pub async fn names_have_one_length_limit<B: Backend>(b: &B) {
         assert!(matches!(&refused, Err(Error::InvalidInput(_))), "{refused:?}");
     }
     let lease = LeaderAcquireParams { name: longest.clone(), holder: "suite".into(), ttl: Duration::from_secs(30) };
-    assert!(s.leader_acquire(lease).await.unwrap().is_some());
-    s.schedule_upsert(crate::cron_cases::every_second(&longest, MissedPolicy::Skip, OverlapPolicy::Skip))
-        .await
-        .unwrap();
+    let token = s.leader_acquire(lease).await.unwrap().expect("a free lease is taken");
+    let leader = LeaderToken { name: longest.clone(), holder: "suite".into(), token };
+    let def = crate::cron_cases::every_second(&longest, MissedPolicy::Skip, OverlapPolicy::Skip);
+    s.schedule_upsert(def.clone()).await.unwrap();
     assert!(b.effect_once(claimed[0].lease, &longest, serde_json::json!(1), true).await.unwrap().0);
+    wakeups.announce(std::slice::from_ref(&longest), Duration::from_secs(5)).await.unwrap();
+    assert!(s.schedule_control(&longest, ScheduleAction::Pause).await.unwrap().paused);
+    let at = chrono::Utc::now();
+    let fits = crate::cron_cases::tick(leader.clone(), &def, at, TickOutcome::Skipped);
+    assert!(s.schedule_tick_record(fits).await.unwrap());
+
+    for name in &too_long {
+        let refused = wakeups.announce(std::slice::from_ref(name), Duration::from_secs(5)).await;
+        assert!(matches!(&refused, Err(Error::InvalidInput(_))), "{refused:?}");
+        let refused = s.schedule_control(name, ScheduleAction::Pause).await;
+        assert!(matches!(&refused, Err(Error::InvalidInput(_))), "{refused:?}");
+        let other = ScheduleDef { name: name.clone(), ..def.clone() };
+        let refused = s.schedule_tick_record(crate::cron_cases::tick(leader.clone(), &other, at, TickOutcome::Skipped));
+        let refused = refused.await;
+        assert!(matches!(&refused, Err(Error::InvalidInput(_))), "{refused:?}");
+        assert!(s.leader_get(name).await.unwrap().is_none(), "a refused leader lease was written");
+    }
 
     // nothing of the refused names was written
     let depth = s.task_depth().await.unwrap();

@@ -214,7 +214,12 @@ pub(crate) fn every_second(name: &str, missed: MissedPolicy, overlap: OverlapPol
     }
 }
 
-fn tick(leader: LeaderToken, def: &ScheduleDef, at: DateTime<Utc>, outcome: TickOutcome) -> ScheduleTickParams {
+pub(crate) fn tick(
+    leader: LeaderToken,
+    def: &ScheduleDef,
+    at: DateTime<Utc>,
+    outcome: TickOutcome,
+) -> ScheduleTickParams {
     ScheduleTickParams {
         leader,
         schedule: def.name.clone(),

@@ -74,8 +74,8 @@ impl WorkerConfig {
         if self.concurrency == 0 || self.concurrency > Self::MAX_CONCURRENCY {
             return bad(format!("concurrency must be 1..={}, got {}", Self::MAX_CONCURRENCY, self.concurrency));
         }
-        if self.queues.is_empty() || self.queues.iter().any(String::is_empty) {
-            return bad(format!("queues must be a non-empty list of non-empty names, got {:?}", self.queues));
+        if self.queues.is_empty() {
+            return bad("queues must be a non-empty list of names".into());
         }
         if let Some(m) = self.queues.iter().find_map(|q| leasehold_core::name_problem("a queue name", q)) {
             return bad(m);
