@@ -632,14 +632,14 @@ mod tests {
                 let task = NewTask { queue: name.clone(), ..NewTask::new("k", serde_json::json!({ "q": name })) };
                 store.task_insert(task).await.unwrap();
             }
+            let claim = |queue: &String| TaskClaimParams {
+                queues: vec![queue.clone()],
+                limit: 10,
+                default_lease_ttl: Duration::from_secs(30),
+                worker_id: "w".into(),
+            };
             for name in &names {
-                let params = TaskClaimParams {
-                    queues: vec![name.clone()],
-                    limit: 10,
-                    default_lease_ttl: Duration::from_secs(30),
-                    worker_id: "w".into(),
-                };
-                let tasks = store.task_claim(params).await.unwrap().tasks;
+                let tasks = store.task_claim(claim(name)).await.unwrap().tasks;
                 assert_eq!(tasks.len(), 1, "{encoding}: a name of {} characters", name.chars().count());
                 assert!(&tasks[0].queue == name && tasks[0].payload == serde_json::json!({ "q": name }));
             }
@@ -653,13 +653,7 @@ mod tests {
             .execute(store.pool())
             .await
             .unwrap();
-            let params = TaskClaimParams {
-                queues: vec![unclaimed.clone()],
-                limit: 10,
-                default_lease_ttl: Duration::from_secs(30),
-                worker_id: "w".into(),
-            };
-            let tasks = store.task_claim(params).await.unwrap().tasks;
+            let tasks = store.task_claim(claim(&unclaimed)).await.unwrap().tasks;
             assert!(tasks.len() == 1 && tasks[0].queue == unclaimed, "{encoding}");
             store.close().await;
             for suffix in ["", "-wal", "-shm"] {
