@@ -114,6 +114,24 @@ pub(crate) async fn insert_tasks<'e>(exec: impl SqliteExecutor<'e>, tasks: &[New
             ));
         }
     }
+    if let Some(first) = tasks.first()
+        && tasks.iter().all(|t| Options::of(t) == Options::of(first))
+    {
+        let o = Options::of(first);
+        sqlx::query(include_str!("sql/task_insert_alike.sql"))
+            .bind(ids_and_payloads(tasks)?)
+            .bind(o.kind)
+            .bind(o.queue)
+            .bind(o.priority)
+            .bind(o.run_at)
+            .bind(o.delay_ms)
+            .bind(o.max_attempts)
+            .bind(o.lease_ttl_ms)
+            .execute(exec)
+            .await
+            .map_err(db)?;
+        return Ok(tasks.iter().map(|t| t.id).collect());
+    }
     let rows: Vec<serde_json::Value> = tasks
         .iter()
         .map(|t| {
@@ -136,6 +154,48 @@ pub(crate) async fn insert_tasks<'e>(exec: impl SqliteExecutor<'e>, tasks: &[New
         .await
         .map_err(db)?;
     Ok(tasks.iter().map(|t| t.id).collect())
+}
+
+/// A task's columns other than its id and payload, as `task_insert_alike.sql` binds them once for a
+/// batch whose tasks all have the same ones.
+#[derive(PartialEq)]
+struct Options<'a> {
+    kind: &'a str,
+    queue: &'a str,
+    priority: i16,
+    run_at: Option<i64>,
+    delay_ms: i64,
+    max_attempts: i32,
+    lease_ttl_ms: Option<i64>,
+}
+
+impl<'a> Options<'a> {
+    fn of(t: &'a NewTask) -> Self {
+        Self {
+            kind: &t.kind,
+            queue: &t.queue,
+            priority: t.priority,
+            run_at: t.run_at.map(ms),
+            delay_ms: t.delay_ms(),
+            max_attempts: t.max_attempts,
+            lease_ttl_ms: t.lease_ttl_ms(),
+        }
+    }
+}
+
+/// The tasks as `task_insert_alike.sql` reads them: a JSON array of `[id, payload]` pairs, written
+/// directly (an id needs no escaping), each payload serialized once.
+fn ids_and_payloads(tasks: &[NewTask]) -> Result<String> {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(tasks.len() * 48);
+    out.push(b'[');
+    for (i, t) in tasks.iter().enumerate() {
+        let _ = write!(out, "{}[\"{}\",", if i == 0 { "" } else { "," }, t.id.0);
+        serde_json::to_writer(&mut out, &t.payload)?;
+        out.push(b']');
+    }
+    out.push(b']');
+    Ok(String::from_utf8(out).expect("JSON written from UTF-8 text is UTF-8"))
 }
 
 /// Queues whose new tasks are due now, for wake-ups.

@@ -1148,7 +1148,14 @@ pub async fn batches_keep_each_tasks_fields<B: Backend>(b: &B) {
         NewTask { delay: Some(Duration::from_secs(3600)), ..task("a", 3) },
     ];
     let alike: Vec<NewTask> = (10..13).map(|n| NewTask { priority: 7, max_attempts: 4, ..task("c", n) }).collect();
-    for batch in [mixed, alike] {
+    // batches whose tasks differ only in id and payload bind the other columns once: each one must land
+    let later = Some(Duration::from_secs(3600));
+    let alike_later: Vec<NewTask> =
+        (20..23).map(|n| NewTask { queue: "later".into(), delay: later, ..task("d", n) }).collect();
+    let ttl = Some(Duration::from_secs(45));
+    let alike_ttl: Vec<NewTask> =
+        (30..33).map(|n| NewTask { queue: "ttl".into(), lease_ttl: ttl, ..task("e", n) }).collect();
+    for batch in [mixed, alike, alike_later, alike_ttl] {
         let ids = s.task_insert_many(batch.clone()).await.unwrap();
         assert_eq!(ids, batch.iter().map(|t| t.id).collect::<Vec<_>>());
         for (id, t) in ids.iter().zip(&batch) {
@@ -1165,6 +1172,9 @@ pub async fn batches_keep_each_tasks_fields<B: Backend>(b: &B) {
     let other = TaskClaimParams { queues: vec!["other".into()], ..claim(10) };
     let got = s.task_claim(other).await.unwrap().tasks;
     assert_eq!((got.len(), got[0].lease_ttl), (1, Duration::from_secs(90)));
+    let with_ttl = TaskClaimParams { queues: vec!["ttl".into()], ..claim(10) };
+    let got = s.task_claim(with_ttl).await.unwrap().tasks;
+    assert_eq!(got.iter().map(|t| t.lease_ttl).collect::<Vec<_>>(), vec![Duration::from_secs(45); 3]);
 }
 
 /// Queue names are data, whatever characters they hold: quotes, backslashes, braces, SQL.

@@ -1,5 +1,6 @@
 -- Insert tasks given as one JSON array of objects {id, kind, queue, payload, priority, run_at (ms or
--- null = now), delay_ms, max_attempts, lease_ttl_ms}: one row or a whole batch in one statement.
+-- null = now), delay_ms, max_attempts, lease_ttl_ms}: a batch whose tasks differ in more than their id and
+-- payload (task_insert_alike.sql takes the others), in one statement.
 -- jsonb_each, not json_each: it hands each object over as JSONB, so reading its nine fields does not
 -- render the object as text and parse it again for each field (three times the cost per row).
 INSERT INTO leasehold_tasks (id, kind, queue, payload, priority, run_at, max_attempts, lease_ttl_ms, created_at)
