@@ -746,10 +746,9 @@ pub(crate) fn batch_round_rows(p: &Profile) -> u64 {
 
 /// The batch enqueue on each side, in [`BATCH_ROUNDS`] rounds of [`batch_round_rows`] whose order
 /// alternates, each into empty tables right after a checkpoint (when the server allows the benchmark's
-/// role one); answers each side's rows/s over all its
-/// rounds (raw, leasehold). A batch of 100,000 rows on one side once ran right after the other side's
-/// drain, with its dead rows being vacuumed and its WAL being checkpointed, and the ratio moved from
-/// 0.36x to 0.75x between passes.
+/// role one); answers each side's rows/s over all its rounds (raw, leasehold). A batch of 100,000 rows
+/// on one side once ran right after the other side's drain, with its dead rows being vacuumed and its
+/// WAL being checkpointed, and the ratio moved from 0.36x to 0.75x between passes.
 async fn batch_rounds(
     raw_pool: &PgPool,
     store: &PgStore,
@@ -757,28 +756,33 @@ async fn batch_rounds(
     pass: usize,
     checkpoints: bool,
 ) -> Res<(f64, f64)> {
-    let per_round = batch_round_rows(p);
+    let rows = batch_round_rows(p);
+    let fresh = || async {
+        clean(raw_pool, store).await?;
+        if checkpoints {
+            db::checkpoint(raw_pool).await?;
+        }
+        Ok::<_, BoxError>(Instant::now())
+    };
     let (mut raw_time, mut ours_time) = (Duration::ZERO, Duration::ZERO);
-    for round in 0..BATCH_ROUNDS {
-        let raw_first = (pass as u64 + round) % 2 == 1;
-        for raw_side in [raw_first, !raw_first] {
-            clean(raw_pool, store).await?;
-            if checkpoints {
-                db::checkpoint(raw_pool).await?;
-            }
-            let started = Instant::now();
-            if raw_side {
-                raw::insert_batches(raw_pool, per_round).await?;
+    for round in 0..BATCH_ROUNDS as usize {
+        both!(
+            pass + round,
+            {
+                let started = fresh().await?;
+                raw::insert_batches(raw_pool, rows).await?;
                 raw_time += started.elapsed();
-            } else {
-                framework::batch_enqueue(store, per_round).await?;
+            },
+            {
+                let started = fresh().await?;
+                framework::batch_enqueue(store, rows).await?;
                 ours_time += started.elapsed();
             }
-        }
+        );
     }
     clean(raw_pool, store).await?;
-    let rows = per_round * BATCH_ROUNDS;
-    Ok((timing::rate(rows, raw_time), timing::rate(rows, ours_time)))
+    let all = rows * BATCH_ROUNDS;
+    Ok((timing::rate(all, raw_time), timing::rate(all, ours_time)))
 }
 
 /// Empties the raw jobs table and leasehold's task table.

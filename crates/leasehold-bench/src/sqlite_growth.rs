@@ -144,18 +144,13 @@ async fn fill(store: &SqliteStore, n: u64) -> Res<()> {
 async fn file_figures(store: &SqliteStore, path: &Path, phase: &str, figs: &mut Figures) -> Res<()> {
     let file = std::fs::metadata(path)?.len();
     let wal = std::fs::metadata(wal_of(path)).map_or(0, |m| m.len());
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'leasehold_tasks'")
-            .fetch_all(store.pool())
-            .await?;
-    let mut indexes = 0i64;
-    for name in names {
-        let size: Option<i64> = sqlx::query_scalar("SELECT pgsize FROM dbstat WHERE name = ?1 AND aggregate = TRUE")
-            .bind(name)
-            .fetch_optional(store.pool())
-            .await?;
-        indexes += size.unwrap_or(0);
-    }
+    let indexes: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(pgsize), 0) FROM dbstat
+          WHERE aggregate = TRUE
+            AND name IN (SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'leasehold_tasks')",
+    )
+    .fetch_one(store.pool())
+    .await?;
     for ((name, _, _), value) in AFTER.iter().zip([file as f64, wal as f64, indexes as f64]) {
         figs.put(&SQ.after(phase, name), value);
     }

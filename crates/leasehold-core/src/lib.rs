@@ -7,6 +7,7 @@
 //! - [`store`]: [`TaskStore`], the trait every backend implements, and [`Wakeup`], its hint channel.
 //! - [`retry`]: exponential backoff with jitter.
 //! - [`schedule`]: singleton scheduled jobs: definitions, policies and the leader's pure planning.
+//! - [`statements`]: the statement texts a store writes for a set of queues, kept so each is written once.
 //! - [`error`]: [`Error`], one typed enum for everything a store can answer.
 //!
 //! The lease protocol these types carry (store clock, trust window, fencing tokens) is described in
@@ -16,6 +17,7 @@ pub mod error;
 pub mod params;
 pub mod retry;
 pub mod schedule;
+pub mod statements;
 pub mod store;
 pub mod task;
 

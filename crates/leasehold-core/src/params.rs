@@ -39,6 +39,11 @@ pub fn check_name(what: &str, name: &str) -> Result<()> {
     name_problem(what, name).map_or(Ok(()), |m| Err(Error::InvalidInput(m)))
 }
 
+/// [`check_name`] for each of `names`.
+pub fn check_names(what: &str, names: &[String]) -> Result<()> {
+    names.iter().try_for_each(|n| check_name(what, n))
+}
+
 /// A task to insert.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewTask {

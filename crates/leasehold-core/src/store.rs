@@ -131,14 +131,14 @@ pub trait Wakeup: Send {
     /// sends hints only while someone waits for them (PostgreSQL, whose NOTIFY serializes commits) sends
     /// them from now until `ttl` has passed on its clock; the caller checks for work once more after
     /// announcing, then waits, and announces again before `ttl` runs out. By default the store always
-    /// sends hints and this only checks the names ([`crate::check_name`]), as every store does.
+    /// sends hints and this only checks the names ([`crate::check_names`]), as every store does.
     fn announce<'a>(
         &'a mut self,
         queues: &'a [String],
         ttl: Duration,
     ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
         let _ = ttl;
-        let checked = queues.iter().try_for_each(|q| crate::check_name("queue name", q));
+        let checked = crate::check_names("queue name", queues);
         Box::pin(async move { checked })
     }
 

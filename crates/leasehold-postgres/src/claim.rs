@@ -1,8 +1,9 @@
 //! The claim statement as sent (`sql/task_claim.sql`): its queues and limit written into the text, and
 //! the size class of the tasks table it is planned for (see `size.rs`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
+
+use leasehold_core::statements::KeptStatements;
 
 use crate::size;
 
@@ -14,24 +15,11 @@ use crate::size;
 ///
 /// Written once per class, limit and set of queues in the process, not on every claim (the text is
 /// about 3 kB): a worker has one set of queues, claims in about a dozen sizes, and its table stays in a
-/// class or two. Past [`MAX_KEPT`] statements, others are written for each claim.
+/// class or two (see [`KeptStatements`]).
 pub(crate) fn claim_sql(queues: &[String], limit: u32, class: u8) -> Arc<str> {
-    /// The statements written so far: by class and limit, then by queues (looked up without a copy).
-    type Written = HashMap<(u8, u32), HashMap<Vec<String>, Arc<str>>>;
-    static WRITTEN: LazyLock<Mutex<Written>> = LazyLock::new(Default::default);
-    let mut written = WRITTEN.lock().unwrap();
-    if let Some(sql) = written.get(&(class, limit)).and_then(|by_queues| by_queues.get(queues)) {
-        return sql.clone();
-    }
-    let sql: Arc<str> = write(queues, limit, class).into();
-    if written.values().map(HashMap::len).sum::<usize>() < MAX_KEPT {
-        written.entry((class, limit)).or_default().insert(queues.to_vec(), sql.clone());
-    }
-    sql
+    static WRITTEN: LazyLock<KeptStatements<(u8, u32)>> = LazyLock::new(KeptStatements::new);
+    WRITTEN.get_or_write((class, limit), queues, || write(queues, limit, class))
 }
-
-/// How many claim statements a process keeps written.
-const MAX_KEPT: usize = 256;
 
 /// The text itself, as [`claim_sql`] describes it.
 fn write(queues: &[String], limit: u32, class: u8) -> String {

@@ -8,7 +8,7 @@ use sqlx::postgres::PgListener;
 use std::time::Duration;
 
 use leasehold_core::params::duration_ms;
-use leasehold_core::{Result, Wakeup, check_name};
+use leasehold_core::{Result, Wakeup, check_names};
 
 use crate::{WAKEUP_CHANNEL, db};
 
@@ -44,9 +44,7 @@ impl Wakeup for PgWakeup {
         ttl: Duration,
     ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
         Box::pin(async move {
-            for q in queues {
-                check_name("queue name", q)?;
-            }
+            check_names("queue name", queues)?;
             sqlx::query(include_str!("sql/wakeup_announce.sql"))
                 .bind(queues)
                 .bind(duration_ms(ttl))

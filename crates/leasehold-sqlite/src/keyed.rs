@@ -7,6 +7,7 @@ use leasehold_core::*;
 
 use crate::db;
 use crate::rows::{parse_id, parse_state};
+use crate::store::TaskColumns;
 
 pub(crate) async fn insert_keyed(conn: &mut SqliteConnection, task: &NewTask) -> Result<Enqueued> {
     task.validate()?;
@@ -15,16 +16,9 @@ pub(crate) async fn insert_keyed(conn: &mut SqliteConnection, task: &NewTask) ->
     let payload = serde_json::to_string(&task.payload)?;
     let reuse = serde_json::to_string(&key.reuse_after_names())?;
     for _ in 0..KEYED_INSERT_ROUNDS {
-        let inserted: Option<String> = sqlx::query_scalar(include_str!("sql/task_insert_keyed.sql"))
-            .bind(&id)
-            .bind(&task.kind)
-            .bind(&task.queue)
-            .bind(&payload)
-            .bind(task.priority)
-            .bind(task.run_at.map(|t| t.timestamp_millis()))
-            .bind(task.delay_ms())
-            .bind(task.max_attempts)
-            .bind(task.lease_ttl_ms())
+        let q = sqlx::query(include_str!("sql/task_insert_keyed.sql")).bind(&id).bind(&payload);
+        let inserted = TaskColumns::of(task)
+            .bind(q)
             .bind(&key.key)
             .bind(&reuse)
             .bind(key.retain_ms())

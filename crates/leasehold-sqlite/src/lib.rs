@@ -14,6 +14,7 @@
 //! - `wakeup.rs`: in-process wake-ups (SQLite has no LISTEN/NOTIFY; other processes poll).
 //! - `keyed.rs`: idempotent enqueue and the record of effects.
 //! - `schedules.rs`: the leader lease, schedules and per-tick ledger of singleton scheduled jobs.
+//! - `claim.rs`: the claim statement, with its queues and limit written in.
 //! - `rows.rs`: decoding rows into the core records.
 //! - `local.rs`, `writer.rs`: the store's own writes take turns within the process, on one
 //!   connection the store keeps for them.
@@ -23,6 +24,7 @@
 //! SQLite's clock inside each statement (`unixepoch('subsec')`), never by a time the worker sends;
 //! every process sharing a file runs on the same host, hence the same clock.
 
+mod claim;
 mod keyed;
 mod local;
 pub mod migrate;

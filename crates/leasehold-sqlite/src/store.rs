@@ -1,8 +1,8 @@
 //! [`SqliteStore`]: the task store on a SQLite file.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use sqlx::{Row, SqliteExecutor, SqlitePool};
@@ -10,6 +10,7 @@ use sqlx::{Row, SqliteExecutor, SqlitePool};
 use leasehold_core::params::duration_ms;
 use leasehold_core::*;
 
+use crate::claim::claim_sql;
 use crate::db;
 use crate::local::{FileLocal, for_file};
 use crate::open::{SqliteOptions, open_checked, url_path};
@@ -114,23 +115,13 @@ pub(crate) async fn insert_tasks<'e>(exec: impl SqliteExecutor<'e>, tasks: &[New
             ));
         }
     }
-    if let Some(first) = tasks.first()
-        && tasks.iter().all(|t| Options::of(t) == Options::of(first))
-    {
-        let o = Options::of(first);
-        sqlx::query(include_str!("sql/task_insert_alike.sql"))
-            .bind(ids_and_payloads(tasks)?)
-            .bind(o.kind)
-            .bind(o.queue)
-            .bind(o.priority)
-            .bind(o.run_at)
-            .bind(o.delay_ms)
-            .bind(o.max_attempts)
-            .bind(o.lease_ttl_ms)
-            .execute(exec)
-            .await
-            .map_err(db)?;
-        return Ok(tasks.iter().map(|t| t.id).collect());
+    if let Some(first) = tasks.first() {
+        let shared = TaskColumns::of(first);
+        if tasks[1..].iter().all(|t| TaskColumns::of(t) == shared) {
+            let q = sqlx::query(include_str!("sql/task_insert_alike.sql")).bind(ids_and_payloads(tasks)?);
+            shared.bind(q).execute(exec).await.map_err(db)?;
+            return Ok(tasks.iter().map(|t| t.id).collect());
+        }
     }
     let rows: Vec<serde_json::Value> = tasks
         .iter()
@@ -156,10 +147,11 @@ pub(crate) async fn insert_tasks<'e>(exec: impl SqliteExecutor<'e>, tasks: &[New
     Ok(tasks.iter().map(|t| t.id).collect())
 }
 
-/// A task's columns other than its id and payload, as `task_insert_alike.sql` binds them once for a
-/// batch whose tasks all have the same ones.
+/// A task's columns other than its id and payload, as the insert statements bind them (after the tasks
+/// in `task_insert_alike.sql`, which takes a batch whose tasks all have the same ones; after the id and
+/// the payload in `task_insert_keyed.sql`).
 #[derive(PartialEq)]
-struct Options<'a> {
+pub(crate) struct TaskColumns<'a> {
     kind: &'a str,
     queue: &'a str,
     priority: i16,
@@ -169,8 +161,8 @@ struct Options<'a> {
     lease_ttl_ms: Option<i64>,
 }
 
-impl<'a> Options<'a> {
-    fn of(t: &'a NewTask) -> Self {
+impl<'a> TaskColumns<'a> {
+    pub(crate) fn of(t: &'a NewTask) -> Self {
         Self {
             kind: &t.kind,
             queue: &t.queue,
@@ -181,7 +173,21 @@ impl<'a> Options<'a> {
             lease_ttl_ms: t.lease_ttl_ms(),
         }
     }
+
+    /// Binds them, in this order, after what `q` has bound.
+    pub(crate) fn bind(self, q: SqliteQuery<'a>) -> SqliteQuery<'a> {
+        q.bind(self.kind)
+            .bind(self.queue)
+            .bind(self.priority)
+            .bind(self.run_at)
+            .bind(self.delay_ms)
+            .bind(self.max_attempts)
+            .bind(self.lease_ttl_ms)
+    }
 }
+
+/// A statement with its arguments, on SQLite.
+pub(crate) type SqliteQuery<'a> = sqlx::query::Query<'a, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
 /// The tasks as `task_insert_alike.sql` reads them: a JSON array of `[id, payload]` pairs, written
 /// directly (an id needs no escaping), each payload serialized once.
@@ -298,65 +304,6 @@ fn leases_of(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<TaskLease>> {
         .map(|r| Ok(TaskLease { task_id: parse_id(r.get::<&str, _>("id"))?, fence: FencingToken(r.get("fence")) }))
         .collect()
 }
-
-/// The claim statement for `queues` (each named once) and at most `limit` tasks: task_claim.sql with one
-/// branch of task_claim_available.sql per queue, the queue names and the limit written in as constants
-/// (see task_claim.sql for why). Written once per set of queues and limit in the process, not on every
-/// claim: a worker has one set of queues and claims in a few sizes (powers of two and halfway between,
-/// about a dozen); past `MAX_CLAIM_SHAPES` statements others are written for each claim. Each statement
-/// kept is also prepared once on the store's write connection, whose cache sqlx bounds (100 by default):
-/// a process claiming from more than a few sets of queues prepares some again.
-fn claim_sql(queues: &[String], limit: u32) -> Arc<str> {
-    /// The claim statements written so far: by limit, then by queues (looked up without a copy).
-    type Written = HashMap<u32, HashMap<Vec<String>, Arc<str>>>;
-    static WRITTEN: LazyLock<Mutex<Written>> = LazyLock::new(Default::default);
-    let mut written = WRITTEN.lock().unwrap();
-    if let Some(sql) = written.get(&limit).and_then(|by_queues| by_queues.get(queues)) {
-        return sql.clone();
-    }
-    let constants: Vec<String> = queues.iter().map(|q| text_constant(q)).collect();
-    let available: Vec<String> =
-        constants.iter().map(|q| include_str!("sql/task_claim_available.sql").replace("{queue}", q)).collect();
-    let sql: Arc<str> = include_str!("sql/task_claim.sql")
-        .replace("{available}", &available.join("    UNION ALL\n"))
-        .replace("{queues}", &constants.join(", "))
-        .replace("{limit}", &limit.to_string())
-        .into();
-    if written.values().map(HashMap::len).sum::<usize>() < MAX_CLAIM_SHAPES {
-        written.entry(limit).or_default().insert(queues.to_vec(), sql.clone());
-    }
-    sql
-}
-
-/// `name` as an SQL text constant: `char(...)` of its code points, in runs of [`CHAR_ARGS`] joined by
-/// `||`. No name, whatever it holds (quotes, a NUL, the text of a placeholder), can end the constant or
-/// change the statement around it, and SQLite converts the result to the file's text encoding (a blob
-/// cast to text would be read in that encoding as it stands: wrong in a UTF-16 file).
-fn text_constant(name: &str) -> String {
-    let points: Vec<String> = name.chars().map(|c| u32::from(c).to_string()).collect();
-    let runs: Vec<String> = points.chunks(CHAR_ARGS).map(|run| format!("char({})", run.join(", "))).collect();
-    concatenated(&runs)
-}
-
-/// `parts` joined by `||` as a balanced tree, `(a || b) || (c || d)`: SQLite refuses an expression more
-/// than 1,000 levels deep, which a flat chain of a long name's runs would reach. No parts (an empty
-/// name) is the empty text.
-fn concatenated(parts: &[String]) -> String {
-    match parts {
-        [] => "''".to_owned(),
-        [one] => one.clone(),
-        _ => {
-            let (left, right) = parts.split_at(parts.len() / 2);
-            format!("({} || {})", concatenated(left), concatenated(right))
-        }
-    }
-}
-
-/// Code points per `char(...)` call, below SQLite's oldest default limit on a function's arguments (127).
-const CHAR_ARGS: usize = 100;
-
-/// How many claim statements (queues and limits) a process keeps written.
-const MAX_CLAIM_SHAPES: usize = 256;
 
 /// The queue sets whose latest claim found work are remembered up to this many (a process has a few).
 const MAX_BUSY_QUEUE_SETS: usize = 64;
@@ -591,145 +538,5 @@ impl TaskStore for SqliteStore {
 
     async fn wakeup_subscribe(&self) -> Result<Box<dyn Wakeup>> {
         Ok(Box::new(SqliteWakeup { rx: self.local.hints.subscribe() }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use leasehold_core::{NewTask, TaskClaimParams, TaskStore};
-    use leasehold_testkit::sqlite::TestFile;
-    use sqlx::sqlite::SqliteConnectOptions;
-    use sqlx::{Connection, SqliteConnection};
-
-    use super::{SqliteStore, claim_sql};
-
-    /// Every read of the claim follows its index as a range: each queue's available tasks from the
-    /// queue's first entry, the expired leases up to SQLite's clock. A read that scans (a comparison
-    /// the planner cannot bound) costs every claim one index entry per waiting or running task. The
-    /// same with statistics, taken while 2,000 tasks waited (as an application's `ANALYZE` may).
-    #[tokio::test]
-    async fn the_claims_reads_are_index_ranges() {
-        let file = TestFile::create().await;
-        let store = SqliteStore::open(file.path()).await.unwrap();
-        for analyzed in [false, true] {
-            if analyzed {
-                let tasks = (0..2_000).map(|n| NewTask::new("k", serde_json::json!({ "n": n }))).collect();
-                store.task_insert_many(tasks).await.unwrap();
-                sqlx::raw_sql("ANALYZE").execute(store.pool()).await.unwrap();
-            }
-            for queues in 1..=3 {
-                let plan = explain(&store, queues).await;
-                let available = plan.iter().filter(|d| d.contains("leasehold_tasks_available_idx (queue=?)")).count();
-                assert_eq!(available, queues, "analyzed: {analyzed}: {plan:#?}");
-                assert!(
-                    plan.iter().any(|d| d.contains("leasehold_tasks_lease_expiry_idx (lease_expires_at<?)")),
-                    "analyzed: {analyzed}: {plan:#?}"
-                );
-                assert!(
-                    plan.iter().any(|d| d.contains("leasehold_tasks_1 (id=?)")),
-                    "the update looks the picks up by key: {plan:#?}"
-                );
-                assert!(!plan.iter().any(|d| d == "SCAN t" || d.starts_with("SCAN t ")), "{plan:#?}");
-            }
-        }
-        store.close().await;
-    }
-
-    /// The claim's limit and queues are part of its text, never bound values: SQLite re-plans a
-    /// statement whenever a value it planned with is bound anew, and it plans with a bound LIMIT (and,
-    /// once `ANALYZE` has run, with a value bound for an indexed column), so binding them would make
-    /// every claim parse and plan the whole statement again. Each shape is written once and kept.
-    #[test]
-    fn the_claims_limit_and_queues_are_written_into_its_text() {
-        for n in 1..=3 {
-            let queues: Vec<String> = (0..n).map(|i| format!("q{i}")).collect();
-            for limit in [1, 12, 100, 384] {
-                let sql = claim_sql(&queues, limit);
-                let code: String = sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect();
-                assert!(!code.contains("LIMIT ?") && !code.contains("?4"), "{sql}");
-                assert!(!code.contains('{'), "a placeholder left in the text: {sql}");
-                assert_eq!(code.matches(&format!("LIMIT {limit}")).count(), n + 2, "{sql}");
-                // "q0" is code points 113 and 48: once in its queue's branch, once among the expired leases' queues
-                assert_eq!(code.matches("char(113, 48)").count(), 2, "{sql}");
-                assert!(std::sync::Arc::ptr_eq(&sql, &claim_sql(&queues, limit)), "written once per shape");
-            }
-        }
-    }
-
-    /// A queue's name is written into the claim as `char(...)` of its code points (the conformance case
-    /// `any_queue_name_is_claimed` covers quotes and placeholders): a name holding a NUL, names longer
-    /// than one run of `char(...)`, the longest name accepted, a code point beyond U+FFFF (a surrogate
-    /// pair in UTF-16), each claims its own tasks, in a file whose text is UTF-8 and in one whose text
-    /// is UTF-16. A claim may name a queue longer than a task may have now, and than SQLite's depth of
-    /// expressions allows in a flat chain of runs: it claims the tasks an older leasehold took there.
-    #[tokio::test]
-    async fn queue_names_are_claimed_in_either_text_encoding() {
-        let names = [
-            "a\0b".to_owned(),
-            "q".repeat(250) + "é",
-            "é".repeat(leasehold_core::MAX_NAME_LEN / 2),
-            "ünïcode ✓ 🦀".to_owned(),
-            "plain".to_owned(),
-        ];
-        // 150,000 characters: 1,500 runs of `char(...)`, eleven levels deep once balanced
-        let unclaimed = "q".repeat(150_000);
-        for encoding in ["UTF-8", "UTF-16le"] {
-            let name = format!("leasehold-encoding-{}-{encoding}.sqlite", std::process::id());
-            let path = std::env::temp_dir().join(name);
-            // an application's file: its encoding is set before its first table
-            let opts = SqliteConnectOptions::new().filename(&path).create_if_missing(true);
-            let mut app = SqliteConnection::connect_with(&opts).await.unwrap();
-            let setup = format!("PRAGMA encoding = '{encoding}'; CREATE TABLE app (x INTEGER);");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(setup)).execute(&mut app).await.unwrap();
-            app.close().await.unwrap();
-
-            let store = SqliteStore::open(&path).await.unwrap();
-            let used: String = sqlx::query_scalar("PRAGMA encoding").fetch_one(store.pool()).await.unwrap();
-            assert_eq!(used, encoding);
-            for name in &names {
-                let task = NewTask { queue: name.clone(), ..NewTask::new("k", serde_json::json!({ "q": name })) };
-                store.task_insert(task).await.unwrap();
-            }
-            let claim = |queue: &String| TaskClaimParams {
-                queues: vec![queue.clone()],
-                limit: 10,
-                default_lease_ttl: Duration::from_secs(30),
-                worker_id: "w".into(),
-            };
-            for name in &names {
-                let tasks = store.task_claim(claim(name)).await.unwrap().tasks;
-                assert_eq!(tasks.len(), 1, "{encoding}: a name of {} characters", name.chars().count());
-                assert!(&tasks[0].queue == name && tasks[0].payload == serde_json::json!({ "q": name }));
-            }
-            // a task in such a queue, as an older leasehold took it (a name is refused now), is claimed
-            sqlx::query(
-                "INSERT INTO leasehold_tasks (id, kind, queue, payload, run_at, max_attempts, created_at)
-                 VALUES (?1, 'k', ?2, '{}', 0, 1, 0)",
-            )
-            .bind(leasehold_core::TaskId::new().0.to_string())
-            .bind(&unclaimed)
-            .execute(store.pool())
-            .await
-            .unwrap();
-            let tasks = store.task_claim(claim(&unclaimed)).await.unwrap().tasks;
-            assert!(tasks.len() == 1 && tasks[0].queue == unclaimed, "{encoding}");
-            store.close().await;
-            for suffix in ["", "-wal", "-shm"] {
-                let mut file = path.clone().into_os_string();
-                file.push(suffix);
-                let _ = std::fs::remove_file(file);
-            }
-        }
-    }
-
-    /// The claim's plan: the `detail` column of EXPLAIN QUERY PLAN (id, parent, notused, detail).
-    async fn explain(store: &SqliteStore, queues: usize) -> Vec<String> {
-        let names: Vec<String> = (0..queues).map(|i| format!("q{i}")).collect();
-        let sql = format!("EXPLAIN QUERY PLAN {}", claim_sql(&names, 10));
-        let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(30_000).bind("w").bind("lost");
-        let rows = q.fetch_all(store.pool()).await.unwrap();
-        rows.iter().map(|r| sqlx::Row::get::<String, _>(r, 3)).collect()
     }
 }

@@ -1,11 +1,11 @@
--- Inside BEGIN IMMEDIATE: claim up to {limit} tasks of the queues {queues} (store.rs writes each name
+-- Inside BEGIN IMMEDIATE: claim up to {limit} tasks of the queues {queues} (claim.rs writes each name
 -- into the text as a constant, `char(...)` of its code points): due available tasks, and running tasks
 -- whose lease expired
 -- on SQLite's clock (a crashed or paused holder). Every claimed task gets a token: the counter's value
 -- plus its rank in claim order; the caller then moves the counter past the ranks it used
 -- (fence_advance.sql). An expired task with no attempt left is discarded instead, with the error ?3 (its
 -- holder kept crashing or stalling); it comes back with `running` false and the caller drops it.
--- ?1 the default lease ttl in ms, ?2 the worker id. The limit is a number store.rs writes into the text,
+-- ?1 the default lease ttl in ms, ?2 the worker id. The limit is a number claim.rs writes into the text,
 -- not a bound value: SQLite 3.51 (as bundled with sqlx) lets a bound LIMIT steer the plan, so each new
 -- binding of it made SQLite parse and plan this 3 kB statement again, on every claim (about 1.8M
 -- instructions, a sixth of a claim and completion of 100 tasks). The queue names are written in for the

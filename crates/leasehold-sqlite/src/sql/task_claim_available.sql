@@ -1,5 +1,5 @@
 -- One branch of task_claim.sql's candidates: the due available tasks of one queue (its name is written
--- in by store.rs as a constant), at most {limit}, in claim order.
+-- in by claim.rs as a constant), at most {limit}, in claim order.
 SELECT * FROM (
         SELECT t.id, t.priority, t.run_at, 0 AS taken_over, 0 AS exhausted
           FROM leasehold_tasks AS t INDEXED BY leasehold_tasks_available_idx
