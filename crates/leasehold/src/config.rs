@@ -30,7 +30,8 @@ pub struct WorkerConfig {
     /// Recorded on claimed tasks; a unique id is generated when unset.
     pub worker_id: Option<String>,
     /// How often the worker samples queue depth for the `leasehold_queue_depth` gauge; `None` turns
-    /// the sampling off (one `GROUP BY` over the live tasks per sample).
+    /// the sampling off (one `GROUP BY` over the live tasks per sample). A sample that takes long (a
+    /// backlog of millions) stretches the wait before the next one to 30 times its own duration.
     pub depth_sample_interval: Option<Duration>,
     /// How long finished tasks (completed, cancelled, discarded) are kept, with their results and
     /// errors, before the worker deletes them; `None` (the default) keeps them forever. A task whose
