@@ -588,6 +588,7 @@ async fn pg_pass(
         {
             step("raw: INSERT of 1,000 rows per statement, then claim 100 + complete until empty");
             raw::insert_batches(raw_pool, p.drain_tasks).await?;
+            db::analyze(raw_pool, "bench_raw.jobs").await?;
             let drain = raw::claim(raw_pool, Claim::Hundred, CLIENTS, TIMEOUT);
             measured_drain(raw_pool, figs, p.drain_tasks, RAW_DRAIN_KEYS, drain).await?;
             clean(raw_pool, store).await?;
@@ -595,11 +596,13 @@ async fn pg_pass(
         {
             step("leasehold: enqueue_many in chunks of 1,000, then a worker drains them");
             framework::batch_enqueue(store, p.drain_tasks).await?;
+            db::analyze(raw_pool, "leasehold.tasks").await?;
             let drain = framework::drain(store, p.drain_tasks, Finished::Kept);
             measured_drain(raw_pool, figs, p.drain_tasks, LH_DRAIN_KEYS, drain).await?;
             clean(raw_pool, store).await?;
             step("leasehold: the same with a worker that deletes the tasks it completes");
             framework::batch_enqueue(store, p.drain_tasks).await?;
+            db::analyze(raw_pool, "leasehold.tasks").await?;
             let drain = framework::drain(store, p.drain_tasks, Finished::Deleted);
             measured_drain(raw_pool, figs, p.drain_tasks, LH_DRAIN_DELETING_KEYS, drain).await?;
             clean(raw_pool, store).await?;
