@@ -30,8 +30,9 @@ pub struct WorkerConfig {
     /// Recorded on claimed tasks; a unique id is generated when unset.
     pub worker_id: Option<String>,
     /// How often the worker samples queue depth for the `leasehold_queue_depth` gauge; `None` turns
-    /// the sampling off (one `GROUP BY` over the live tasks per sample). A sample that takes long (a
-    /// backlog of millions) stretches the wait before the next one to 30 times its own duration.
+    /// the sampling off (one `GROUP BY` over the live tasks per sample). This is the shortest wait
+    /// between samples: after a sample that took longer than a thirtieth of it (a backlog of
+    /// millions), the next waits 30 times as long as that sample took, up to 20 intervals.
     pub depth_sample_interval: Option<Duration>,
     /// How long finished tasks (completed, cancelled, discarded) are kept, with their results and
     /// errors, before the worker deletes them; `None` (the default) keeps them forever. A task whose
