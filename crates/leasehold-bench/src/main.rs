@@ -427,6 +427,7 @@ async fn drain_only(n: u64) -> Res<()> {
             clean(raw_pool, store).await?;
             for finished in [Finished::Kept, Finished::Deleted] {
                 framework::batch_enqueue(store, n).await?;
+                db::analyze(raw_pool, "leasehold.tasks").await?;
                 let (ours, cpu) = with_cpu(n, framework::drain(store, n, finished)).await?;
                 println!("drain {round}, completed tasks {finished:?}: {ours:.0} jobs/s{cpu}");
                 clean(raw_pool, store).await?;

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::loops::{steady_steps, timed_steps};
 use crate::timing::{Percentiles, ms, rate};
-use crate::{CHUNK, LATENCY_GAP, LATENCY_WARMUP, LEASE_KEYS, Res, SAMPLE_TIMEOUT};
+use crate::{CHUNK, LATENCY_GAP, LATENCY_WARMUP, LEASE_KEYS, Res, SAMPLE_TIMEOUT, db};
 
 /// The limit's tables, in the schema `bench_raw`.
 const SCHEMA: &str = r#"
@@ -139,10 +139,10 @@ pub(crate) async fn reset(pool: &PgPool) -> Res<()> {
     Ok(())
 }
 
-/// Puts `n` available jobs in the table (set-up).
+/// Puts `n` available jobs in the table and gathers its statistics (set-up; see [`db::analyze`]).
 pub(crate) async fn fill(pool: &PgPool, n: u64) -> Res<()> {
     sqlx::query(FILL).bind(i64::try_from(n)?).execute(pool).await?;
-    Ok(())
+    db::analyze(pool, "bench_raw.jobs").await
 }
 
 /// Puts `n` available jobs, due a minute ago, in the table and vacuums it, as the limit's pgbench
