@@ -2,7 +2,7 @@
 //! measured in the same run, as ratios.
 //!
 //! ```text
-//! cargo run --release -p leasehold-bench -- [--quick] [--growth] [--backlog N]... [--sqlite-only] [--pg-only]
+//! cargo run --release -p leasehold-bench -- [--quick] [--growth] [--backlog N]... [--pin-secs N] [--sqlite-only] [--pg-only]
 //! ```
 //!
 //! `DATABASE_URL` names the PostgreSQL server and a database to administer it from (default
@@ -176,13 +176,16 @@ pub(crate) const SQLITE_CLIENTS: usize = 1;
 /// `--growth`: the small backlog every larger one is compared with.
 pub(crate) const GROWTH_BASE_BACKLOG: u64 = 10_000;
 
-const USAGE: &str = "usage: leasehold-bench [--quick] [--growth] [--backlog N]... [--sqlite-only] [--pg-only]
+const USAGE: &str =
+    "usage: leasehold-bench [--quick] [--growth] [--backlog N]... [--pin-secs N] [--sqlite-only] [--pg-only]
 
   --quick           short phases (about a minute in all), to smoke-run the program
   --growth          also measure how cost grows: a backlog of 10k and of a large one, and a pinned MVCC horizon
                     (on SQLite, a long read transaction)
   --backlog N       a large backlog of --growth (default 1,000,000; 100,000 with --quick); implies --growth;
                     give it more than once to measure several (--backlog 1000000 --backlog 10000000)
+  --pin-secs N      how long --growth pins the MVCC horizon, and runs its baseline (default 20; 3 with --quick);
+                    implies --growth
   --pg-only         PostgreSQL only
   --sqlite-only     SQLite only
   --drain-only N    leasehold's PostgreSQL drain of N tasks and the raw drain of as many, five times, with
@@ -204,6 +207,7 @@ struct Options {
     quick: bool,
     growth: bool,
     backlogs: Vec<u64>,
+    pin_secs: Option<u64>,
     drain_only: Option<u64>,
     latency_only: Option<u64>,
     enqueue_only: Option<u64>,
@@ -219,6 +223,7 @@ impl Options {
             quick: false,
             growth: false,
             backlogs: Vec::new(),
+            pin_secs: None,
             drain_only: None,
             latency_only: None,
             enqueue_only: None,
@@ -234,6 +239,10 @@ impl Options {
                 "--backlog" => {
                     let n = args.next().ok_or("--backlog needs a number of tasks")?;
                     o.backlogs.push(parse_count(&n)?);
+                }
+                "--pin-secs" => {
+                    let n = args.next().ok_or("--pin-secs needs a number of seconds")?;
+                    o.pin_secs = Some(parse_count(&n)?);
                 }
                 "--pg-only" => pg_only = true,
                 "--drain-only" => {
@@ -269,7 +278,7 @@ impl Options {
             )
             .into());
         }
-        o.growth |= !o.backlogs.is_empty();
+        o.growth |= !o.backlogs.is_empty() || o.pin_secs.is_some();
         o.postgres = !sqlite_only;
         o.sqlite = !pg_only;
         Ok(Some(o))
@@ -293,7 +302,7 @@ fn parse_count(s: &str) -> Res<u64> {
     let digits = s.replace(['_', ','], "");
     let n: u64 = digits.parse().map_err(|e| format!("not a count: {s:?} ({e})"))?;
     if n == 0 {
-        return Err("a backlog must hold at least one task".into());
+        return Err(format!("{s:?}: a count must be at least 1").into());
     }
     Ok(n)
 }
@@ -336,7 +345,10 @@ async fn run() -> Res<()> {
     if let Some(n) = opts.limit_sweep {
         return limit_sweep(n).await;
     }
-    let profile = if opts.quick { QUICK_PROFILE } else { DEFAULT_PROFILE };
+    let mut profile = if opts.quick { QUICK_PROFILE } else { DEFAULT_PROFILE };
+    if let Some(secs) = opts.pin_secs {
+        profile.growth_pinned = Duration::from_secs(secs);
+    }
     let backlogs = opts.growth_backlogs(profile.growth_backlog);
     let started = Instant::now();
     let mut figs = Figures::default();
@@ -820,6 +832,15 @@ mod tests {
         let e = parse(&["--backlog", "5000"]).unwrap_err();
         assert!(e.contains("below the 10000 tasks"), "{e}");
         assert!(parse(&["--backlog", "0"]).is_err());
+    }
+
+    #[test]
+    fn a_pin_length_implies_growth() {
+        let o = parse(&["--pin-secs", "60"]).unwrap();
+        assert_eq!((o.pin_secs, o.growth_backlogs(1_000_000).is_some()), (Some(60), true));
+        assert_eq!(parse(&["--growth"]).unwrap().pin_secs, None);
+        assert!(parse(&["--pin-secs", "0"]).unwrap_err().contains("at least 1"));
+        assert!(parse(&["--pin-secs"]).unwrap_err().contains("needs a number of seconds"));
     }
 
     #[test]
