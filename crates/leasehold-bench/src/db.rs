@@ -82,8 +82,8 @@ pub(crate) async fn checkpoint(pool: &PgPool) -> Res<()> {
 /// Has the server gather `table`'s statistics (one of the benchmark's own), as autovacuum would for a
 /// table in use. A table filled for a drain right after it was created has none, and PostgreSQL then
 /// guesses that few rows match a claim's conditions: the limit's claim read every due row and sorted
-/// them (a bitmap scan) instead of walking its index, and its drain in the first pass ran at 11-14k
-/// jobs/s against 75-93k in the other two. (Reading the table also sets its rows' hint bits, work that
+/// them (a bitmap scan) instead of walking its index, and its drain in the first pass ran at 8.5-14k
+/// jobs/s against 75-105k in the other two. (Reading the table also sets its rows' hint bits, work that
 /// a drain of unread rows would otherwise do; both sides are analyzed alike.)
 pub(crate) async fn analyze(pool: &PgPool, table: &str) -> Res<()> {
     sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}"))).execute(pool).await?;

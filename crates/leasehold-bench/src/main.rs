@@ -184,8 +184,8 @@ const USAGE: &str =
                     (on SQLite, a long read transaction)
   --backlog N       a large backlog of --growth (default 1,000,000; 100,000 with --quick); implies --growth;
                     give it more than once to measure several (--backlog 1000000 --backlog 10000000)
-  --pin-secs N      how long --growth pins the MVCC horizon, and runs its baseline (default 20; 3 with --quick);
-                    implies --growth
+  --pin-secs N      how long --growth pins the MVCC horizon (on SQLite, holds the read transaction), and runs
+                    its baseline (default 20; 3 with --quick); implies --growth
   --pg-only         PostgreSQL only
   --sqlite-only     SQLite only
   --drain-only N    leasehold's PostgreSQL drain of N tasks and the raw drain of as many, five times, with
