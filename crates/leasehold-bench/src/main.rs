@@ -438,8 +438,7 @@ async fn drain_only(n: u64) -> Res<()> {
         for round in 1..=5 {
             clean(raw_pool, store).await?;
             for finished in [Finished::Kept, Finished::Deleted] {
-                framework::batch_enqueue(store, n).await?;
-                db::analyze(raw_pool, "leasehold.tasks").await?;
+                enqueue_for_drain(raw_pool, store, n).await?;
                 let (ours, cpu) = with_cpu(n, framework::drain(store, n, finished)).await?;
                 println!("drain {round}, completed tasks {finished:?}: {ours:.0} jobs/s{cpu}");
                 clean(raw_pool, store).await?;
@@ -608,14 +607,12 @@ async fn pg_pass(
         },
         {
             step("leasehold: enqueue_many in chunks of 1,000, then a worker drains them");
-            framework::batch_enqueue(store, p.drain_tasks).await?;
-            db::analyze(raw_pool, "leasehold.tasks").await?;
+            enqueue_for_drain(raw_pool, store, p.drain_tasks).await?;
             let drain = framework::drain(store, p.drain_tasks, Finished::Kept);
             measured_drain(raw_pool, figs, p.drain_tasks, LH_DRAIN_KEYS, drain).await?;
             clean(raw_pool, store).await?;
             step("leasehold: the same with a worker that deletes the tasks it completes");
-            framework::batch_enqueue(store, p.drain_tasks).await?;
-            db::analyze(raw_pool, "leasehold.tasks").await?;
+            enqueue_for_drain(raw_pool, store, p.drain_tasks).await?;
             let drain = framework::drain(store, p.drain_tasks, Finished::Deleted);
             measured_drain(raw_pool, figs, p.drain_tasks, LH_DRAIN_DELETING_KEYS, drain).await?;
             clean(raw_pool, store).await?;
@@ -799,6 +796,13 @@ async fn batch_rounds(
     clean(raw_pool, store).await?;
     let all = rows * BATCH_ROUNDS;
     Ok((timing::rate(all, raw_time), timing::rate(all, ours_time)))
+}
+
+/// The set-up of one of leasehold's drains, untimed: `n` tasks enqueued as the batch enqueue does, and
+/// the table analyzed, as the limit's table is before its drain (see [`db::analyze`]).
+async fn enqueue_for_drain(raw_pool: &PgPool, store: &PgStore, n: u64) -> Res<()> {
+    framework::batch_enqueue(store, n).await?;
+    db::analyze(raw_pool, "leasehold.tasks").await
 }
 
 /// Empties the raw jobs table and leasehold's task table.

@@ -3,9 +3,10 @@
 //! A sample counts the live tasks, so its cost grows with the backlog: with 10,000,000 tasks waiting,
 //! PostgreSQL answers it with a parallel sequential scan of the whole table (1.8 s in a benchmark run),
 //! and every worker samples. So after a sample that succeeded, the next one waits at least [`STRETCH`]
-//! times as long as it took (never more than [`MAX_STRETCHED`] intervals): a worker then spends at most
-//! about a thirtieth of its time sampling, where it could have spent most of it. A failed sample is
-//! not stretched after: its time may be the wait for a connection, not the count's.
+//! times as long as it took, up to [`MAX_STRETCHED`] intervals: a worker then spends at most about a
+//! thirtieth of its time sampling (while a sample takes under 10 s at the default 15 s interval), where
+//! it could have spent most of it. A failed sample is not stretched after: its time may be the wait
+//! for a connection, not the count's.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -57,10 +58,11 @@ async fn sample_until_stopped<F, Fut>(
             _ = stop.cancelled() => return,
             d = sample() => d,
         };
+        let took = started.elapsed();
         let wait = match sampled {
             Ok(depths) => {
                 publish(depths);
-                next_wait(every, started.elapsed())
+                next_wait(every, took)
             }
             Err(e) => {
                 tracing::debug!(error = %e, "sampling queue depth failed");
