@@ -13,6 +13,9 @@ pub(crate) const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgre
 /// The database the benchmark creates, uses and drops.
 pub(crate) const NAME: &str = "leasehold_bench";
 
+/// leasehold's task table, as the set-up and the figures that read its size name it.
+pub(crate) const TASKS: &str = "leasehold.tasks";
+
 /// The fresh database, and how to reach the server it lives on.
 pub(crate) struct BenchDb {
     admin: PgConnectOptions,

@@ -517,13 +517,13 @@ async fn enqueue_only(rounds: u64) -> Res<()> {
                 round,
                 {
                     let phase = raw::insert_single(raw_pool, 1, ENQUEUE_ONLY_PHASE);
-                    let (rate, cpu) = with_cpu_per_row(raw_pool, "bench_raw.jobs", phase).await?;
+                    let (rate, cpu) = with_cpu_per_row(raw_pool, raw::JOBS, phase).await?;
                     println!("round {round}: raw INSERT {rate:.0} rows/s{cpu}");
                     limit = rate;
                 },
                 {
                     let phase = framework::single_enqueue(store, 1, ENQUEUE_ONLY_PHASE);
-                    let (rate, cpu) = with_cpu_per_row(raw_pool, "leasehold.tasks", phase).await?;
+                    let (rate, cpu) = with_cpu_per_row(raw_pool, db::TASKS, phase).await?;
                     println!("round {round}: leasehold Client::enqueue {rate:.0} rows/s{cpu}");
                     ours = rate;
                 }
@@ -600,7 +600,7 @@ async fn pg_pass(
         {
             step("raw: INSERT of 1,000 rows per statement, then claim 100 + complete until empty");
             raw::insert_batches(raw_pool, p.drain_tasks).await?;
-            db::analyze(raw_pool, "bench_raw.jobs").await?;
+            db::analyze(raw_pool, raw::JOBS).await?;
             let drain = raw::claim(raw_pool, Claim::Hundred, CLIENTS, TIMEOUT);
             measured_drain(raw_pool, figs, p.drain_tasks, RAW_DRAIN_KEYS, drain).await?;
             clean(raw_pool, store).await?;
@@ -630,7 +630,7 @@ async fn pg_pass(
             step("raw: single-row INSERT, 1 client and 8 clients");
             let allocs = AllocMark::take();
             figs.put(key::RAW_INSERT_1, raw::insert_single(raw_pool, 1, p.phase).await?);
-            figs.put(key::RAW_INSERT_ALLOCS, allocs.per_task(db::rows(raw_pool, "bench_raw.jobs").await?));
+            figs.put(key::RAW_INSERT_ALLOCS, allocs.per_task(db::rows(raw_pool, raw::JOBS).await?));
             figs.put(key::RAW_INSERT_N, raw::insert_single(raw_pool, CLIENTS, p.phase).await?);
             clean(raw_pool, store).await?;
         },
@@ -638,7 +638,7 @@ async fn pg_pass(
             step("leasehold: Client::enqueue, 1 client and 8 clients; then 1 client while a worker waits");
             let allocs = AllocMark::take();
             figs.put(key::LH_ENQUEUE_1, framework::single_enqueue(store, 1, p.phase).await?);
-            figs.put(key::LH_ENQUEUE_ALLOCS, allocs.per_task(db::rows(raw_pool, "leasehold.tasks").await?));
+            figs.put(key::LH_ENQUEUE_ALLOCS, allocs.per_task(db::rows(raw_pool, db::TASKS).await?));
             figs.put(key::LH_ENQUEUE_N, framework::single_enqueue(store, CLIENTS, p.phase).await?);
             db::announce_waiting(store.pool(), true).await?;
             figs.put(key::LH_ENQUEUE_1_NOTIFY, framework::single_enqueue(store, 1, p.phase).await?);
@@ -802,7 +802,7 @@ async fn batch_rounds(
 /// the table analyzed, as the limit's table is before its drain (see [`db::analyze`]).
 async fn enqueue_for_drain(raw_pool: &PgPool, store: &PgStore, n: u64) -> Res<()> {
     framework::batch_enqueue(store, n).await?;
-    db::analyze(raw_pool, "leasehold.tasks").await
+    db::analyze(raw_pool, db::TASKS).await
 }
 
 /// Empties the raw jobs table and leasehold's task table.

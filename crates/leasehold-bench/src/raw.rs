@@ -14,6 +14,9 @@ use crate::loops::{steady_steps, timed_steps};
 use crate::timing::{Percentiles, ms, rate};
 use crate::{CHUNK, LATENCY_GAP, LATENCY_WARMUP, LEASE_KEYS, Res, SAMPLE_TIMEOUT, db};
 
+/// The limit's jobs table, as the set-up and the figures that read its size name it.
+pub(crate) const JOBS: &str = "bench_raw.jobs";
+
 /// The limit's tables, in the schema `bench_raw`.
 const SCHEMA: &str = r#"
 CREATE SCHEMA IF NOT EXISTS bench_raw;
@@ -142,7 +145,7 @@ pub(crate) async fn reset(pool: &PgPool) -> Res<()> {
 /// Puts `n` available jobs in the table and gathers its statistics (set-up; see [`db::analyze`]).
 pub(crate) async fn fill(pool: &PgPool, n: u64) -> Res<()> {
     sqlx::query(FILL).bind(i64::try_from(n)?).execute(pool).await?;
-    db::analyze(pool, "bench_raw.jobs").await
+    db::analyze(pool, JOBS).await
 }
 
 /// Puts `n` available jobs, due a minute ago, in the table and vacuums it, as the limit's pgbench
