@@ -2,6 +2,9 @@
 //! renewals, releases). Whatever the table's statistics say, each task given is looked up by key (or the
 //! batch is hashed against the table); it is never compared with every running task in a nested loop.
 //! And the claim's and the renewal's: a plan made while the table was empty does not outlive its growth.
+//! The statements that pick their tasks themselves (a claim of hundreds, a retention batch) reach them by
+//! key, where PostgreSQL's costs, which price an index lookup as a read from disk, chose to hash a
+//! sequential scan of the whole table for tables up to about a hundred times the batch.
 
 use std::time::Duration;
 
@@ -139,6 +142,71 @@ async fn after_a_burst_into_a_table_vacuumed_empty_claims_and_renewals_read_by_i
     assert!(renew(vec![gone(2)]).await.unwrap().renewed.is_empty());
     let renewals = rows_read_sequentially(&pool).await - before;
     assert_eq!(renewals, 0, "rows read sequentially by the renewals after the burst");
+}
+
+/// A worker with hundreds of free slots claims them in one statement. The limit is in the claim's text,
+/// so PostgreSQL plans for that many tasks; for a claim of 512 among 50,000 it hashed a sequential scan of
+/// the whole table to update the tasks it picked (more than half of the claim's time, in every claim).
+/// Claims of 512, each connection's first ones planned for their values and the later ones generically,
+/// read no row sequentially.
+#[tokio::test]
+async fn large_claims_update_the_tasks_they_picked_by_key() {
+    let db = TestDb::create().await;
+    sqlx::query("ALTER TABLE leasehold.tasks SET (autovacuum_enabled = false)").execute(db.pool()).await.unwrap();
+    let filler = db.store();
+    for _ in 0..TASKS / 1_000 {
+        let batch = (0..1_000).map(|n| NewTask::new("k", serde_json::json!({ "n": n }))).collect();
+        filler.task_insert_many(batch).await.unwrap();
+    }
+    sqlx::query("ANALYZE leasehold.tasks").execute(db.pool()).await.unwrap();
+    // one connection, so that its later claims run on the generic plan (after five planned for their values)
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(db.url()).await.unwrap();
+    let store = leasehold_postgres::PgStore::from_pool(pool.clone());
+    let mut reads = Vec::new();
+    let mut before = rows_read_sequentially(&pool).await;
+    for _ in 0..8 {
+        let claim = TaskClaimParams {
+            queues: vec![DEFAULT_QUEUE.to_owned()],
+            limit: 512,
+            default_lease_ttl: Duration::from_secs(60),
+            worker_id: "t".into(),
+        };
+        assert_eq!(store.task_claim(claim).await.unwrap().tasks.len(), 512);
+        let now = rows_read_sequentially(&pool).await;
+        reads.push(now - before);
+        before = now;
+    }
+    assert!(reads.iter().all(|r| *r == 0), "rows read sequentially by each claim of 512: {reads:?}");
+}
+
+/// Retention deletes finished tasks in batches of 1,000; planned for that many among 50,000 tasks, the
+/// deletion hashed a sequential scan of the whole table (each connection's first batches, planned for
+/// their values). Every batch reads no row sequentially.
+#[tokio::test]
+async fn retention_deletes_its_batches_by_key() {
+    let db = TestDb::create().await;
+    sqlx::query("ALTER TABLE leasehold.tasks SET (autovacuum_enabled = false)").execute(db.pool()).await.unwrap();
+    let filler = db.store();
+    for _ in 0..TASKS / 1_000 {
+        let batch = (0..1_000).map(|n| NewTask::new("k", serde_json::json!({ "n": n }))).collect();
+        filler.task_insert_many(batch).await.unwrap();
+    }
+    let finish = "UPDATE leasehold.tasks SET state = 'completed', finalized_at = now() - interval '1 hour'
+                   WHERE id IN (SELECT id FROM leasehold.tasks ORDER BY id LIMIT 20000)";
+    sqlx::query(finish).execute(db.pool()).await.unwrap();
+    sqlx::query("ANALYZE leasehold.tasks").execute(db.pool()).await.unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(db.url()).await.unwrap();
+    let store = leasehold_postgres::PgStore::from_pool(pool.clone());
+    let mut reads = Vec::new();
+    let mut before = rows_read_sequentially(&pool).await;
+    for _ in 0..7 {
+        let pruned = store.task_prune(TaskPruneParams { older_than: Duration::from_secs(1), limit: 1_000 });
+        assert_eq!(pruned.await.unwrap(), 1_000);
+        let now = rows_read_sequentially(&pool).await;
+        reads.push(now - before);
+        before = now;
+    }
+    assert!(reads.iter().all(|r| *r == 0), "rows read sequentially by each batch of 1,000: {reads:?}");
 }
 
 /// The rows sequential scans have read from the tasks table, with the counts of this pool's one
