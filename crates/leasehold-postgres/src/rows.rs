@@ -16,8 +16,6 @@ use leasehold_core::{AttemptError, ClaimedTask, Error, FencingToken, TaskId, Tas
 /// claim decodes hundreds of rows, and looking each column up by name hashed its name every time).
 pub(crate) struct ClaimRow {
     id: Option<Uuid>,
-    /// Whether the task now runs: false for an expired task that had no attempt left (discarded).
-    running: Option<bool>,
     fence: Option<i64>,
     kind: Option<String>,
     queue: Option<String>,
@@ -38,18 +36,17 @@ impl<'r> FromRow<'r, PgRow> for ClaimRow {
     fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
         Ok(Self {
             id: column(row, 0)?,
-            running: column(row, 1)?,
-            fence: column(row, 2)?,
-            kind: column(row, 3)?,
-            queue: column(row, 4)?,
-            payload: column(row, 5)?,
-            attempt: column(row, 6)?,
-            max_attempts: column(row, 7)?,
-            lease_ttl_ms: column(row, 8)?,
-            run_at: column(row, 9)?,
-            taken_over: column(row, 10)?,
-            due_seen: column(row, 11)?,
-            table_pages: column(row, 12)?,
+            fence: column(row, 1)?,
+            kind: column(row, 2)?,
+            queue: column(row, 3)?,
+            payload: column(row, 4)?,
+            attempt: column(row, 5)?,
+            max_attempts: column(row, 6)?,
+            lease_ttl_ms: column(row, 7)?,
+            run_at: column(row, 8)?,
+            taken_over: column(row, 9)?,
+            due_seen: column(row, 10)?,
+            table_pages: column(row, 11)?,
         })
     }
 }
@@ -70,11 +67,8 @@ impl ClaimRow {
         self.id.is_some() && self.taken_over == Some(false)
     }
 
-    /// The claimed task, if the row holds one that now runs.
+    /// The claimed task, if the row holds one.
     pub(crate) fn into_task(self) -> Option<ClaimedTask> {
-        if self.running != Some(true) {
-            return None;
-        }
         Some(ClaimedTask {
             lease: TaskLease { task_id: TaskId(self.id?), fence: FencingToken(self.fence?) },
             kind: self.kind?,

@@ -1,7 +1,7 @@
 -- Claim up to LIMIT tasks from the queues QUEUES: due available tasks, and running tasks whose lease
 -- expired on this server's clock (a crashed or paused holder). Every claimed task gets a new fencing token.
 -- An expired task with no attempt left is discarded instead (its holder kept crashing or stalling), with
--- the error $3; it comes back with `running` false and the caller drops it.
+-- the error $3; it is not in the answer.
 -- $1 default lease ttl in ms, $2 worker id.
 -- The queues (an ARRAY[...] of quoted literals) and the limit (a number) are written into the statement's
 -- placeholders (the comments are left out of the text sent), not bound:
@@ -16,12 +16,17 @@
 -- after the statement, so that a claim after the table grew or shrank past a class is another prepared
 -- statement, planned for the table as it is then (see size.rs).
 -- The answer's columns are decoded by position (rows.rs, ClaimRow): keep their order.
--- The update reaches the picked tasks by key: `t.id = ANY(ARRAY(...))` is an index condition whose
--- array PostgreSQL assumes to be short. Joined on `t.id = picked.id` alone, the plan for a claim of
--- several hundred (the limit is in the text, so the planner knows how many) hashed a sequential scan of
--- the whole table once it held fewer than about a hundred times the limit: the cost model prices an
--- index lookup as a read from disk, where a queue's table is in memory. A claim of 512 among 50,000
--- tasks took 23.7 ms that way and 9.5 ms by key (EXPLAIN ANALYZE of the generic plan; tests/plans.rs).
+-- The updates reach the picked tasks by key alone, `t.id = ANY(ARRAY(...))`: an index condition over an
+-- array PostgreSQL takes to be short, and no join that could be planned otherwise. Joined to `picked` on
+-- `t.id = picked.id`, the plan for a claim of several hundred (the limit is in the text, so the planner
+-- knows how many) hashed a sequential scan of the whole table once it held fewer than about a hundred
+-- times the limit: the costs price an index lookup as a read from disk, where a queue's table is in
+-- memory. A claim of 512 among 50,000 tasks took 23.7 ms that way and 9.5 ms by key (EXPLAIN ANALYZE of
+-- the generic plan; tests/plans.rs). With the join kept beside the condition, a plan that misjudged the
+-- picked rows as few could loop over them with both as the index's conditions, and PostgreSQL prepares an
+-- array condition again on every loop. So the discarded tasks have an update of their own, and whether a
+-- task was taken over comes from its own row (a running task is one whose lease expired) or, in the
+-- answer, from `picked`.
 -- Each queue is read on its own, in the order of the available index (queue, priority, run_at, id), so a
 -- claim touches about LIMIT index entries however long the backlog; `queue = ANY(...)` would sort them all.
 WITH available AS (
@@ -47,26 +52,29 @@ WITH available AS (
       FROM (SELECT * FROM available UNION ALL SELECT * FROM expired) AS c
      ORDER BY priority, run_at, id
      LIMIT {limit}
+), discarded AS (
+UPDATE leasehold.tasks AS t
+   SET state = 'discarded',
+       lease_expires_at = NULL,
+       lease_losses = t.lease_losses + 1,
+       errors = t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempt, 'at', now(), 'message', $3::text)),
+       finalized_at = now()
+ WHERE t.id = ANY(ARRAY(SELECT id FROM picked WHERE exhausted))
 ), claimed AS (
 UPDATE leasehold.tasks AS t
-   SET state = CASE WHEN picked.exhausted THEN 'discarded' ELSE 'running' END,
-       attempt = CASE WHEN picked.exhausted THEN t.attempt ELSE t.attempt + 1 END,
-       fence = CASE WHEN picked.exhausted THEN t.fence ELSE nextval('leasehold.fence_seq') END,
-       lease_expires_at = CASE WHEN picked.exhausted THEN NULL
-                               ELSE now() + coalesce(t.lease_ttl_ms, $1) * interval '1 millisecond' END,
-       claimed_by = CASE WHEN picked.exhausted THEN t.claimed_by ELSE $2 END,
-       lease_losses = t.lease_losses + picked.taken_over::integer,
-       errors = CASE WHEN picked.exhausted
-                     THEN t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempt, 'at', now(), 'message', $3::text))
-                     ELSE t.errors END,
-       finalized_at = CASE WHEN picked.exhausted THEN now() END
-  FROM picked
- WHERE t.id = picked.id AND t.id = ANY(ARRAY(SELECT id FROM picked))
-RETURNING t.id, t.state = 'running' AS running, t.fence, t.kind, t.queue, t.payload, t.attempt, t.max_attempts,
-          coalesce(t.lease_ttl_ms, $1)::bigint AS lease_ttl_ms, t.run_at, picked.taken_over
+   SET state = 'running',
+       attempt = t.attempt + 1,
+       fence = nextval('leasehold.fence_seq'),
+       lease_expires_at = now() + coalesce(t.lease_ttl_ms, $1) * interval '1 millisecond',
+       claimed_by = $2,
+       lease_losses = t.lease_losses + (t.state = 'running')::integer
+ WHERE t.id = ANY(ARRAY(SELECT id FROM picked WHERE NOT exhausted))
+RETURNING t.id, t.fence, t.kind, t.queue, t.payload, t.attempt, t.max_attempts,
+          coalesce(t.lease_ttl_ms, $1)::bigint AS lease_ttl_ms, t.run_at
 )
-SELECT c.*,
-       CASE WHEN (SELECT count(*) FROM claimed) < {limit}
+SELECT c.id, c.fence, c.kind, c.queue, c.payload, c.attempt, c.max_attempts, c.lease_ttl_ms,
+       c.run_at, p.taken_over,
+       CASE WHEN (SELECT count(*) FROM picked) < {limit}
             THEN least({limit}, (SELECT count(*)
                               FROM unnest({queues}) AS q(name)
                              CROSS JOIN LATERAL (SELECT 1 FROM leasehold.tasks
@@ -75,4 +83,4 @@ SELECT c.*,
                                                   LIMIT {limit}) AS d))
             ELSE 0 END AS due_seen,
        (SELECT pg_relation_size('leasehold.tasks') / current_setting('block_size')::bigint) AS table_pages
-  FROM (SELECT 1) AS one LEFT JOIN claimed AS c ON true
+  FROM (SELECT 1) AS one LEFT JOIN (claimed AS c JOIN picked AS p ON p.id = c.id) ON true
