@@ -25,8 +25,8 @@ pub(crate) struct ClaimRow {
     lease_ttl_ms: Option<i64>,
     run_at: Option<DateTime<Utc>>,
     taken_over: Option<bool>,
-    /// Due available tasks the statement's snapshot saw (up to the limit), when it claimed fewer than
-    /// the limit; 0 otherwise.
+    /// Due available tasks the statement's snapshot saw (up to the limit), when it picked (claimed or
+    /// discarded) fewer than the limit; 0 otherwise.
     pub(crate) due_seen: i64,
     /// The size of the tasks table on disk, in pages, when the statement ran.
     pub(crate) table_pages: i64,

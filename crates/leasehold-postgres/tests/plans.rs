@@ -191,11 +191,12 @@ async fn retention_deletes_its_batches_by_key() {
         let batch = (0..1_000).map(|n| NewTask::new("k", serde_json::json!({ "n": n }))).collect();
         filler.task_insert_many(batch).await.unwrap();
     }
+    // on the one connection whose counts are read: its reads are then counted before the first batch
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(db.url()).await.unwrap();
     let finish = "UPDATE leasehold.tasks SET state = 'completed', finalized_at = now() - interval '1 hour'
                    WHERE id IN (SELECT id FROM leasehold.tasks ORDER BY id LIMIT 20000)";
-    sqlx::query(finish).execute(db.pool()).await.unwrap();
-    sqlx::query("ANALYZE leasehold.tasks").execute(db.pool()).await.unwrap();
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(db.url()).await.unwrap();
+    sqlx::query(finish).execute(&pool).await.unwrap();
+    sqlx::query("ANALYZE leasehold.tasks").execute(&pool).await.unwrap();
     let store = leasehold_postgres::PgStore::from_pool(pool.clone());
     let mut reads = Vec::new();
     let mut before = rows_read_sequentially(&pool).await;

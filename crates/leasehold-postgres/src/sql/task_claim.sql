@@ -8,7 +8,7 @@
 -- with no bound value that changes its estimates, PostgreSQL plans the statement five times and then
 -- keeps one generic plan, where bound queues and limit made it plan every claim anew (planning was
 -- about a quarter of a claim's time on the server).
--- When fewer than LIMIT tasks were claimed, `due_seen` counts the due available tasks the statement's
+-- When fewer than LIMIT tasks were picked (claimed or discarded), `due_seen` counts the due available tasks the statement's
 -- snapshot saw (up to LIMIT): rows that other claimers held locked still read as available there, so
 -- seeing more than were claimed means this claim was contended. With nothing claimed, one row of NULLs
 -- carries it.
@@ -21,8 +21,8 @@
 -- `t.id = picked.id`, the plan for a claim of several hundred (the limit is in the text, so the planner
 -- knows how many) hashed a sequential scan of the whole table once it held fewer than about a hundred
 -- times the limit: the costs price an index lookup as a read from disk, where a queue's table is in
--- memory. A claim of 512 among 50,000 tasks took 23.7 ms that way and 9.5 ms by key (EXPLAIN ANALYZE of
--- the generic plan; tests/plans.rs). With the join kept beside the condition, a plan that misjudged the
+-- memory. A claim of 512 among 50,000 tasks took 23-39 ms that way and 7.3-8.1 ms by key (EXPLAIN ANALYZE
+-- of the generic plan on a fresh table, three rounds; tests/plans.rs). With the join kept beside the condition, a plan that misjudged the
 -- picked rows as few could loop over them with both as the index's conditions, and PostgreSQL prepares an
 -- array condition again on every loop. So the discarded tasks have an update of their own, and whether a
 -- task was taken over comes from its own row (a running task is one whose lease expired) or, in the
@@ -48,7 +48,7 @@ WITH available AS (
      LIMIT {limit}
        FOR UPDATE SKIP LOCKED
 ), picked AS (
-    SELECT id, taken_over, exhausted
+    SELECT id, priority, run_at, taken_over, exhausted
       FROM (SELECT * FROM available UNION ALL SELECT * FROM expired) AS c
      ORDER BY priority, run_at, id
      LIMIT {limit}
@@ -84,3 +84,4 @@ SELECT c.id, c.fence, c.kind, c.queue, c.payload, c.attempt, c.max_attempts, c.l
             ELSE 0 END AS due_seen,
        (SELECT pg_relation_size('leasehold.tasks') / current_setting('block_size')::bigint) AS table_pages
   FROM (SELECT 1) AS one LEFT JOIN (claimed AS c JOIN picked AS p ON p.id = c.id) ON true
+ ORDER BY p.priority, p.run_at, p.id
