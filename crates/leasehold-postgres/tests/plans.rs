@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use leasehold_core::*;
 use leasehold_testkit::pg::TestDb;
-use leasehold_testkit::plans::{Explain, claimed_after_stale_statistics, explained};
+use leasehold_testkit::plans::{Explain, claimed_after_stale_statistics, enqueued_and_analyzed, explained};
 use sqlx::types::Json;
 
 const TASKS: usize = 50_000;
@@ -153,12 +153,7 @@ async fn after_a_burst_into_a_table_vacuumed_empty_claims_and_renewals_read_by_i
 async fn large_claims_update_the_tasks_they_picked_by_key() {
     let db = TestDb::create().await;
     sqlx::query("ALTER TABLE leasehold.tasks SET (autovacuum_enabled = false)").execute(db.pool()).await.unwrap();
-    let filler = db.store();
-    for _ in 0..TASKS / 1_000 {
-        let batch = (0..1_000).map(|n| NewTask::new("k", serde_json::json!({ "n": n }))).collect();
-        filler.task_insert_many(batch).await.unwrap();
-    }
-    sqlx::query("ANALYZE leasehold.tasks").execute(db.pool()).await.unwrap();
+    enqueued_and_analyzed(&db, TASKS).await;
     // one connection, so that its later claims run on the generic plan (after five planned for their values)
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(db.url()).await.unwrap();
     let store = leasehold_postgres::PgStore::from_pool(pool.clone());
@@ -186,11 +181,7 @@ async fn large_claims_update_the_tasks_they_picked_by_key() {
 async fn retention_deletes_its_batches_by_key() {
     let db = TestDb::create().await;
     sqlx::query("ALTER TABLE leasehold.tasks SET (autovacuum_enabled = false)").execute(db.pool()).await.unwrap();
-    let filler = db.store();
-    for _ in 0..TASKS / 1_000 {
-        let batch = (0..1_000).map(|n| NewTask::new("k", serde_json::json!({ "n": n }))).collect();
-        filler.task_insert_many(batch).await.unwrap();
-    }
+    enqueued_and_analyzed(&db, TASKS).await;
     // on the one connection whose counts are read: its reads are then counted before the first batch
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(db.url()).await.unwrap();
     let finish = "UPDATE leasehold.tasks SET state = 'completed', finalized_at = now() - interval '1 hour'

@@ -67,16 +67,22 @@ pub async fn explained(pool: &sqlx::PgPool, prepare: Option<String>, explain: Ex
     Ran::of(&plan[0]["Plan"])
 }
 
-/// Enqueues `tasks` tasks in batches of 1,000 and analyzes the table while none runs (as autovacuum does
-/// just after a large enqueue), then claims `claimed` of them: the statistics say that no task is running
-/// while `claimed` are. Answers the claimed tasks.
-pub async fn claimed_after_stale_statistics(db: &TestDb, tasks: usize, claimed: u32) -> Vec<ClaimedTask> {
+/// Enqueues `tasks` tasks in batches of 1,000 and analyzes the table while none runs, as autovacuum does
+/// just after a large enqueue.
+pub async fn enqueued_and_analyzed(db: &TestDb, tasks: usize) {
     let store = db.store();
     for _ in 0..tasks / 1_000 {
         let batch = (0..1_000).map(|n| NewTask::new("k", serde_json::json!({ "n": n }))).collect();
         store.task_insert_many(batch).await.unwrap();
     }
     sqlx::query("ANALYZE leasehold.tasks").execute(db.pool()).await.unwrap();
+}
+
+/// [`enqueued_and_analyzed`], then claims `claimed` of the tasks: the statistics say that no task is
+/// running while `claimed` are. Answers the claimed tasks.
+pub async fn claimed_after_stale_statistics(db: &TestDb, tasks: usize, claimed: u32) -> Vec<ClaimedTask> {
+    enqueued_and_analyzed(db, tasks).await;
+    let store = db.store();
     let claim = TaskClaimParams {
         queues: vec![DEFAULT_QUEUE.to_owned()],
         limit: claimed,
