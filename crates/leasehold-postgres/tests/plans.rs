@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use leasehold_core::*;
+use leasehold_postgres::PgStore;
 use leasehold_testkit::pg::TestDb;
 use leasehold_testkit::plans::{Explain, claimed_after_stale_statistics, enqueued_and_analyzed, explained};
 use sqlx::types::Json;
@@ -92,12 +93,8 @@ async fn batch_writes_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
 #[tokio::test]
 async fn after_a_burst_into_a_table_vacuumed_empty_claims_and_renewals_read_by_index() {
     let db = TestDb::create().await;
-    // no autovacuum of the test's own, which would replan the statements at a moment of its choosing
-    sqlx::query("ALTER TABLE leasehold.tasks SET (autovacuum_enabled = false)").execute(db.pool()).await.unwrap();
+    let (pool, store) = one_connection(&db).await;
     sqlx::query("VACUUM leasehold.tasks").execute(db.pool()).await.unwrap();
-    // one connection, so that every statement runs where the earlier ones left their plans
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(db.url()).await.unwrap();
-    let store = leasehold_postgres::PgStore::from_pool(pool.clone());
     let claim = || {
         store.task_claim(TaskClaimParams {
             queues: vec![DEFAULT_QUEUE.to_owned()],
@@ -122,21 +119,18 @@ async fn after_a_burst_into_a_table_vacuumed_empty_claims_and_renewals_read_by_i
         store.task_insert_many(batch).await.unwrap();
     }
 
-    let mut claims = Vec::new();
-    let mut before = rows_read_sequentially(&pool).await;
     let mut leases = Vec::new();
-    for _ in 0..5 {
+    let claims = reads_per_step(&pool, 5, async || {
         leases.extend(claim().await.unwrap().tasks.into_iter().map(|t| t.lease));
-        let now = rows_read_sequentially(&pool).await;
-        claims.push(now - before);
-        before = now;
-    }
+    })
+    .await;
     assert_eq!(leases.len(), 5 * 64);
     assert!(claims[0] > 0, "the first claim after the burst ran on the plan made for an empty table: {claims:?}");
     assert!(claims[1..].iter().all(|r| *r == 0), "rows read sequentially by each claim after the burst: {claims:?}");
 
-    // a heartbeat's renewal of a few leases, one of them lost (a batch of hundreds is hashed against
-    // the table, which is the better plan for 20,000 tasks), and one of a single lost lease
+    // a heartbeat's renewal of a few leases, one of them lost (a batch of hundreds, planned for its
+    // values, is hashed against the table: see docs/benchmarks.md), and one of a single lost lease
+    let before = rows_read_sequentially(&pool).await;
     let renewed = renew(leases[..3].iter().copied().chain([gone(1)]).collect()).await.unwrap();
     assert_eq!(renewed.renewed.len(), 3);
     assert!(renew(vec![gone(2)]).await.unwrap().renewed.is_empty());
@@ -152,14 +146,9 @@ async fn after_a_burst_into_a_table_vacuumed_empty_claims_and_renewals_read_by_i
 #[tokio::test]
 async fn large_claims_update_the_tasks_they_picked_by_key() {
     let db = TestDb::create().await;
-    sqlx::query("ALTER TABLE leasehold.tasks SET (autovacuum_enabled = false)").execute(db.pool()).await.unwrap();
+    let (pool, store) = one_connection(&db).await;
     enqueued_and_analyzed(&db, TASKS).await;
-    // one connection, so that its later claims run on the generic plan (after five planned for their values)
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(db.url()).await.unwrap();
-    let store = leasehold_postgres::PgStore::from_pool(pool.clone());
-    let mut reads = Vec::new();
-    let mut before = rows_read_sequentially(&pool).await;
-    for _ in 0..8 {
+    let reads = reads_per_step(&pool, 8, async || {
         let claim = TaskClaimParams {
             queues: vec![DEFAULT_QUEUE.to_owned()],
             limit: 512,
@@ -167,10 +156,8 @@ async fn large_claims_update_the_tasks_they_picked_by_key() {
             worker_id: "t".into(),
         };
         assert_eq!(store.task_claim(claim).await.unwrap().tasks.len(), 512);
-        let now = rows_read_sequentially(&pool).await;
-        reads.push(now - before);
-        before = now;
-    }
+    })
+    .await;
     assert!(reads.iter().all(|r| *r == 0), "rows read sequentially by each claim of 512: {reads:?}");
 }
 
@@ -180,25 +167,42 @@ async fn large_claims_update_the_tasks_they_picked_by_key() {
 #[tokio::test]
 async fn retention_deletes_its_batches_by_key() {
     let db = TestDb::create().await;
-    sqlx::query("ALTER TABLE leasehold.tasks SET (autovacuum_enabled = false)").execute(db.pool()).await.unwrap();
+    let (pool, store) = one_connection(&db).await;
     enqueued_and_analyzed(&db, TASKS).await;
     // on the one connection whose counts are read: its reads are then counted before the first batch
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(db.url()).await.unwrap();
     let finish = "UPDATE leasehold.tasks SET state = 'completed', finalized_at = now() - interval '1 hour'
                    WHERE id IN (SELECT id FROM leasehold.tasks ORDER BY id LIMIT 20000)";
     sqlx::query(finish).execute(&pool).await.unwrap();
     sqlx::query("ANALYZE leasehold.tasks").execute(&pool).await.unwrap();
-    let store = leasehold_postgres::PgStore::from_pool(pool.clone());
-    let mut reads = Vec::new();
-    let mut before = rows_read_sequentially(&pool).await;
-    for _ in 0..7 {
+    let reads = reads_per_step(&pool, 7, async || {
         let pruned = store.task_prune(TaskPruneParams { older_than: Duration::from_secs(1), limit: 1_000 });
         assert_eq!(pruned.await.unwrap(), 1_000);
-        let now = rows_read_sequentially(&pool).await;
+    })
+    .await;
+    assert!(reads.iter().all(|r| *r == 0), "rows read sequentially by each batch of 1,000: {reads:?}");
+}
+
+/// A store on a pool of one connection, so that every statement runs where the earlier ones left their
+/// plans (a statement's first five runs planned for their values, the later ones generically) and the
+/// counts read are that connection's; with autovacuum off on the tasks table, since it would replan the
+/// statements at a moment of its choosing.
+async fn one_connection(db: &TestDb) -> (sqlx::PgPool, PgStore) {
+    sqlx::query("ALTER TABLE leasehold.tasks SET (autovacuum_enabled = false)").execute(db.pool()).await.unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(db.url()).await.unwrap();
+    (pool.clone(), PgStore::from_pool(pool))
+}
+
+/// The rows sequential scans read from the tasks table in each of `steps` runs of `step`.
+async fn reads_per_step(pool: &sqlx::PgPool, steps: usize, mut step: impl AsyncFnMut()) -> Vec<i64> {
+    let mut reads = Vec::with_capacity(steps);
+    let mut before = rows_read_sequentially(pool).await;
+    for _ in 0..steps {
+        step().await;
+        let now = rows_read_sequentially(pool).await;
         reads.push(now - before);
         before = now;
     }
-    assert!(reads.iter().all(|r| *r == 0), "rows read sequentially by each batch of 1,000: {reads:?}");
+    reads
 }
 
 /// The rows sequential scans have read from the tasks table, with the counts of this pool's one
