@@ -46,7 +46,7 @@ pub struct WorkerConfig {
     /// tasks, stay until a `retention` deletes them. A deleted task can no longer be read
     /// (`Client::task` answers `Error::NotFound`) and its result is not stored. On PostgreSQL a
     /// deleting completion writes no new row version and no index entry, which is what makes it
-    /// cheaper (see `docs/benchmarks.md`).
+    /// cheaper (see `docs/benchmarks-history.md`, "The deleting completion").
     pub delete_completed: bool,
 }
 
