@@ -16,24 +16,25 @@
 -- after the statement, so that a claim after the table grew or shrank past a class is another prepared
 -- statement, planned for the table as it is then (see size.rs).
 -- The answer's columns are decoded by position (rows.rs, ClaimRow): keep their order.
--- The updates reach the picked tasks by key alone, `t.id = ANY(ARRAY(...))`: an index condition over an
--- array PostgreSQL takes to be short, and no join that could be planned otherwise. Joined to `picked` on
--- `t.id = picked.id`, the plan for a claim of several hundred (the limit is in the text, so the planner
--- knows how many) hashed a sequential scan of the whole table once it held fewer than about a hundred
--- times the limit: the costs price an index lookup as a read from disk, where a queue's table is in
--- memory. A claim of 512 among 50,000 tasks took 23-39 ms that way and 7.3-8.1 ms by key (EXPLAIN ANALYZE
--- of the generic plan on a fresh table, three rounds; tests/plans.rs). With the join kept beside the condition, a plan that misjudged the
--- picked rows as few could loop over them with both as the index's conditions, and PostgreSQL prepares an
--- array condition again on every loop. So the discarded tasks have an update of their own, and whether a
--- task was taken over comes from its own row (a running task is one whose lease expired) or, in the
--- answer, from `picked`.
+-- The updates reach the picked tasks by the row versions this statement locked, `t.ctid = ANY(ARRAY(...))`:
+-- a read of each row where it lies, with no index to descend (on a claim of 512, looking the tasks up by
+-- key in the primary key took about a sixth of the statement's time). A locked version stays where it is
+-- until this transaction ends, so the update finds it there. One exception is harmless: when another
+-- transaction updated a row, and committed, after this statement's snapshot was taken, the lock follows
+-- the row to its newer version and checks it again; if it is still due, that version is locked, but this
+-- snapshot does not see it, so the update leaves it alone and it is not in the answer: it stays available
+-- for the next claim (checked by hand with a claim made to sleep before its reads). No join to `picked` stands beside the condition: joined on the key, the plan for a claim of
+-- several hundred (the limit is in the text, so the planner knows how many) hashed a sequential scan of
+-- the whole table once it held fewer than about a hundred times the limit (tests/plans.rs). So the
+-- discarded tasks have an update of their own, and whether a task was taken over comes from its own row
+-- (a running task is one whose lease expired) or, in the answer, from `picked`.
 -- Each queue is read on its own, in the order of the available index (queue, priority, run_at, id), so a
 -- claim touches about LIMIT index entries however long the backlog; `queue = ANY(...)` would sort them all.
 WITH available AS (
-    SELECT a.id, a.priority, a.run_at, false AS taken_over, false AS exhausted
+    SELECT a.ctid, a.id, a.priority, a.run_at, false AS taken_over, false AS exhausted
       FROM unnest({queues}) AS q(name)
      CROSS JOIN LATERAL (
-            SELECT id, priority, run_at
+            SELECT ctid, id, priority, run_at
               FROM leasehold.tasks
              WHERE state = 'available' AND queue = q.name AND run_at <= now()
              ORDER BY priority, run_at, id
@@ -41,14 +42,14 @@ WITH available AS (
                FOR UPDATE SKIP LOCKED
            ) AS a
 ), expired AS (
-    SELECT id, priority, run_at, true AS taken_over, attempt >= max_attempts AS exhausted
+    SELECT ctid, id, priority, run_at, true AS taken_over, attempt >= max_attempts AS exhausted
       FROM leasehold.tasks
      WHERE state = 'running' AND lease_expires_at < now() AND queue = ANY({queues})
      ORDER BY lease_expires_at
      LIMIT {limit}
        FOR UPDATE SKIP LOCKED
 ), picked AS (
-    SELECT id, priority, run_at, taken_over, exhausted
+    SELECT ctid, id, priority, run_at, taken_over, exhausted
       FROM (SELECT * FROM available UNION ALL SELECT * FROM expired) AS c
      ORDER BY priority, run_at, id
      LIMIT {limit}
@@ -59,7 +60,7 @@ UPDATE leasehold.tasks AS t
        lease_losses = t.lease_losses + 1,
        errors = t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempt, 'at', now(), 'message', $3::text)),
        finalized_at = now()
- WHERE t.id = ANY(ARRAY(SELECT id FROM picked WHERE exhausted))
+ WHERE t.ctid = ANY(ARRAY(SELECT ctid FROM picked WHERE exhausted))
 ), claimed AS (
 UPDATE leasehold.tasks AS t
    SET state = 'running',
@@ -68,7 +69,7 @@ UPDATE leasehold.tasks AS t
        lease_expires_at = now() + coalesce(t.lease_ttl_ms, $1) * interval '1 millisecond',
        claimed_by = $2,
        lease_losses = t.lease_losses + (t.state = 'running')::integer
- WHERE t.id = ANY(ARRAY(SELECT id FROM picked WHERE NOT exhausted))
+ WHERE t.ctid = ANY(ARRAY(SELECT ctid FROM picked WHERE NOT exhausted))
 RETURNING t.id, t.fence, t.kind, t.queue, t.payload, t.attempt, t.max_attempts,
           coalesce(t.lease_ttl_ms, $1)::bigint AS lease_ttl_ms, t.run_at
 )
