@@ -2,9 +2,9 @@
 //! renewals, releases). Whatever the table's statistics say, each task given is looked up by key (or the
 //! batch is hashed against the table); it is never compared with every running task in a nested loop.
 //! And the claim's and the renewal's: a plan made while the table was empty does not outlive its growth.
-//! The statements that pick their tasks themselves reach them directly (a claim of hundreds at the row
-//! versions it locked, a retention batch by key), where PostgreSQL's costs, which price an index lookup as
-//! a read from disk, chose to hash a sequential scan of the whole table for tables up to about a hundred
+//! The statements that pick their tasks themselves (a claim of hundreds, a retention batch) reach the row
+//! versions they locked by `ctid`. Joined on the key, PostgreSQL's costs, which price an index lookup as a
+//! read from disk, chose to hash a sequential scan of the whole table for tables up to about a hundred
 //! times the batch.
 
 use std::time::Duration;
@@ -178,9 +178,9 @@ async fn large_claims_update_the_tasks_they_picked_in_place() {
 
 /// Retention deletes finished tasks in batches of 1,000; planned for that many among 50,000 tasks, the
 /// deletion hashed a sequential scan of the whole table (each connection's first batches, planned for
-/// their values). Every batch reads no row sequentially.
+/// their values). Every batch deletes the rows it locked where they lie, and reads no row sequentially.
 #[tokio::test]
-async fn retention_deletes_its_batches_by_key() {
+async fn retention_deletes_its_batches_in_place() {
     let db = TestDb::create().await;
     let (pool, store) = one_connection(&db).await;
     enqueued_and_analyzed(&db, TASKS).await;
