@@ -220,6 +220,12 @@ pub struct ClaimBatch {
     /// Whether the claim met other claimers: due tasks it skipped because they held them locked
     /// (PostgreSQL), or a wait for another writer's lock (SQLite). For metrics only.
     pub contended: bool,
+    /// Whether the claim picked as many tasks as its limit, counting those it did not hand out: expired
+    /// tasks out of attempts, which it discarded, and (PostgreSQL) a task changed by another transaction
+    /// while the claim ran, which it left for the next claim. More may be due, so a worker claims again at
+    /// once even though fewer than `limit` tasks came back. A store whose every pick is in `tasks` may
+    /// leave it false: a batch of `limit` tasks says the same.
+    pub reached_limit: bool,
 }
 
 /// Delete tasks that finished long enough ago.

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use leasehold_core::{AttemptError, ClaimedTask, Error, FencingToken, TaskId, TaskLease, TaskRecord, TaskState};
 
 /// One row of a claim's answer: a claimed task, or (when nothing was claimed) a row of NULLs that only
-/// carries `due_seen` and `table_pages`. Decoded by position, in the order of task_claim.sql's answer (a
+/// carries `due_seen`, `table_pages` and `picked`. Decoded by position, in the order of task_claim.sql's answer (a
 /// claim decodes hundreds of rows, and looking each column up by name hashed its name every time).
 pub(crate) struct ClaimRow {
     id: Option<Uuid>,
@@ -25,11 +25,14 @@ pub(crate) struct ClaimRow {
     lease_ttl_ms: Option<i64>,
     run_at: Option<DateTime<Utc>>,
     taken_over: Option<bool>,
-    /// Due available tasks the statement's snapshot saw (up to the limit), when it picked (claimed or
-    /// discarded) fewer than the limit; 0 otherwise.
+    /// Due available tasks the statement's snapshot saw (up to the limit), when it picked fewer than the
+    /// limit; 0 otherwise.
     pub(crate) due_seen: i64,
     /// The size of the tasks table on disk, in pages, when the statement ran.
     pub(crate) table_pages: i64,
+    /// The tasks the statement picked: claimed, discarded, or left for the next claim (see
+    /// task_claim.sql).
+    pub(crate) picked: i64,
 }
 
 impl<'r> FromRow<'r, PgRow> for ClaimRow {
@@ -47,6 +50,7 @@ impl<'r> FromRow<'r, PgRow> for ClaimRow {
             taken_over: column(row, 9)?,
             due_seen: column(row, 10)?,
             table_pages: column(row, 11)?,
+            picked: column(row, 12)?,
         })
     }
 }

@@ -279,7 +279,9 @@ impl TaskStore for PgStore {
         }
         let fresh = rows.iter().filter(|r| r.fresh_claim()).count() as i64;
         let contended = rows.first().is_some_and(|r| r.due_seen > fresh);
-        Ok(ClaimBatch { tasks: rows.into_iter().filter_map(ClaimRow::into_task).collect(), contended })
+        let reached_limit = rows.first().is_some_and(|r| r.picked >= i64::from(p.limit));
+        let tasks = rows.into_iter().filter_map(ClaimRow::into_task).collect();
+        Ok(ClaimBatch { tasks, contended, reached_limit })
     }
 
     async fn lease_renew(&self, p: LeaseRenewParams) -> Result<LeaseRenewal> {

@@ -383,11 +383,12 @@ impl TaskStore for SqliteStore {
                 busy.insert(queues);
             }
         }
-        // the exhausted tasks were discarded, not claimed
+        // the exhausted tasks were discarded, not claimed; they count towards the limit
+        let reached_limit = rows.len() >= p.limit as usize;
         rows.retain(ClaimRow::running);
         rows.sort_by_key(ClaimRow::fence);
         let tasks = rows.into_iter().map(ClaimRow::into_claimed).collect::<Result<Vec<_>>>()?;
-        Ok(ClaimBatch { tasks, contended })
+        Ok(ClaimBatch { tasks, contended, reached_limit })
     }
 
     async fn lease_renew(&self, p: LeaseRenewParams) -> Result<LeaseRenewal> {

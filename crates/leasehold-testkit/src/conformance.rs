@@ -38,6 +38,7 @@ macro_rules! conformance_tests {
             effect_record_runs_an_effect_once, fenced_application_writes_refuse_older_tokens,
             worker_keeps_short_task_leases, worker_survives_a_panic_while_decoding,
             completion_batch_tells_holders_apart, takeover_on_the_last_attempt_discards,
+            discarded_tasks_count_towards_a_claims_limit,
             the_same_keyed_task_sent_again_is_answered_as_itself, keyed_enqueue_in_a_transaction,
             effect_claims_race_to_one_effect, due_and_depth_are_read_without_claiming,
             concurrent_claims_report_contention, retention_prunes_old_finished_tasks_only,
@@ -776,6 +777,26 @@ pub async fn takeover_on_the_last_attempt_discards<B: Backend>(b: &B) {
     let rec = s.task_get(id).await.unwrap();
     assert_eq!((rec.state, rec.attempt, rec.lease_losses), (TaskState::Discarded, 2, 2));
     assert_eq!(rec.errors.last().map(|e| e.message.as_str()), Some(LEASE_LOST_ON_LAST_ATTEMPT));
+}
+
+/// A claim counts the expired tasks it discards towards its limit and says that it reached it: more may be
+/// due, though fewer tasks came back than it asked for (a worker then claims again at once, where after a
+/// short batch it may wait for a wake-up or its next poll).
+pub async fn discarded_tasks_count_towards_a_claims_limit<B: Backend>(b: &B) {
+    let s = b.store();
+    let exhausted = s.task_insert(NewTask { max_attempts: 1, ..task("k", 0) }).await.unwrap();
+    claim_one(&s).await;
+    b.expire_lease(exhausted).await;
+    for n in 1..=2 {
+        s.task_insert(task("k", n)).await.unwrap();
+    }
+    let first = s.task_claim(claim(2)).await.unwrap();
+    assert_eq!(first.tasks.len(), 1, "the exhausted task is discarded, one available task claimed");
+    assert!(first.reached_limit, "the discarded task counts towards the limit");
+    let second = s.task_claim(claim(2)).await.unwrap();
+    assert_eq!((second.tasks.len(), second.reached_limit), (1, false), "one task was left");
+    assert!(!s.task_claim(claim(2)).await.unwrap().reached_limit);
+    assert_eq!(s.task_get(exhausted).await.unwrap().state, TaskState::Discarded);
 }
 
 /// One worker with many slots runs a thousand tasks, each exactly once.

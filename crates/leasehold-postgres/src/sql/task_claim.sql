@@ -8,22 +8,25 @@
 -- with no bound value that changes its estimates, PostgreSQL plans the statement five times and then
 -- keeps one generic plan, where bound queues and limit made it plan every claim anew (planning was
 -- about a quarter of a claim's time on the server).
--- When fewer than LIMIT tasks were picked (claimed or discarded), `due_seen` counts the due available tasks the statement's
--- snapshot saw (up to LIMIT): rows that other claimers held locked still read as available there, so
--- seeing more than were claimed means this claim was contended. With nothing claimed, one row of NULLs
--- carries it.
+-- When fewer than LIMIT tasks were picked (claimed, discarded or left alone, as below), `due_seen` counts
+-- the due available tasks the statement's snapshot saw (up to LIMIT): rows that other claimers held
+-- locked still read as available there, so seeing more than were claimed means this claim was contended.
+-- `picked` counts the picks. With nothing claimed, one row of NULLs carries both.
 -- `table_pages` is the size of the tasks table on disk, in pages. The store writes its class in a comment
 -- after the statement, so that a claim after the table grew or shrank past a class is another prepared
 -- statement, planned for the table as it is then (see size.rs).
 -- The answer's columns are decoded by position (rows.rs, ClaimRow): keep their order.
--- The updates reach the picked tasks by the row versions this statement locked, `t.ctid = ANY(ARRAY(...))`:
+-- The updates reach the picked tasks by the row versions this statement locked, `t.ctid = ANY(ARRAY(...))`
+-- (a ctid names a row within one table: the tasks table is neither partitioned nor inherited from):
 -- a read of each row where it lies, with no index to descend (on a claim of 512, looking the tasks up by
 -- key in the primary key took about a sixth of the statement's time). A locked version stays where it is
 -- until this transaction ends, so the update finds it there. One exception is harmless: when another
 -- transaction updated a row, and committed, after this statement's snapshot was taken, the lock follows
 -- the row to its newer version and checks it again; if it is still due, that version is locked, but this
 -- snapshot does not see it, so the update leaves it alone and it is not in the answer: it stays available
--- for the next claim (checked by hand with a claim made to sleep before its reads). No join to `picked` stands beside the condition: joined on the key, the plan for a claim of
+-- for the next claim (checked by hand with a claim made to sleep before its reads). `picked` still counts
+-- it, as it counts the discarded tasks, so the worker knows the claim reached its limit and claims again
+-- at once. No join to `picked` stands beside the condition: joined on the key, the plan for a claim of
 -- several hundred (the limit is in the text, so the planner knows how many) hashed a sequential scan of
 -- the whole table once it held fewer than about a hundred times the limit (tests/plans.rs). So the
 -- discarded tasks have an update of their own, and whether a task was taken over comes from its own row
@@ -83,6 +86,7 @@ SELECT c.id, c.fence, c.kind, c.queue, c.payload, c.attempt, c.max_attempts, c.l
                                                   ORDER BY priority, run_at, id
                                                   LIMIT {limit}) AS d))
             ELSE 0 END AS due_seen,
-       (SELECT pg_relation_size('leasehold.tasks') / current_setting('block_size')::bigint) AS table_pages
+       (SELECT pg_relation_size('leasehold.tasks') / current_setting('block_size')::bigint) AS table_pages,
+       (SELECT count(*) FROM picked) AS picked
   FROM (SELECT 1) AS one LEFT JOIN (claimed AS c JOIN picked AS p ON p.id = c.id) ON true
  ORDER BY p.priority, p.run_at, p.id

@@ -2,7 +2,7 @@
 -- remembered stays until its key's retention ends too (a key kept forever keeps its task). Rows another
 -- pruner is deleting are skipped.
 -- The deletion reaches the row versions it locked where they lie, as the claim's update does (see
--- task_claim.sql, also for the one row such a read leaves alone): planned for a batch of 1,000 as
+-- task_claim.sql, also for the rows such a read leaves alone): planned for a batch of 1,000 as
 -- `id IN (...)`, it hashed a sequential scan of a table of 50,000 tasks.
 DELETE FROM leasehold.tasks
  WHERE ctid = ANY(ARRAY(

@@ -155,7 +155,7 @@ async fn gather<S, St>(shared: &Shared<S, St>, stop: &CancellationToken) {
     }
 }
 
-/// Claims up to the free capacity and starts the tasks; answers whether the batch came back full.
+/// Claims up to the free capacity and starts the tasks; answers whether the claim reached its limit.
 pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
     shared: &Arc<Shared<S, St>>,
     tracker: &TaskTracker,
@@ -192,7 +192,8 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
     };
     let tasks = batch.tasks;
     shared.metrics.claim(outcome, took, tasks.len());
-    let full = tasks.len() == asked;
+    // tasks discarded or left alone by the claim count towards its limit: more may be due
+    let full = batch.reached_limit || tasks.len() == asked;
     // the metric handles of the previous task: a batch mostly holds one kind of one queue
     let mut km: Option<Arc<KindMetrics>> = None;
     for task in tasks {
