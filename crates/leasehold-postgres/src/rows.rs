@@ -12,8 +12,9 @@ use uuid::Uuid;
 use leasehold_core::{AttemptError, ClaimedTask, Error, FencingToken, TaskId, TaskLease, TaskRecord, TaskState};
 
 /// One row of a claim's answer: a claimed task, or (when nothing was claimed) a row of NULLs that only
-/// carries `due_seen`, `table_pages` and `picked`. Decoded by position, in the order of task_claim.sql's answer (a
-/// claim decodes hundreds of rows, and looking each column up by name hashed its name every time).
+/// carries `due_seen`, `table_pages` and `picked`. Decoded by position, in the order of task_claim.sql's
+/// answer (a claim decodes hundreds of rows, and looking each column up by name hashed its name every
+/// time).
 pub(crate) struct ClaimRow {
     id: Option<Uuid>,
     fence: Option<i64>,
