@@ -9,7 +9,10 @@ use leasehold_core::{DEFAULT_QUEUE, Error, MIN_LEASE_TTL, Result, RetryPolicy};
 pub struct WorkerConfig {
     /// Tasks run at once.
     pub concurrency: u32,
-    /// Queues claimed from.
+    /// Queues claimed from, all in one order (priority, then `run_at`). On PostgreSQL a claim reads each
+    /// queue on its own and, for the length of its statement, locks up to as many due tasks of each queue
+    /// as it asks for in all: other workers' claims pass over the ones it does not take until it commits
+    /// (they count as contended claims).
     pub queues: Vec<String>,
     /// Lease `L` for tasks that do not set their own, measured on the store's clock.
     pub lease_ttl: Duration,
