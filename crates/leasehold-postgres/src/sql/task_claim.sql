@@ -11,7 +11,8 @@
 -- When fewer than LIMIT tasks were picked (claimed, discarded or left alone, as below), `due_seen` counts
 -- the due available tasks the statement's snapshot saw (up to LIMIT): rows that other claimers held
 -- locked still read as available there, so seeing more than were claimed means this claim was contended.
--- `picked` counts the picks. With nothing claimed, one row of NULLs carries both.
+-- `picked` counts the picks, once, in the one row the answer's tasks are joined to: with nothing claimed,
+-- that row carries both, with NULLs for a task.
 -- `table_pages` is the size of the tasks table on disk, in pages. The store writes its class in a comment
 -- after the statement, so that a claim after the table grew or shrank past a class is another prepared
 -- statement, planned for the table as it is then (see size.rs).
@@ -78,7 +79,7 @@ RETURNING t.id, t.fence, t.kind, t.queue, t.payload, t.attempt, t.max_attempts,
 )
 SELECT c.id, c.fence, c.kind, c.queue, c.payload, c.attempt, c.max_attempts, c.lease_ttl_ms,
        c.run_at, p.taken_over,
-       CASE WHEN (SELECT count(*) FROM picked) < {limit}
+       CASE WHEN n.picked < {limit}
             THEN least({limit}, (SELECT count(*)
                               FROM unnest({queues}) AS q(name)
                              CROSS JOIN LATERAL (SELECT 1 FROM leasehold.tasks
@@ -87,6 +88,6 @@ SELECT c.id, c.fence, c.kind, c.queue, c.payload, c.attempt, c.max_attempts, c.l
                                                   LIMIT {limit}) AS d))
             ELSE 0 END AS due_seen,
        (SELECT pg_relation_size('leasehold.tasks') / current_setting('block_size')::bigint) AS table_pages,
-       (SELECT count(*) FROM picked) AS picked
-  FROM (SELECT 1) AS one LEFT JOIN (claimed AS c JOIN picked AS p ON p.id = c.id) ON true
+       n.picked
+  FROM (SELECT count(*) AS picked FROM picked) AS n LEFT JOIN (claimed AS c JOIN picked AS p ON p.id = c.id) ON true
  ORDER BY p.priority, p.run_at, p.id
