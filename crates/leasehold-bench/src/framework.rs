@@ -152,6 +152,8 @@ pub(crate) async fn idle_latency<S: TaskStore>(store: &S, samples: usize) -> Res
         tokio::time::sleep(LATENCY_GAP).await;
     }
     worker.stop().await;
+    let stats = worker.stats();
+    eprintln!("  idle latency: {} of {} tasks handed over by their enqueue", stats.handed_over, stats.claimed);
     Ok(Percentiles::of(out))
 }
 

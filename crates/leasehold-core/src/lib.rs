@@ -24,5 +24,5 @@ pub mod task;
 pub use error::{Error, Result};
 pub use params::*;
 pub use retry::RetryPolicy;
-pub use store::{CrossProcessWakeups, ScheduleStore, TaskStore, Wakeup};
+pub use store::{CrossProcessWakeups, Handoff, HandoffOffer, Hint, ScheduleStore, TaskStore, Wakeup};
 pub use task::*;

@@ -123,21 +123,27 @@ pub trait CrossProcessWakeups: TaskStore {}
 /// A stream of hints that tasks became available in a queue. A hint may be lost or spurious: the
 /// table is the truth and workers keep polling.
 pub trait Wakeup: Send {
-    /// Waits for the next hint; answers the queue name. An error means the channel broke (the
-    /// caller falls back to polling and calls again later, which reconnects).
-    fn recv(&mut self) -> Pin<Box<dyn Future<Output = Result<String>> + Send + '_>>;
+    /// Waits for the next hint, or a task handed to this subscriber. An error means the channel broke
+    /// (the caller falls back to polling and calls again later, which reconnects).
+    fn recv(&mut self) -> Pin<Box<dyn Future<Output = Result<Hint>> + Send + '_>>;
 
     /// Says that this subscriber is about to wait for hints on `queues` for up to `ttl`. A store that
     /// sends hints only while someone waits for them (PostgreSQL, whose NOTIFY serializes commits) sends
     /// them from now until `ttl` has passed on its clock; the caller checks for work once more after
     /// announcing, then waits, and announces again before `ttl` runs out. By default the store always
     /// sends hints and this only checks the names ([`crate::check_names`]), as every store does.
+    ///
+    /// With an `offer`, the subscriber also offers to take one task as it is enqueued (a hand-off, see
+    /// [`Handoff`]); the offer replaces any earlier one of this subscriber and lasts until a task is handed
+    /// over, the announcement runs out, or the subscriber withdraws. A store may ignore offers (SQLite
+    /// does: its wake-ups are in-process and cost a claim nothing to wait for).
     fn announce<'a>(
         &'a mut self,
         queues: &'a [String],
         ttl: Duration,
+        offer: Option<&'a HandoffOffer>,
     ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
-        let _ = ttl;
+        let _ = (ttl, offer);
         let checked = crate::check_names("queue name", queues);
         Box::pin(async move { checked })
     }
@@ -147,4 +153,41 @@ pub trait Wakeup: Send {
     fn withdraw(&mut self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// What a [`Wakeup`] subscription receives.
+#[derive(Debug)]
+pub enum Hint {
+    /// Tasks may have become available in this queue: claim.
+    Available(String),
+    /// A task was claimed for this subscriber as it was enqueued.
+    Handoff(Box<Handoff>),
+}
+
+/// An idle subscriber's offer to take one task of its queues as it is enqueued: the enqueue claims the
+/// task in its own statement, with a new fencing token and a lease of the task's duration (or
+/// `lease_ttl`) measured on the store's clock from no earlier than the store received the offer, and
+/// sends it to the subscriber, which then holds it as if it had claimed it. This saves an idle worker
+/// the claim's round trip between an enqueue and the job's start.
+///
+/// The holder's trust window (see `docs/lease-protocol.md`) starts when the offer was sent: the store
+/// received it after that, and the lease it grants starts no earlier than that receipt. So `number`
+/// names the offer, and the hand-off carries it back, for the holder to find when it sent that offer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandoffOffer {
+    /// Increases with each offer of one subscriber.
+    pub number: u64,
+    /// Written as the claimer of a task handed over (as a claim's `worker_id`).
+    pub worker_id: String,
+    /// The lease of a task handed over that names none of its own.
+    pub lease_ttl: Duration,
+}
+
+/// A task claimed for a subscriber by its enqueue (see [`HandoffOffer`]).
+#[derive(Debug)]
+pub struct Handoff {
+    /// The offer this hand-off took.
+    pub offer: u64,
+    /// The task, as a claim would have answered it.
+    pub task: crate::task::ClaimedTask,
 }

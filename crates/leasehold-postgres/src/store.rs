@@ -237,10 +237,13 @@ impl TaskStore for PgStore {
         if task.idempotency.is_some() {
             return Ok(self.task_insert_idempotent(task).await?.id);
         }
+        // the client's own enqueue, in a transaction of its own: it may hand its task to a waiting worker
+        task.validate()?;
         let mut c = self.conn().await?;
-        let ids = insert_tasks(&mut *c, std::slice::from_ref(&task)).await?;
+        let q = sqlx::query(include_str!("sql/task_insert_handoff.sql")).bind(task.id.0).bind(Json(&task.payload));
+        TaskColumns::of(&task).bind(q).execute(&mut *c).await.map_err(db)?;
         c.clean();
-        Ok(ids[0])
+        Ok(task.id)
     }
 
     async fn task_insert_idempotent(&self, task: NewTask) -> Result<Enqueued> {

@@ -1,4 +1,5 @@
-//! LISTEN/NOTIFY wake-up hints, sent on demand: only while a worker announced that it waits.
+//! LISTEN/NOTIFY wake-up hints, sent on demand: only while a worker announced that it waits; and the
+//! tasks handed to a waiting worker by their enqueue (task_insert_handoff.sql), on its own channel.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,8 +8,13 @@ use sqlx::postgres::PgListener;
 
 use std::time::Duration;
 
+use chrono::DateTime;
+use serde_json::Value;
+
 use leasehold_core::params::duration_ms;
-use leasehold_core::{Result, Wakeup, check_names};
+use leasehold_core::{
+    ClaimedTask, FencingToken, Handoff, HandoffOffer, Hint, Result, TaskId, TaskLease, Wakeup, check_names,
+};
 
 use crate::{WAKEUP_CHANNEL, db};
 
@@ -22,17 +28,51 @@ pub(crate) struct PgWakeup {
 
 impl PgWakeup {
     pub(crate) async fn listen(pool: &sqlx::PgPool) -> Result<Self> {
+        let waiter = uuid::Uuid::now_v7().simple().to_string();
         let mut listener = PgListener::connect_with(pool).await.map_err(db)?;
-        listener.listen(WAKEUP_CHANNEL).await.map_err(db)?;
-        Ok(Self { listener, waiter: uuid::Uuid::now_v7().simple().to_string() })
+        listener.listen_all([WAKEUP_CHANNEL, &handoff_channel(&waiter)]).await.map_err(db)?;
+        Ok(Self { listener, waiter })
     }
 }
 
+/// The channel a waiter's hand-offs come on (task_insert_handoff.sql names it the same way).
+fn handoff_channel(waiter: &str) -> String {
+    format!("leasehold_handoff_{waiter}")
+}
+
+/// Decodes a hand-off's notification: a JSON object built by task_insert_handoff.sql.
+fn decode_handoff(payload: &str) -> Option<Handoff> {
+    let v: Value = serde_json::from_str(payload).ok()?;
+    let int = |k: &str| v.get(k).and_then(Value::as_i64);
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let task = ClaimedTask {
+        lease: TaskLease { task_id: TaskId(text("id")?.parse().ok()?), fence: FencingToken(int("fence")?) },
+        kind: text("kind")?,
+        queue: text("queue")?,
+        payload: v.get("payload")?.clone(),
+        attempt: 1,
+        max_attempts: i32::try_from(int("max_attempts")?).ok()?,
+        lease_ttl: Duration::from_millis(u64::try_from(int("lease_ttl_ms")?).ok()?),
+        run_at: DateTime::from_timestamp_micros(int("run_at_us")?)?,
+        taken_over: false,
+    };
+    Some(Handoff { offer: u64::try_from(int("offer")?).ok()?, task })
+}
+
 impl Wakeup for PgWakeup {
-    fn recv(&mut self) -> Pin<Box<dyn Future<Output = Result<String>> + Send + '_>> {
+    fn recv(&mut self) -> Pin<Box<dyn Future<Output = Result<Hint>> + Send + '_>> {
         Box::pin(async move {
-            let n = self.listener.recv().await.map_err(db)?;
-            Ok(n.payload().to_owned())
+            loop {
+                let n = self.listener.recv().await.map_err(db)?;
+                if n.channel() == WAKEUP_CHANNEL {
+                    return Ok(Hint::Available(n.payload().to_owned()));
+                }
+                match decode_handoff(n.payload()) {
+                    Some(h) => return Ok(Hint::Handoff(Box::new(h))),
+                    // not from this version's statement: the task is taken over when its lease expires
+                    None => tracing::warn!(payload = n.payload(), "a hand-off that could not be read"),
+                }
+            }
         })
     }
 
@@ -42,13 +82,18 @@ impl Wakeup for PgWakeup {
         &'a mut self,
         queues: &'a [String],
         ttl: Duration,
+        offer: Option<&'a HandoffOffer>,
     ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
         Box::pin(async move {
             check_names("queue name", queues)?;
+            let lease_ms = offer.map(|o| i32::try_from(duration_ms(o.lease_ttl)).unwrap_or(i32::MAX));
             sqlx::query(include_str!("sql/wakeup_announce.sql"))
                 .bind(queues)
                 .bind(duration_ms(ttl))
                 .bind(&self.waiter)
+                .bind(offer.map(|o| i64::try_from(o.number).unwrap_or(i64::MAX)))
+                .bind(offer.map(|o| o.worker_id.as_str()))
+                .bind(lease_ms)
                 .execute(&mut self.listener)
                 .await
                 .map_err(db)?;

@@ -13,8 +13,28 @@ fn task(queue: &str) -> NewTask {
     NewTask { queue: queue.to_owned(), ..NewTask::new("k", serde_json::json!({})) }
 }
 
-async fn next(w: &mut Box<dyn Wakeup>) -> String {
+async fn recv(w: &mut Box<dyn Wakeup>) -> Hint {
     tokio::time::timeout(Duration::from_secs(10), w.recv()).await.expect("no wake-up arrived").unwrap()
+}
+
+/// The next hint's queue; a hand-off fails the test.
+async fn next(w: &mut Box<dyn Wakeup>) -> String {
+    match recv(w).await {
+        Hint::Available(queue) => queue,
+        Hint::Handoff(h) => panic!("a hand-off where a hint was expected: {h:?}"),
+    }
+}
+
+/// The next hand-off; a hint fails the test.
+async fn handoff(w: &mut Box<dyn Wakeup>) -> Handoff {
+    match recv(w).await {
+        Hint::Handoff(h) => *h,
+        Hint::Available(queue) => panic!("a hint for {queue:?} where a hand-off was expected"),
+    }
+}
+
+fn offer(number: u64, worker: &str) -> HandoffOffer {
+    HandoffOffer { number, worker_id: worker.to_owned(), lease_ttl: Duration::from_secs(30) }
 }
 
 #[tokio::test]
@@ -22,7 +42,7 @@ async fn enqueues_wake_only_the_queues_a_worker_waits_on() {
     let db = TestDb::create().await;
     let store = PgStore::from_pool(db.pool().clone());
     let mut w = store.wakeup_subscribe().await.unwrap();
-    w.announce(&["w".to_owned()], Duration::from_secs(60)).await.unwrap();
+    w.announce(&["w".to_owned()], Duration::from_secs(60), None).await.unwrap();
 
     // single, batch and keyed enqueues into a queue nobody waits on: no notification
     store.task_insert(task("idle")).await.unwrap();
@@ -60,7 +80,7 @@ async fn enqueues_wake_only_the_queues_a_worker_waits_on() {
         .await
         .unwrap();
     store.task_insert(task("w")).await.unwrap();
-    w.announce(&["z".to_owned()], Duration::from_secs(60)).await.unwrap();
+    w.announce(&["z".to_owned()], Duration::from_secs(60), None).await.unwrap();
     store.task_insert(task("z")).await.unwrap();
     assert_eq!(next(&mut w).await, "z");
 }
@@ -71,8 +91,8 @@ async fn each_waiter_announces_and_withdraws_for_itself() {
     let store = PgStore::from_pool(db.pool().clone());
     let mut long = store.wakeup_subscribe().await.unwrap();
     let mut short = store.wakeup_subscribe().await.unwrap();
-    long.announce(&["q".to_owned()], Duration::from_secs(600)).await.unwrap();
-    short.announce(&["q".to_owned()], Duration::from_secs(1)).await.unwrap();
+    long.announce(&["q".to_owned()], Duration::from_secs(600), None).await.unwrap();
+    short.announce(&["q".to_owned()], Duration::from_secs(1), None).await.unwrap();
     // the short announcement runs out (moved into the past on the server's clock); the long one still
     // makes enqueues notify
     sqlx::query(
@@ -93,7 +113,7 @@ async fn each_waiter_announces_and_withdraws_for_itself() {
     // once the long waiter withdraws, nobody waits on q
     long.withdraw().await.unwrap();
     store.task_insert(task("q")).await.unwrap();
-    short.announce(&["z".to_owned()], Duration::from_secs(60)).await.unwrap();
+    short.announce(&["z".to_owned()], Duration::from_secs(60), None).await.unwrap();
     store.task_insert(task("z")).await.unwrap();
     assert_eq!(next(&mut short).await, "z");
 }
@@ -155,4 +175,222 @@ async fn a_task_committed_just_after_a_worker_began_to_wait_runs_before_the_next
     })
     .await;
     worker.stop().await;
+}
+
+/// An enqueue that finds a waiting worker's offer claims its task for that worker in its own statement:
+/// the task is running under a new token and a lease of the offered length, sent whole to the waiter, and
+/// the offer is spent. What a hand-off never takes: a task due later, one with a single attempt, one
+/// whose payload is too large for a notification, a batch, an enqueue in the application's transaction,
+/// a stale offer.
+#[tokio::test]
+async fn an_enqueue_hands_its_task_to_a_worker_that_offered_to_take_one() {
+    let db = TestDb::create().await;
+    let store = PgStore::from_pool(db.pool().clone());
+    let mut w = store.wakeup_subscribe().await.unwrap();
+    let queues = ["q".to_owned()];
+    w.announce(&queues, Duration::from_secs(60), Some(&offer(7, "w-1"))).await.unwrap();
+
+    let t = NewTask { payload: serde_json::json!({"n": 1, "s": "x"}), priority: 3, ..task("q") };
+    let id = store.task_insert(t.clone()).await.unwrap();
+    let h = handoff(&mut w).await;
+    assert_eq!(h.offer, 7);
+    let got = &h.task;
+    assert_eq!((got.lease.task_id, &got.kind, &got.queue, &got.payload), (id, &t.kind, &t.queue, &t.payload));
+    assert_eq!((got.attempt, got.max_attempts, got.taken_over), (1, t.max_attempts, false));
+    assert_eq!(got.lease_ttl, Duration::from_secs(30));
+    let rec = store.task_get(id).await.unwrap();
+    assert_eq!((rec.state, rec.attempt, rec.fence), (TaskState::Running, 1, Some(got.lease.fence)));
+    assert_eq!(rec.claimed_by.as_deref(), Some("w-1"));
+    assert_eq!(rec.run_at, got.run_at);
+    let lease_ms = (rec.lease_expires_at.unwrap() - chrono::Utc::now()).num_milliseconds();
+    assert!((25_000..=30_000).contains(&lease_ms), "{lease_ms}");
+
+    // the offer is spent: the next enqueue wakes the waiter, and a claim takes the task, with a later token
+    let later = store.task_insert(task("q")).await.unwrap();
+    assert_eq!(next(&mut w).await, "q");
+    let claim = TaskClaimParams {
+        queues: queues.to_vec(),
+        limit: 10,
+        default_lease_ttl: Duration::from_secs(30),
+        worker_id: "w-2".into(),
+    };
+    let claimed = store.task_claim(claim.clone()).await.unwrap().tasks;
+    assert_eq!(claimed.iter().map(|c| c.lease.task_id).collect::<Vec<_>>(), vec![later]);
+    assert!(claimed[0].lease.fence > got.lease.fence);
+    // the handed task is held like a claimed one: fenced writes by its token go through
+    let done = store
+        .task_complete_many(TaskCompleteParams { tasks: vec![(got.lease, None)], delete_completed: false })
+        .await
+        .unwrap();
+    assert_eq!(done, vec![CompletionStatus::Completed]);
+
+    // none of these takes the new offer: each is inserted available, and the due ones wake the waiter
+    w.announce(&queues, Duration::from_secs(60), Some(&offer(8, "w-1"))).await.unwrap();
+    let mut untaken = vec![
+        store.task_insert(NewTask { delay: Some(Duration::from_secs(3600)), ..task("q") }).await.unwrap(),
+        store.task_insert(NewTask { max_attempts: 1, ..task("q") }).await.unwrap(),
+        store.task_insert(NewTask { payload: serde_json::json!({"s": "x".repeat(7_000)}), ..task("q") }).await.unwrap(),
+    ];
+    untaken.extend(store.task_insert_many(vec![task("q"), task("q")]).await.unwrap());
+    let mut tx = db.pool().begin().await.unwrap();
+    untaken.push(leasehold_postgres::tx::task_insert_in(&mut tx, task("q")).await.unwrap());
+    tx.commit().await.unwrap();
+    for expected in ["max attempts 1", "large payload", "batch", "transaction"] {
+        assert_eq!(next(&mut w).await, "q", "{expected}");
+    }
+    for id in &untaken {
+        assert_eq!(store.task_get(*id).await.unwrap().state, TaskState::Available);
+    }
+    // an offer made longer ago than a quarter of the lease is not taken either
+    sqlx::query("UPDATE leasehold.waiting SET offered_at = now() - interval '8 seconds'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let stale = store.task_insert(task("q")).await.unwrap();
+    assert_eq!(next(&mut w).await, "q");
+    assert_eq!(store.task_get(stale).await.unwrap().state, TaskState::Available);
+    // a recent one is, still number 8
+    sqlx::query("UPDATE leasehold.waiting SET offered_at = now() - interval '6 seconds'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let fresh = store.task_insert(task("q")).await.unwrap();
+    let h = handoff(&mut w).await;
+    assert_eq!((h.offer, h.task.lease.task_id), (8, fresh));
+}
+
+/// A lease handed over starts no earlier than the offer: the worker counts its trust from when it sent
+/// the offer, which may be later than the enqueue's own start (the statement's `now()`); and a task that
+/// names its own lease gets that one. A task given back is available at once, the attempt not counted.
+#[tokio::test]
+async fn a_lease_handed_over_runs_from_the_offer_at_the_earliest() {
+    let db = TestDb::create().await;
+    let store = PgStore::from_pool(db.pool().clone());
+    let mut w = store.wakeup_subscribe().await.unwrap();
+    let queues = ["q".to_owned()];
+    w.announce(&queues, Duration::from_secs(60), Some(&offer(1, "w-1"))).await.unwrap();
+    // as if the announcement ran 20 s after the enqueue's statement began
+    sqlx::query("UPDATE leasehold.waiting SET offered_at = now() + interval '20 seconds'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let t = NewTask { lease_ttl: Some(Duration::from_secs(10)), ..task("q") };
+    let id = store.task_insert(t).await.unwrap();
+    let h = handoff(&mut w).await;
+    assert_eq!(h.task.lease_ttl, Duration::from_secs(10));
+    let from_offer: bool = sqlx::query_scalar(
+        "SELECT t.lease_expires_at = w.offered_at + interval '10 seconds'
+           FROM leasehold.tasks AS t, leasehold.waiting AS w WHERE t.id = $1",
+    )
+    .bind(id.0)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert!(from_offer, "the lease ran from the enqueue's start, not from the offer");
+
+    let released = store.task_release(TaskReleaseParams { leases: vec![h.task.lease], lease_lost: false }).await;
+    assert_eq!(released.unwrap().len(), 1);
+    let rec = store.task_get(id).await.unwrap();
+    assert_eq!((rec.state, rec.attempt, rec.lease_losses), (TaskState::Available, 0, 0));
+}
+
+/// Two waiters with offers on one queue take one enqueue each; a new subscription of the same worker
+/// (its listening connection broke and it subscribed again) closes the offers of the old one, so nothing
+/// is handed to a channel nobody listens on.
+#[tokio::test]
+async fn each_offer_takes_one_task_and_a_workers_new_subscription_closes_its_old_offers() {
+    let db = TestDb::create().await;
+    let store = PgStore::from_pool(db.pool().clone());
+    let queues = ["q".to_owned()];
+    let mut a = store.wakeup_subscribe().await.unwrap();
+    let mut b = store.wakeup_subscribe().await.unwrap();
+    a.announce(&queues, Duration::from_secs(60), Some(&offer(1, "w-a"))).await.unwrap();
+    b.announce(&queues, Duration::from_secs(60), Some(&offer(1, "w-b"))).await.unwrap();
+    let first = store.task_insert(task("q")).await.unwrap();
+    let second = store.task_insert(task("q")).await.unwrap();
+    let (ha, hb) = (handoff(&mut a).await, handoff(&mut b).await);
+    let mut got = vec![ha.task.lease.task_id, hb.task.lease.task_id];
+    got.sort_by_key(|id| id.0);
+    assert_eq!(got, vec![first, second]);
+    assert_ne!(ha.task.lease.fence, hb.task.lease.fence);
+
+    // w-a subscribes again; its old subscription still listens here, but must not be handed anything
+    a.announce(&queues, Duration::from_secs(60), Some(&offer(2, "w-a"))).await.unwrap();
+    let mut a2 = store.wakeup_subscribe().await.unwrap();
+    a2.announce(&queues, Duration::from_secs(60), Some(&offer(1, "w-a"))).await.unwrap();
+    let third = store.task_insert(task("q")).await.unwrap();
+    let h = handoff(&mut a2).await;
+    assert_eq!(h.task.lease.task_id, third);
+    // no offer is left open: the next enqueue notifies, and that is the first the old subscription hears
+    store.task_insert(task("q")).await.unwrap();
+    assert_eq!(next(&mut a).await, "q", "the old subscription was handed a task");
+}
+
+/// An idle worker on PostgreSQL starts the tasks enqueued for it as they are handed over, each under
+/// the lease its enqueue claimed, with no claim of its own: its poll is two minutes away, and its
+/// claims come back empty.
+#[tokio::test]
+async fn an_idle_worker_runs_the_tasks_handed_to_it() {
+    use leasehold::{Client, Worker};
+    use leasehold_testkit::jobs::{Echo, Probe};
+    use leasehold_testkit::wait;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().unwrap();
+    let mut counts = std::collections::HashMap::<String, u64>::new();
+    let mut claims = move || {
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            if let (DebugValue::Counter(n), "leasehold_claims_total") = (value, key.name()) {
+                let outcome = key.labels().find(|l| l.key() == "outcome").unwrap().value().to_owned();
+                *counts.entry(outcome).or_default() += n;
+            }
+        }
+        counts.clone()
+    };
+
+    let db = TestDb::create().await;
+    let store = PgStore::from_pool(db.pool().clone());
+    let worker = Worker::builder_with_state(store.clone(), Probe::default())
+        .register::<Echo>()
+        .poll_interval(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    worker.start().await;
+    wait::until("the worker to wait, with an offer", Duration::from_secs(10), || async {
+        let offered: i64 = sqlx::query_scalar("SELECT count(*) FROM leasehold.waiting WHERE offer IS NOT NULL")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        (offered == 1).then_some(())
+    })
+    .await;
+    let client = Client::new(store.clone());
+    for n in 0..3 {
+        let id = client.enqueue(Echo { n }).await.unwrap();
+        let rec = wait::until("the handed task to run", Duration::from_secs(10), || async {
+            let rec = store.task_get(id).await.unwrap();
+            (rec.state == TaskState::Completed).then_some(rec)
+        })
+        .await;
+        assert_eq!(rec.attempt, 1);
+        // the worker offers again once it waits again
+        wait::until("a new offer", Duration::from_secs(10), || async {
+            let offered: i64 = sqlx::query_scalar("SELECT count(*) FROM leasehold.waiting WHERE offer IS NOT NULL")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            (offered == 1).then_some(())
+        })
+        .await;
+    }
+    worker.stop().await;
+    let counts = claims();
+    assert_eq!(counts.get("handoff"), Some(&3), "{counts:?}");
+    assert_eq!(counts.get("claimed").copied().unwrap_or(0), 0, "{counts:?}");
+    assert_eq!(worker.stats().claimed, 3);
+    let offers: i64 = sqlx::query_scalar("SELECT count(*) FROM leasehold.waiting").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(offers, 0, "the stopped worker withdrew");
 }

@@ -7,18 +7,18 @@ use std::pin::Pin;
 
 use tokio::sync::broadcast;
 
-use leasehold_core::{Error, Result, Wakeup};
+use leasehold_core::{Error, Hint, Result, Wakeup};
 
 pub(crate) struct SqliteWakeup {
     pub(crate) rx: broadcast::Receiver<String>,
 }
 
 impl Wakeup for SqliteWakeup {
-    fn recv(&mut self) -> Pin<Box<dyn Future<Output = Result<String>> + Send + '_>> {
+    fn recv(&mut self) -> Pin<Box<dyn Future<Output = Result<Hint>> + Send + '_>> {
         Box::pin(async move {
             loop {
                 match self.rx.recv().await {
-                    Ok(queue) => return Ok(queue),
+                    Ok(queue) => return Ok(Hint::Available(queue)),
                     // hints were dropped, and more are queued right behind: take the next one
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => {

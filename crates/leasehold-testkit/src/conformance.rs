@@ -437,14 +437,14 @@ pub async fn names_have_one_length_limit<B: Backend>(b: &B) {
     let def = crate::cron_cases::every_second(&longest, MissedPolicy::Skip, OverlapPolicy::Skip);
     s.schedule_upsert(def.clone()).await.unwrap();
     assert!(b.effect_once(claimed[0].lease, &longest, serde_json::json!(1), true).await.unwrap().0);
-    wakeups.announce(std::slice::from_ref(&longest), Duration::from_secs(5)).await.unwrap();
+    wakeups.announce(std::slice::from_ref(&longest), Duration::from_secs(5), None).await.unwrap();
     assert!(s.schedule_control(&longest, ScheduleAction::Pause).await.unwrap().paused);
     let at = chrono::Utc::now();
     let fits = crate::cron_cases::tick(leader.clone(), &def, at, TickOutcome::Skipped);
     assert!(s.schedule_tick_record(fits).await.unwrap());
 
     for name in &too_long {
-        let refused = wakeups.announce(std::slice::from_ref(name), Duration::from_secs(5)).await;
+        let refused = wakeups.announce(std::slice::from_ref(name), Duration::from_secs(5), None).await;
         assert!(matches!(&refused, Err(Error::InvalidInput(_))), "{refused:?}");
         let refused = s.schedule_control(name, ScheduleAction::Pause).await;
         assert!(matches!(&refused, Err(Error::InvalidInput(_))), "{refused:?}");

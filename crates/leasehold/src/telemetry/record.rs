@@ -16,9 +16,11 @@ pub(crate) enum ClaimOutcome {
     Empty,
     Contended,
     Error,
+    /// A task claimed for this idle worker by its enqueue (no claim statement of the worker's).
+    Handoff,
 }
 
-const CLAIM_OUTCOMES: [&str; 4] = ["claimed", "empty", "contended", "error"];
+const CLAIM_OUTCOMES: [&str; 5] = ["claimed", "empty", "contended", "error", "handoff"];
 
 /// Renewal outcomes, in the order of [`WorkerMetrics::renewals`].
 #[derive(Clone, Copy)]
@@ -53,7 +55,7 @@ const LOST_REASONS: [&str; 3] = ["gone", "trust_expired", "fenced"];
 /// A worker's metric handles.
 pub(crate) struct WorkerMetrics {
     backend: &'static str,
-    claims: [Counter; 4],
+    claims: [Counter; 5],
     claim_duration: Histogram,
     claim_batch: Histogram,
     renewals: [Counter; 4],
@@ -97,6 +99,9 @@ impl WorkerMetrics {
 
     pub(crate) fn claim(&self, outcome: ClaimOutcome, took: Duration, tasks: usize) {
         self.claims[outcome as usize].increment(1);
+        if matches!(outcome, ClaimOutcome::Handoff) {
+            return;
+        }
         self.claim_duration.record(took);
         if tasks > 0 {
             self.claim_batch.record(tasks as f64);

@@ -17,6 +17,7 @@ impl Counter {
 #[derive(Default)]
 pub(crate) struct Stats {
     pub(crate) claimed: Counter,
+    pub(crate) handed_over: Counter,
     pub(crate) completed: Counter,
     pub(crate) retried: Counter,
     pub(crate) discarded: Counter,
@@ -34,8 +35,11 @@ pub(crate) struct Stats {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerStats {
-    /// Tasks claimed.
+    /// Tasks claimed, including those handed over.
     pub claimed: u64,
+    /// Of those, tasks claimed for this worker by their enqueue while it waited (PostgreSQL; see
+    /// [`leasehold_core::HandoffOffer`]).
+    pub handed_over: u64,
     /// Tasks completed.
     pub completed: u64,
     /// Failed attempts scheduled for a retry.
@@ -65,6 +69,7 @@ impl Stats {
     pub(crate) fn snapshot(&self) -> WorkerStats {
         WorkerStats {
             claimed: self.claimed.get(),
+            handed_over: self.handed_over.get(),
             completed: self.completed.get(),
             retried: self.retried.get(),
             discarded: self.discarded.get(),

@@ -1,0 +1,55 @@
+-- Insert one task, as task_insert_one.sql does ($1 to $9 the same), and when a worker waiting on its
+-- queue offered to take a task (wakeup_announce.sql), claim it for that worker here: the task goes in
+-- running, with its first attempt, a new fencing token and a lease, and is sent whole on the waiter's
+-- own channel. The worker then holds it as if it had claimed it, without a claim's round trip.
+-- Without an offer to take, it wakes the workers waiting on its queue, as task_insert_one.sql does.
+-- Only the client's own enqueues run this statement, never one inside the application's transaction:
+-- there the offer's row could be locked for as long as that transaction lasts, and under REPEATABLE READ
+-- locking a row that changed since the snapshot is an error.
+-- A task is handed over only when:
+-- - it is due now;
+-- - it may be attempted more than once: a hand-off whose notification never arrives (the worker's
+--   listening connection broke meanwhile) is taken over when its lease expires, which spends an attempt;
+-- - its payload is small enough to travel in a notification (PostgreSQL takes up to 8,000 bytes);
+-- - the offer is recent: made less than a quarter of the lease ago, since the worker trusts the lease
+--   from when it sent the offer (the lease starts no earlier than `offered_at`, as below).
+-- Offers are taken with SKIP LOCKED: two enqueues at once take two offers, or one of them none.
+WITH offer AS (
+    UPDATE leasehold.waiting AS w
+       SET offer = NULL
+      FROM (SELECT ctid, offer
+              FROM leasehold.waiting
+             WHERE queue = $4 AND offer IS NOT NULL AND until > now()
+               AND offered_at > now() - coalesce($9, lease_ttl_ms) * interval '250 microseconds'
+             LIMIT 1
+               FOR UPDATE SKIP LOCKED) AS o
+     WHERE w.ctid = o.ctid
+       AND coalesce($6, now()) + $7 * interval '1 millisecond' <= now()
+       AND $8 > 1
+       AND octet_length($2::text) <= 6000
+    RETURNING w.waiter, w.worker, o.offer, greatest(now(), w.offered_at) AS granted,
+              coalesce($9, w.lease_ttl_ms) AS lease_ttl_ms
+), inserted AS (
+    INSERT INTO leasehold.tasks AS t (id, kind, queue, payload, priority, run_at, max_attempts, lease_ttl_ms,
+                                      state, attempt, fence, lease_expires_at, claimed_by)
+    SELECT $1, $3, $4, $2, $5, coalesce($6, now()) + $7 * interval '1 millisecond', $8, $9,
+           CASE WHEN o.waiter IS NULL THEN 'available' ELSE 'running' END,
+           CASE WHEN o.waiter IS NULL THEN 0 ELSE 1 END,
+           CASE WHEN o.waiter IS NULL THEN NULL ELSE nextval('leasehold.fence_seq') END,
+           o.granted + o.lease_ttl_ms * interval '1 millisecond',
+           o.worker
+      FROM (VALUES (1)) AS one(x) LEFT JOIN offer AS o ON true
+    RETURNING t.id, t.kind, t.queue, t.payload, t.run_at, t.max_attempts, t.fence
+)
+SELECT CASE
+         WHEN o.waiter IS NOT NULL THEN
+           pg_notify('leasehold_handoff_' || o.waiter,
+                     json_build_object('offer', o.offer, 'id', i.id, 'fence', i.fence, 'kind', i.kind,
+                                       'queue', i.queue, 'payload', i.payload, 'max_attempts', i.max_attempts,
+                                       'lease_ttl_ms', o.lease_ttl_ms,
+                                       'run_at_us', (extract(epoch FROM i.run_at) * 1000000)::bigint)::text)
+         WHEN i.run_at <= now()
+              AND EXISTS (SELECT 1 FROM leasehold.waiting AS w WHERE w.queue = i.queue AND w.until > now()) THEN
+           pg_notify('leasehold_available', i.queue)
+       END
+  FROM inserted AS i LEFT JOIN offer AS o ON true
