@@ -11,4 +11,7 @@ ALTER TABLE leasehold.waiting
     ADD COLUMN offer        bigint,
     -- when the announcement that made the offer ran, on this server's clock: a lease handed over
     -- starts no earlier, since the worker's trust window counts from before it sent that announcement
-    ADD COLUMN offered_at   timestamptz;
+    ADD COLUMN offered_at   timestamptz,
+    -- how long after offered_at the offer may be taken, in ms, for a lease of lease_ttl_ms (in
+    -- proportion for another lease): the worker's trust in a lease runs from the offer
+    ADD COLUMN offer_max_age_ms integer;

@@ -148,6 +148,12 @@ pub trait Wakeup: Send {
         Box::pin(async move { checked })
     }
 
+    /// Whether the store takes the offers of [`Wakeup::announce`] (PostgreSQL does). A subscriber of a
+    /// store that does not never receives a [`Hint::Handoff`].
+    fn takes_offers(&self) -> bool {
+        false
+    }
+
     /// Says that this subscriber no longer waits for hints (its worker stops): the store may stop
     /// sending them at once instead of when the announcement runs out.
     fn withdraw(&mut self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
@@ -172,7 +178,9 @@ pub enum Hint {
 ///
 /// The holder's trust window (see `docs/lease-protocol.md`) starts when the offer was sent: the store
 /// received it after that, and the lease it grants starts no earlier than that receipt. So `number`
-/// names the offer, and the hand-off carries it back, for the holder to find when it sent that offer.
+/// names the offer, and the hand-off carries it back, for the holder to find when it sent that offer;
+/// and the store takes an offer only while it is younger than `max_age` (in proportion for a task whose
+/// lease differs from `lease_ttl`), so that a task handed over still has most of its trust window left.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HandoffOffer {
     /// Increases with each offer of one subscriber.
@@ -181,6 +189,8 @@ pub struct HandoffOffer {
     pub worker_id: String,
     /// The lease of a task handed over that names none of its own.
     pub lease_ttl: Duration,
+    /// How long after it was made the offer may be taken, for a lease of `lease_ttl`.
+    pub max_age: Duration,
 }
 
 /// A task claimed for a subscriber by its enqueue (see [`HandoffOffer`]).

@@ -224,6 +224,26 @@ pub(crate) async fn complete_tasks<'e>(
         .collect()
 }
 
+/// Whether `task_insert_handoff.sql` may hand `task` to a waiting worker, as far as the store can tell
+/// before sending it: the task may be attempted again should its hand-off be lost, and its payload
+/// (`payload`, its compact JSON), kind and queue take at most 6,000 bytes as JSON. The statement checks
+/// the notification's printed length itself.
+fn may_hand_off(task: &NewTask, payload: &str) -> bool {
+    const MAX_VARIABLE_PART: usize = 6_000;
+    // an upper bound on a name's length as a JSON string: an escaped character takes at most six bytes
+    let json_len = |s: &str| -> usize {
+        s.chars()
+            .map(|c| match c {
+                '\u{0}'..='\u{1f}' => 6,
+                '"' | '\\' => 2,
+                c => c.len_utf8(),
+            })
+            .sum::<usize>()
+            + 2
+    };
+    task.max_attempts > 1 && payload.len() + json_len(&task.kind) + json_len(&task.queue) <= MAX_VARIABLE_PART
+}
+
 fn lost(lease: TaskLease) -> Error {
     Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }
 }
@@ -239,9 +259,11 @@ impl TaskStore for PgStore {
         }
         // the client's own enqueue, in a transaction of its own: it may hand its task to a waiting worker
         task.validate()?;
+        let payload = task.payload.to_string();
+        let may = may_hand_off(&task, &payload);
         let mut c = self.conn().await?;
-        let q = sqlx::query(include_str!("sql/task_insert_handoff.sql")).bind(task.id.0).bind(Json(&task.payload));
-        TaskColumns::of(&task).bind(q).execute(&mut *c).await.map_err(db)?;
+        let q = sqlx::query(include_str!("sql/task_insert_handoff.sql")).bind(task.id.0).bind(payload.as_str());
+        TaskColumns::of(&task).bind(q).bind(may).execute(&mut *c).await.map_err(db)?;
         c.clean();
         Ok(task.id)
     }

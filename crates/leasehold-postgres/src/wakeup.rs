@@ -18,8 +18,12 @@ use leasehold_core::{
 
 use crate::{WAKEUP_CHANNEL, db};
 
-/// A dedicated listening connection. sqlx reconnects it on the next `recv` after a failure; a
-/// notification sent while it was down is lost, which polling covers.
+/// A dedicated listening connection. When it is lost, `recv` answers an error, and the worker subscribes
+/// again, on a new connection under a new waiter name, once a poll interval has passed: a hint sent
+/// meanwhile is lost, which polling covers, and so is a task handed to the old waiter before its
+/// offers were closed (at most one per queue and offer), which is taken over when its lease expires.
+/// (sqlx would reconnect the same listener silently, leaving the offers open to hand-offs lost in the
+/// gap.)
 pub(crate) struct PgWakeup {
     pub(crate) listener: PgListener,
     /// This subscription's name in `leasehold.waiting`.
@@ -63,7 +67,9 @@ impl Wakeup for PgWakeup {
     fn recv(&mut self) -> Pin<Box<dyn Future<Output = Result<Hint>> + Send + '_>> {
         Box::pin(async move {
             loop {
-                let n = self.listener.recv().await.map_err(db)?;
+                let Some(n) = self.listener.try_recv().await.map_err(db)? else {
+                    return Err(leasehold_core::Error::database("the listening connection was lost"));
+                };
                 if n.channel() == WAKEUP_CHANNEL {
                     return Ok(Hint::Available(n.payload().to_owned()));
                 }
@@ -94,11 +100,16 @@ impl Wakeup for PgWakeup {
                 .bind(offer.map(|o| i64::try_from(o.number).unwrap_or(i64::MAX)))
                 .bind(offer.map(|o| o.worker_id.as_str()))
                 .bind(lease_ms)
+                .bind(offer.map(|o| i32::try_from(duration_ms(o.max_age)).unwrap_or(i32::MAX)))
                 .execute(&mut self.listener)
                 .await
                 .map_err(db)?;
             Ok(())
         })
+    }
+
+    fn takes_offers(&self) -> bool {
+        true
     }
 
     fn withdraw(&mut self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use leasehold_core::*;
 use leasehold_postgres::PgStore;
 use leasehold_testkit::pg::TestDb;
+use leasehold_testkit::wait;
 
 fn task(queue: &str) -> NewTask {
     NewTask { queue: queue.to_owned(), ..NewTask::new("k", serde_json::json!({})) }
@@ -33,8 +34,22 @@ async fn handoff(w: &mut Box<dyn Wakeup>) -> Handoff {
     }
 }
 
+/// The next hand-off, past any hints.
+async fn handoff_among_hints(w: &mut Box<dyn Wakeup>) -> Handoff {
+    loop {
+        if let Hint::Handoff(h) = recv(w).await {
+            return *h;
+        }
+    }
+}
+
 fn offer(number: u64, worker: &str) -> HandoffOffer {
-    HandoffOffer { number, worker_id: worker.to_owned(), lease_ttl: Duration::from_secs(30) }
+    HandoffOffer {
+        number,
+        worker_id: worker.to_owned(),
+        lease_ttl: Duration::from_secs(30),
+        max_age: Duration::from_millis(7_500),
+    }
 }
 
 #[tokio::test]
@@ -125,7 +140,6 @@ async fn each_waiter_announces_and_withdraws_for_itself() {
 async fn a_task_committed_just_after_a_worker_began_to_wait_runs_before_the_next_poll() {
     use leasehold::Worker;
     use leasehold_testkit::jobs::{Echo, Probe};
-    use leasehold_testkit::wait;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
     // the worker's claims are counted through the metrics it emits, so the test knows when it looked;
@@ -180,8 +194,8 @@ async fn a_task_committed_just_after_a_worker_began_to_wait_runs_before_the_next
 /// An enqueue that finds a waiting worker's offer claims its task for that worker in its own statement:
 /// the task is running under a new token and a lease of the offered length, sent whole to the waiter, and
 /// the offer is spent. What a hand-off never takes: a task due later, one with a single attempt, one
-/// whose payload is too large for a notification, a batch, an enqueue in the application's transaction,
-/// a stale offer.
+/// too large for a notification (by its payload, its names, or the way jsonb prints its numbers), a
+/// batch, an enqueue in the application's transaction, a stale offer.
 #[tokio::test]
 async fn an_enqueue_hands_its_task_to_a_worker_that_offered_to_take_one() {
     let db = TestDb::create().await;
@@ -230,12 +244,23 @@ async fn an_enqueue_hands_its_task_to_a_worker_that_offered_to_take_one() {
         store.task_insert(NewTask { delay: Some(Duration::from_secs(3600)), ..task("q") }).await.unwrap(),
         store.task_insert(NewTask { max_attempts: 1, ..task("q") }).await.unwrap(),
         store.task_insert(NewTask { payload: serde_json::json!({"s": "x".repeat(7_000)}), ..task("q") }).await.unwrap(),
+        // 360 bytes of compact JSON, about 9,000 as jsonb prints it
+        store.task_insert(NewTask { payload: serde_json::json!(vec![1e300; 30]), ..task("q") }).await.unwrap(),
+        // 500 control characters, 3,000 bytes once escaped, and a payload of 3,000
+        store
+            .task_insert(NewTask {
+                kind: "\u{1}".repeat(500),
+                payload: serde_json::json!("y".repeat(3_000)),
+                ..task("q")
+            })
+            .await
+            .unwrap(),
     ];
     untaken.extend(store.task_insert_many(vec![task("q"), task("q")]).await.unwrap());
     let mut tx = db.pool().begin().await.unwrap();
     untaken.push(leasehold_postgres::tx::task_insert_in(&mut tx, task("q")).await.unwrap());
     tx.commit().await.unwrap();
-    for expected in ["max attempts 1", "large payload", "batch", "transaction"] {
+    for expected in ["max attempts 1", "large payload", "printed numbers", "escaped kind", "batch", "transaction"] {
         assert_eq!(next(&mut w).await, "q", "{expected}");
     }
     for id in &untaken {
@@ -327,29 +352,12 @@ async fn each_offer_takes_one_task_and_a_workers_new_subscription_closes_its_old
 }
 
 /// An idle worker on PostgreSQL starts the tasks enqueued for it as they are handed over, each under
-/// the lease its enqueue claimed, with no claim of its own: its poll is two minutes away, and its
-/// claims come back empty.
+/// the lease its enqueue claimed, with no claim of its own (its poll is two minutes away), and offers
+/// again after each.
 #[tokio::test]
 async fn an_idle_worker_runs_the_tasks_handed_to_it() {
     use leasehold::{Client, Worker};
     use leasehold_testkit::jobs::{Echo, Probe};
-    use leasehold_testkit::wait;
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install().unwrap();
-    let mut counts = std::collections::HashMap::<String, u64>::new();
-    let mut claims = move || {
-        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
-            let key = key.key();
-            if let (DebugValue::Counter(n), "leasehold_claims_total") = (value, key.name()) {
-                let outcome = key.labels().find(|l| l.key() == "outcome").unwrap().value().to_owned();
-                *counts.entry(outcome).or_default() += n;
-            }
-        }
-        counts.clone()
-    };
 
     let db = TestDb::create().await;
     let store = PgStore::from_pool(db.pool().clone());
@@ -359,38 +367,140 @@ async fn an_idle_worker_runs_the_tasks_handed_to_it() {
         .build()
         .unwrap();
     worker.start().await;
-    wait::until("the worker to wait, with an offer", Duration::from_secs(10), || async {
-        let offered: i64 = sqlx::query_scalar("SELECT count(*) FROM leasehold.waiting WHERE offer IS NOT NULL")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-        (offered == 1).then_some(())
-    })
-    .await;
     let client = Client::new(store.clone());
     for n in 0..3 {
+        open_offers(&db, 1).await;
         let id = client.enqueue(Echo { n }).await.unwrap();
         let rec = wait::until("the handed task to run", Duration::from_secs(10), || async {
             let rec = store.task_get(id).await.unwrap();
             (rec.state == TaskState::Completed).then_some(rec)
         })
         .await;
-        assert_eq!(rec.attempt, 1);
-        // the worker offers again once it waits again
-        wait::until("a new offer", Duration::from_secs(10), || async {
-            let offered: i64 = sqlx::query_scalar("SELECT count(*) FROM leasehold.waiting WHERE offer IS NOT NULL")
-                .fetch_one(db.pool())
-                .await
-                .unwrap();
-            (offered == 1).then_some(())
-        })
-        .await;
+        assert_eq!((rec.attempt, rec.lease_losses), (1, 0));
     }
+    open_offers(&db, 1).await;
     worker.stop().await;
-    let counts = claims();
-    assert_eq!(counts.get("handoff"), Some(&3), "{counts:?}");
-    assert_eq!(counts.get("claimed").copied().unwrap_or(0), 0, "{counts:?}");
-    assert_eq!(worker.stats().claimed, 3);
+    let stats = worker.stats();
+    assert_eq!((stats.handed_over, stats.claimed, stats.completed), (3, 3, 3), "{stats:?}");
     let offers: i64 = sqlx::query_scalar("SELECT count(*) FROM leasehold.waiting").fetch_one(db.pool()).await.unwrap();
     assert_eq!(offers, 0, "the stopped worker withdrew");
+}
+
+/// Waits until `n` offers are open.
+async fn open_offers(db: &TestDb, n: i64) {
+    wait::until("the workers to offer", Duration::from_secs(10), || async {
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM leasehold.waiting WHERE offer IS NOT NULL")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        (open == n).then_some(())
+    })
+    .await;
+}
+
+/// A worker that filled up after it offered gives a task handed to it back at once, the attempt not
+/// counted, rather than holding it until its lease expires; it runs it once a slot is free.
+#[tokio::test]
+async fn a_worker_that_filled_up_gives_a_task_handed_to_it_back() {
+    use leasehold::{Client, Worker};
+    use leasehold_testkit::jobs::{Echo, Probe, UntilCancelled};
+
+    let db = TestDb::create().await;
+    let store = PgStore::from_pool(db.pool().clone());
+    let worker = Worker::builder_with_state(store.clone(), Probe::default())
+        .register::<Echo>()
+        .register::<UntilCancelled>()
+        .concurrency(1)
+        .poll_interval(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    worker.start().await;
+    open_offers(&db, 1).await;
+    // enqueued in a transaction, so not handed over: the worker is woken, claims it and is full, and its
+    // offer stays open
+    let mut tx = db.pool().begin().await.unwrap();
+    let busy = NewTask::new("until_cancelled", serde_json::json!({"max_ms": 3_000}));
+    let busy = leasehold_postgres::tx::task_insert_in(&mut tx, busy).await.unwrap();
+    tx.commit().await.unwrap();
+    wait::until("the worker to be busy", Duration::from_secs(10), || async {
+        (store.task_get(busy).await.unwrap().state == TaskState::Running).then_some(())
+    })
+    .await;
+    let client = Client::new(store.clone());
+    let handed = client.enqueue(Echo { n: 1 }).await.unwrap();
+    let rec = wait::until("the handed task to be given back", Duration::from_secs(10), || async {
+        let rec = store.task_get(handed).await.unwrap();
+        (rec.state != TaskState::Running).then_some(rec)
+    })
+    .await;
+    assert_eq!((rec.state, rec.attempt, rec.lease_losses), (TaskState::Available, 0, 0));
+    assert!(rec.fence.is_some(), "it was handed over");
+    wait::until("the given-back task to run", Duration::from_secs(20), || async {
+        (store.task_get(handed).await.unwrap().state == TaskState::Completed).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(worker.stats().handed_over, 0);
+}
+
+/// Enqueues racing for two offers hand over two tasks, and insert the rest available, without errors.
+#[tokio::test]
+async fn concurrent_enqueues_take_each_offer_once() {
+    let db = TestDb::create().await;
+    let store = PgStore::from_pool(db.pool().clone());
+    let queues = ["q".to_owned()];
+    let mut a = store.wakeup_subscribe().await.unwrap();
+    let mut b = store.wakeup_subscribe().await.unwrap();
+    a.announce(&queues, Duration::from_secs(60), Some(&offer(1, "w-a"))).await.unwrap();
+    b.announce(&queues, Duration::from_secs(60), Some(&offer(1, "w-b"))).await.unwrap();
+    let enqueues = (0..16).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.task_insert(task("q")).await.unwrap() })
+    });
+    for e in enqueues.collect::<Vec<_>>() {
+        e.await.unwrap();
+    }
+    // the enqueues that found no offer notified both waiters: their hints come in commit order
+    let (ha, hb) = (handoff_among_hints(&mut a).await, handoff_among_hints(&mut b).await);
+    assert_ne!(ha.task.lease.task_id, hb.task.lease.task_id);
+    let states: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, count(*) FROM leasehold.tasks GROUP BY state ORDER BY state")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(states, vec![("available".to_owned(), 14), ("running".to_owned(), 2)]);
+}
+
+/// A worker that made offers stops promptly however many hints other queues' enqueues keep sending on
+/// the shared channel while it waits for hand-offs still on their way.
+#[tokio::test]
+async fn a_worker_stops_promptly_while_hints_keep_coming() {
+    use leasehold::Worker;
+    use leasehold_testkit::jobs::{Echo, Probe};
+
+    let db = TestDb::create().await;
+    let store = PgStore::from_pool(db.pool().clone());
+    let worker = Worker::builder_with_state(store.clone(), Probe::default())
+        .register::<Echo>()
+        .poll_interval(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    worker.start().await;
+    open_offers(&db, 1).await;
+    // another waiter on another queue, so that every enqueue there notifies on the shared channel
+    let mut other = store.wakeup_subscribe().await.unwrap();
+    other.announce(&["elsewhere".to_owned()], Duration::from_secs(60), None).await.unwrap();
+    let stop_hints = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hints = tokio::spawn({
+        let (store, stop) = (store.clone(), stop_hints.clone());
+        async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store.task_insert(task("elsewhere")).await.unwrap();
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(Duration::from_secs(10), worker.stop()).await.expect("the worker did not stop");
+    stop_hints.store(true, std::sync::atomic::Ordering::Relaxed);
+    hints.await.unwrap();
 }

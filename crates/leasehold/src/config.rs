@@ -19,7 +19,8 @@ pub struct WorkerConfig {
     /// Heartbeat interval `H`: every lease held is renewed this often.
     pub heartbeat_interval: Duration,
     /// Safety margin `M`: the worker stops trusting a lease at `t0 + L - M`, where `t0` is its own
-    /// monotonic time just before the last successful claim or renewal was sent.
+    /// monotonic time just before the last successful claim or renewal was sent (for a task handed over
+    /// by its enqueue, the announcement whose offer it took).
     pub trust_margin: Duration,
     /// How long a cancelled handler may take to return before its future is dropped. Must be below
     /// the margin, so a self-fenced handler stops before anyone else can claim its task.

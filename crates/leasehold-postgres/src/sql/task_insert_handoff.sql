@@ -1,4 +1,5 @@
--- Insert one task, as task_insert_one.sql does ($1 to $9 the same), and when a worker waiting on its
+-- Insert one task, as task_insert_one.sql does ($1 to $9 the same, but $2 the payload's JSON text), and
+-- when a worker waiting on its
 -- queue offered to take a task (wakeup_announce.sql), claim it for that worker here: the task goes in
 -- running, with its first attempt, a new fencing token and a lease, and is sent whole on the waiter's
 -- own channel. The worker then holds it as if it had claimed it, without a claim's round trip.
@@ -7,32 +8,43 @@
 -- there the offer's row could be locked for as long as that transaction lasts, and under REPEATABLE READ
 -- locking a row that changed since the snapshot is an error.
 -- A task is handed over only when:
+-- - $10 is true, which the store decides before sending (store.rs, `may_hand_off`): the task may be
+--   attempted more than once (a hand-off whose notification never arrives, the worker's listening
+--   connection having broken meanwhile, is taken over when its lease expires, which spends an attempt),
+--   and its payload, kind and queue take at most 6,000 bytes as compact JSON;
+-- - the notification fits: PostgreSQL takes up to 8,000 bytes, and jsonb prints its text wider than the
+--   compact JSON (a space after each ':' and ',', a number in every digit: `1e300` takes 301 bytes), so
+--   the variable part's printed length is checked too, only once an offer was found (a condition that
+--   names no column of the row would be checked before the offer is looked for, at every enqueue);
 -- - it is due now;
--- - it may be attempted more than once: a hand-off whose notification never arrives (the worker's
---   listening connection broke meanwhile) is taken over when its lease expires, which spends an attempt;
--- - its payload is small enough to travel in a notification (PostgreSQL takes up to 8,000 bytes);
--- - the offer is recent: made less than a quarter of the lease ago, since the worker trusts the lease
---   from when it sent the offer (the lease starts no earlier than `offered_at`, as below).
--- Offers are taken with SKIP LOCKED: two enqueues at once take two offers, or one of them none.
+-- - the offer is recent: made less than its `offer_max_age_ms` ago (in proportion to the task's lease),
+--   since the worker trusts the lease from when it sent the offer (the lease starts no earlier than
+--   `offered_at`, as below) and must renew it in time.
+-- Offers are taken with SKIP LOCKED: two enqueues at once take two offers, or one of them none. The
+-- latest offer first: a worker that filled up since it offered no longer renews its offer.
 WITH offer AS (
     UPDATE leasehold.waiting AS w
        SET offer = NULL
       FROM (SELECT ctid, offer
               FROM leasehold.waiting
              WHERE queue = $4 AND offer IS NOT NULL AND until > now()
-               AND offered_at > now() - coalesce($9, lease_ttl_ms) * interval '250 microseconds'
+               AND offered_at > now() - offer_max_age_ms * (coalesce($9, lease_ttl_ms)::float8 / lease_ttl_ms)
+                                        * interval '1 millisecond'
+             ORDER BY offered_at DESC
              LIMIT 1
                FOR UPDATE SKIP LOCKED) AS o
      WHERE w.ctid = o.ctid
+       AND $10
        AND coalesce($6, now()) + $7 * interval '1 millisecond' <= now()
-       AND $8 > 1
-       AND octet_length($2::text) <= 6000
+       AND CASE WHEN o.offer IS NULL THEN false
+                ELSE octet_length(json_build_object('kind', $3::text, 'queue', $4::text, 'payload', $2::jsonb)::text) <= 7600
+           END
     RETURNING w.waiter, w.worker, o.offer, greatest(now(), w.offered_at) AS granted,
               coalesce($9, w.lease_ttl_ms) AS lease_ttl_ms
 ), inserted AS (
     INSERT INTO leasehold.tasks AS t (id, kind, queue, payload, priority, run_at, max_attempts, lease_ttl_ms,
                                       state, attempt, fence, lease_expires_at, claimed_by)
-    SELECT $1, $3, $4, $2, $5, coalesce($6, now()) + $7 * interval '1 millisecond', $8, $9,
+    SELECT $1, $3, $4, $2::jsonb, $5, coalesce($6, now()) + $7 * interval '1 millisecond', $8, $9,
            CASE WHEN o.waiter IS NULL THEN 'available' ELSE 'running' END,
            CASE WHEN o.waiter IS NULL THEN 0 ELSE 1 END,
            CASE WHEN o.waiter IS NULL THEN NULL ELSE nextval('leasehold.fence_seq') END,

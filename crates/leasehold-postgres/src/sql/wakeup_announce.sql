@@ -3,7 +3,7 @@
 -- without withdrawing) are cleared on the way, skipping rows another announcement holds locked, so two
 -- waiters announcing at once never wait on each other.
 -- $4 the offer's number, or NULL for no offer; $5 the worker a task handed over is claimed by; $6 the
--- lease in ms of a task handed over that names none. The offer replaces this waiter's earlier one, on
+-- lease in ms of a task handed over that names none; $7 how long in ms the offer may be taken. The offer replaces this waiter's earlier one, on
 -- every queue, and the offers left open by the worker's earlier waiters (a listening connection that
 -- broke) are closed, so that no task is handed to a channel nobody listens on any more.
 WITH cleared AS (
@@ -17,8 +17,8 @@ WITH cleared AS (
                      WHERE worker = $5 AND waiter <> $3 AND offer IS NOT NULL
                        FOR UPDATE SKIP LOCKED)
 )
-INSERT INTO leasehold.waiting AS w (queue, waiter, until, worker, lease_ttl_ms, offer, offered_at)
-SELECT q, $3, now() + $2 * interval '1 millisecond', $5, $6, $4, now() FROM unnest($1::text[]) AS q
+INSERT INTO leasehold.waiting AS w (queue, waiter, until, worker, lease_ttl_ms, offer, offered_at, offer_max_age_ms)
+SELECT q, $3, now() + $2 * interval '1 millisecond', $5, $6, $4, now(), $7 FROM unnest($1::text[]) AS q
 ON CONFLICT (queue, waiter) DO UPDATE
    SET until = EXCLUDED.until, worker = EXCLUDED.worker, lease_ttl_ms = EXCLUDED.lease_ttl_ms,
-       offer = EXCLUDED.offer, offered_at = EXCLUDED.offered_at
+       offer = EXCLUDED.offer, offered_at = EXCLUDED.offered_at, offer_max_age_ms = EXCLUDED.offer_max_age_ms

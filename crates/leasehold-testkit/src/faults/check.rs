@@ -47,6 +47,8 @@ pub struct Report {
     pub tasks: usize,
     /// Claims (tokens issued).
     pub claims: usize,
+    /// Of those, hand-offs: claims made by an enqueue for a waiting worker.
+    pub handoffs: usize,
     /// Renewals.
     pub renewals: usize,
     /// Effects committed.
@@ -90,7 +92,7 @@ fn worker_of(h: &History, task: Uuid, fence: i64) -> Option<&str> {
 
 /// Checks `h` against the guarantees.
 pub fn check(h: &History, budget: Budget) -> Report {
-    let mut r = Report { tasks: h.tasks.len(), effects: h.effects.len(), ..Report::default() };
+    let mut r = Report { tasks: h.tasks.len(), effects: h.effects.len(), handoffs: h.handoffs, ..Report::default() };
     for f in &h.faults {
         *r.faults.entry(f.kind).or_default() += 1;
     }

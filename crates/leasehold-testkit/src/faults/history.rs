@@ -70,6 +70,8 @@ pub struct Fault {
 pub struct History {
     /// Lease changes, in logging order.
     pub events: Vec<Event>,
+    /// Of the claims among them, those made by an enqueue for a waiting worker (hand-offs).
+    pub handoffs: usize,
     /// Effects that committed.
     pub effects: Vec<Effect>,
     /// Each attempt as its worker saw it.
@@ -100,7 +102,13 @@ CREATE TABLE IF NOT EXISTS lease_log (
 );
 CREATE OR REPLACE FUNCTION lease_log_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.fence IS DISTINCT FROM OLD.fence AND NEW.fence IS NOT NULL THEN
+    IF TG_OP = 'INSERT' THEN
+        -- a task handed to a waiting worker by its enqueue: claimed as it was inserted
+        IF NEW.fence IS NOT NULL THEN
+            INSERT INTO lease_log (task_id, kind, fence, state, expires_at)
+            VALUES (NEW.id, 'handoff', NEW.fence, NEW.state, NEW.lease_expires_at);
+        END IF;
+    ELSIF NEW.fence IS DISTINCT FROM OLD.fence AND NEW.fence IS NOT NULL THEN
         INSERT INTO lease_log (task_id, kind, fence, state, expires_at)
         VALUES (NEW.id, 'claim', NEW.fence, NEW.state, NEW.lease_expires_at);
     ELSIF OLD.state = 'running' AND NEW.state <> 'running' THEN
@@ -113,7 +121,7 @@ BEGIN
     RETURN NEW;
 END $$;
 DROP TRIGGER IF EXISTS lease_log_change ON leasehold.tasks;
-CREATE TRIGGER lease_log_change AFTER UPDATE ON leasehold.tasks
+CREATE TRIGGER lease_log_change AFTER INSERT OR UPDATE ON leasehold.tasks
     FOR EACH ROW EXECUTE FUNCTION lease_log_change();
 "#,
     )
@@ -134,6 +142,7 @@ pub async fn load(pool: &PgPool, faults: Vec<Fault>) -> History {
     .fetch_all(pool)
     .await
     .unwrap();
+    let handoffs = events.iter().filter(|e| e.3 == "handoff").count();
     let events = events
         .into_iter()
         .map(|(seq, at_ms, task, kind, fence, state, expires_ms)| Event {
@@ -141,7 +150,7 @@ pub async fn load(pool: &PgPool, faults: Vec<Fault>) -> History {
             at_ms,
             task,
             kind: match kind.as_str() {
-                "claim" => EventKind::Claim,
+                "claim" | "handoff" => EventKind::Claim,
                 "renew" => EventKind::Renew,
                 _ => EventKind::End,
             },
@@ -184,5 +193,5 @@ pub async fn load(pool: &PgPool, faults: Vec<Fault>) -> History {
             .unwrap();
     let tasks: Vec<(Uuid, String)> =
         sqlx::query_as("SELECT id, state FROM leasehold.tasks").fetch_all(pool).await.unwrap();
-    History { events, effects, attempts, faults, tasks: tasks.into_iter().collect(), cancellations }
+    History { events, handoffs, effects, attempts, faults, tasks: tasks.into_iter().collect(), cancellations }
 }

@@ -149,7 +149,7 @@ impl RunReport {
         format!(
             "profile {} (seed {}), {:.0?}: L {:?}, H {:?}, M {:?}, poll {:?}\n\
              faults: {faults:?}\n\
-             tasks {}, claims {}, renewals {}, effects {}\n\
+             tasks {}, claims {} ({} of them hand-offs), renewals {}, effects {}\n\
              takeovers {}: p50 {} ms, p99 {} ms, max {} ms (budget {} ms, {} over)\n\
              zombie writes rejected by their token (an unfenced design would have accepted them): {}\n\
              restart to first claim: {:?} ms\n\
@@ -165,6 +165,7 @@ impl RunReport {
             p.opts.poll,
             c.tasks,
             c.claims,
+            c.handoffs,
             c.renewals,
             c.effects,
             c.takeovers_ms.len(),
@@ -255,8 +256,13 @@ pub async fn run(profile: &Profile, bin: &str, planted_bug: bool) -> RunReport {
             })
             .collect();
         enqueued += batch.len();
+        // a few one at a time, which an idle worker's offer may take (a hand-off), the rest in a batch
+        let (single, batch) = batch.split_at(batch.len().min(SINGLE_ENQUEUES));
+        for t in single {
+            retry(|| leasehold_core::TaskStore::task_insert(client.store(), t.clone())).await;
+        }
         if !batch.is_empty() {
-            retry(|| client.enqueue_tasks(batch.clone())).await;
+            retry(|| client.enqueue_tasks(batch.to_vec())).await;
         }
         tokio::time::sleep(profile.fault_gap).await;
 
@@ -424,6 +430,9 @@ async fn busy_workers(pool: &PgPool) -> Vec<String> {
 }
 
 /// Retries a harness query through a server restart.
+/// Tasks enqueued one at a time before each fault's batch.
+const SINGLE_ENQUEUES: usize = 4;
+
 async fn retry<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(mut op: impl FnMut() -> F) -> T {
     let mut last = String::new();
     for _ in 0..100 {

@@ -71,7 +71,7 @@ macro_rules! metrics_catalog {
 
 metrics_catalog! {
     CLAIMS = "leasehold_claims_total", Counter, "1", ["backend", "outcome"], &[],
-        "Claim attempts by outcome: claimed (tasks claimed without meeting another claimer), contended (met other claimers: skipped due tasks they held locked on PostgreSQL, waited for their write lock on SQLite; may still have claimed some), empty (nothing due), error, handoff (a task claimed for this idle worker by its enqueue, PostgreSQL; no claim of the worker's own).";
+        "Claim attempts by outcome: claimed (tasks claimed without meeting another claimer), contended (met other claimers: skipped due tasks they held locked on PostgreSQL, waited for their write lock on SQLite; may still have claimed some), empty (nothing due), error, handoff (a task claimed for this idle worker by its enqueue, PostgreSQL; no claim of the worker's own; one per task).";
     CLAIM_DURATION = "leasehold_claim_duration_seconds", Histogram, "seconds", ["backend"], LATENCY_BUCKETS,
         "Time one claim took, from sending it to having the tasks.";
     CLAIM_BATCH = "leasehold_claim_batch_size", Histogram, "tasks", ["backend"], BATCH_BUCKETS,

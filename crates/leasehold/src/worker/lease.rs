@@ -1,8 +1,9 @@
 //! The leases a worker holds, and its local trust window on each.
 //!
 //! A lease is trusted until `t0 + L - M`, where `t0` is the worker's monotonic time just before it
-//! sent the claim or the latest renewal that succeeded. The store granted at least `L` from the moment
-//! it received that request, which came after `t0`, so the holder stops before the store can hand the
+//! sent the claim or the latest renewal that succeeded (for a task handed over by its enqueue, the
+//! announcement whose offer the hand-off took). The store granted at least `L` from the moment it
+//! received that request, which came after `t0`, so the holder stops before the store can hand the
 //! task to anyone else. The entry's cancellation token fires when trust ends, when a renewal finds the
 //! lease gone, or when the worker shuts down; the job reads it through its context, and a token the job
 //! asks for (`JobContext::cancellation_token`) is a child of it.

@@ -36,18 +36,21 @@ pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(
         if let Err(e) = w.withdraw().await {
             tracing::debug!(error = %e, "withdrawing the wait for wake-ups failed; it runs out by itself");
         }
-        if offers.open {
+        if offers.made {
             give_back_late_handoffs(&shared, w.as_mut()).await;
         }
     }
 }
 
 /// After the withdrawal: tasks handed over before it took effect, which this stopping worker will not
-/// run, go back at once (a hand-off whose notification comes later still is taken over when its lease
-/// expires).
+/// run, go back at once. The notification of a hand-off committed before the withdrawal comes before
+/// the withdrawal's answer or right after it; one that comes later still (a stalled server) is taken
+/// over when its lease expires.
 async fn give_back_late_handoffs<S: TaskStore, St>(shared: &Shared<S, St>, w: &mut dyn Wakeup) {
+    let deadline = Instant::now() + LATE_HANDOFF_WAIT;
     let mut leases = Vec::new();
-    while let Ok(Ok(hint)) = tokio::time::timeout(LATE_HANDOFF_WAIT, w.recv()).await {
+    // hints of other queues and workers keep coming on a shared channel: the wait has one deadline
+    while let Ok(Ok(hint)) = tokio::time::timeout_at(deadline, w.recv()).await {
         if let Hint::Handoff(h) = hint {
             leases.push(h.task.lease);
         }
@@ -55,7 +58,7 @@ async fn give_back_late_handoffs<S: TaskStore, St>(shared: &Shared<S, St>, w: &m
     release(shared, leases).await;
 }
 
-/// How long a stopping worker that had an offer open waits for hand-offs still on their way.
+/// How long a stopping worker that made offers waits for hand-offs still on their way.
 const LATE_HANDOFF_WAIT: Duration = Duration::from_millis(50);
 
 /// Hands tasks this worker will not run back to the store at once (fenced, the attempt not counted).
@@ -92,6 +95,7 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
                 Ok(w) => {
                     *wakeup = Some(w);
                     announced_until = Instant::now();
+                    offers.resubscribed();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "wake-up subscription failed; polling meanwhile");
@@ -114,10 +118,12 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
             // about to wait for a hint: make sure the store sends them, then look for work once more,
             // since a task enqueued before the announcement took effect sent none
             let now = Instant::now();
-            if announced_until <= now + cfg.poll_interval || !offers.open {
+            let offering = w.takes_offers() && offer_max_age(cfg) >= MIN_OFFER_AGE;
+            let offer_due = offering && offers.renew_at(cfg).is_none_or(|at| at <= now);
+            if announced_until <= now + cfg.poll_interval || offer_due {
                 let ttl = cfg.poll_interval * ANNOUNCE_POLLS;
-                let offer = offers.make(&shared.worker_id, cfg.lease_ttl);
-                match w.announce(&cfg.queues, ttl, Some(&offer)).await {
+                let offer = offering.then(|| offers.make(&shared.worker_id, cfg));
+                match w.announce(&cfg.queues, ttl, offer.as_ref()).await {
                     Ok(()) => {
                         announced_until = now + ttl;
                         settle_checks = SettleChecks::after(Instant::now());
@@ -128,7 +134,10 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
             }
         }
         let poll = shared.next_claim_at();
-        let next_claim = settle_checks.next().map_or(poll, |at| at.min(poll));
+        let mut next_claim = settle_checks.next().map_or(poll, |at| at.min(poll));
+        if let Some(at) = offers.renew_at(cfg).filter(|_| wakeup.is_some() && !at_capacity) {
+            next_claim = next_claim.min(at);
+        }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(next_claim) => settle_checks.passed(Instant::now()),
@@ -146,7 +155,7 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
                     tracing::warn!(error = %e, "wake-up channel broke; polling meanwhile");
                     *wakeup = None;
                     // a new subscription's first announcement closes the offers of this one
-                    offers.open = false;
+                    offers.resubscribed();
                     subscribe_at = Instant::now() + cfg.poll_interval;
                 }
             }
@@ -166,48 +175,90 @@ struct Offers {
     sent: VecDeque<(u64, Instant)>,
     /// Whether the latest announcement's offer may still be open: no hand-off took it since.
     open: bool,
+    /// Whether this subscription made any offer (a worker of several queues offers on each of them, so
+    /// hand-offs may still come after one took the latest offer).
+    made: bool,
 }
 
-/// How many offers [`Offers`] remembers: a hand-off always takes the latest but one at most (an
-/// announcement that renewed the offer while an enqueue was taking it).
-const OFFERS_KEPT: usize = 8;
+/// How many offers [`Offers`] remembers. A hand-off takes the latest offer, or an earlier one when
+/// newer announcements were sent while it was on its way: one for each hand-off of the same offer the
+/// worker took before it (one per queue), so a few would do.
+const OFFERS_KEPT: usize = 64;
 
 impl Offers {
     /// A new offer, sent now.
-    fn make(&mut self, worker_id: &str, lease_ttl: Duration) -> HandoffOffer {
+    fn make(&mut self, worker_id: &str, cfg: &crate::config::WorkerConfig) -> HandoffOffer {
         self.last += 1;
         if self.sent.len() == OFFERS_KEPT {
             self.sent.pop_front();
         }
         self.sent.push_back((self.last, Instant::now()));
-        self.open = true;
-        HandoffOffer { number: self.last, worker_id: worker_id.to_owned(), lease_ttl }
+        (self.open, self.made) = (true, true);
+        let max_age = offer_max_age(cfg);
+        HandoffOffer { number: self.last, worker_id: worker_id.to_owned(), lease_ttl: cfg.lease_ttl, max_age }
     }
 
     /// When the offer `number` was sent, if it is one of the latest.
     fn sent_at(&self, number: u64) -> Option<Instant> {
         self.sent.iter().find(|(n, _)| *n == number).map(|(_, at)| *at)
     }
+
+    /// When the open offer should be made again, half its age limit after it was sent: the store stops
+    /// taking it at the limit.
+    fn renew_at(&self, cfg: &crate::config::WorkerConfig) -> Option<Instant> {
+        let (_, sent) = self.sent.back().filter(|_| self.open)?;
+        Some(*sent + offer_max_age(cfg) / 2)
+    }
+
+    /// A new subscription: the old one's offers are closed by its first announcement.
+    fn resubscribed(&mut self) {
+        (self.open, self.made) = (false, false);
+    }
 }
 
+/// How long after it was sent an offer may still be taken: half of what is left of the lease once the
+/// margin and one heartbeat interval are taken off (the worker's configuration checks that something is),
+/// so that a task handed over at the last moment still has half that left of its trust window when its
+/// first renewal is due, the heartbeat renewing a lease it was just given at its next round.
+fn offer_max_age(cfg: &crate::config::WorkerConfig) -> Duration {
+    cfg.lease_ttl.saturating_sub(cfg.trust_margin).saturating_sub(cfg.heartbeat_interval) / 2
+}
+
+/// A worker whose offers could be taken for less than this long makes none: it would announce again
+/// every few milliseconds to keep one open.
+const MIN_OFFER_AGE: Duration = Duration::from_millis(100);
+
 /// Starts a task handed to this worker, counting its trust window from when the offer it took was
-/// sent (the store received the offer after that, and started the lease no earlier than that receipt);
-/// gives it back when no slot is free (the worker filled up after it offered) or the offer is unknown.
+/// sent (the store received the offer after that, and started the lease no earlier than that receipt).
+/// Gives it back at once (fenced, the attempt not counted) when no slot is free (the worker filled up
+/// by claiming after it offered), the offer is not one of the latest, or the lease is no longer trusted.
 async fn take_handoff<S: TaskStore, St: Send + Sync + 'static>(
     shared: &Arc<Shared<S, St>>,
     tracker: &TaskTracker,
     handoff: Handoff,
     offers: &Offers,
 ) {
+    let task = handoff.task;
+    let margin = shared.config.scaled(task.lease_ttl).margin;
+    let trusted = |t0: Instant| Instant::now() < t0 + task.lease_ttl.saturating_sub(margin);
+    let t0 = offers.sent_at(handoff.offer).filter(|t0| trusted(*t0));
     let permit = shared.capacity.clone().try_acquire_owned().ok();
-    match (offers.sent_at(handoff.offer), permit) {
+    match (t0, permit) {
         (Some(t0), Some(permit)) => {
             shared.stats.claimed.inc();
             shared.stats.handed_over.inc();
             shared.metrics.claim(ClaimOutcome::Handoff, Duration::ZERO, 1);
-            start(shared, tracker, handoff.task, t0, permit, &mut None);
+            start(shared, tracker, task, t0, permit, &mut None);
         }
-        _ => release(shared, vec![handoff.task.lease]).await,
+        (t0, permit) => {
+            tracing::debug!(
+                task_id = %task.lease.task_id,
+                trusted = t0.is_some(),
+                slot = permit.is_some(),
+                "a task handed over is given back"
+            );
+            release(shared, vec![task.lease]).await;
+        }
     }
 }
 
@@ -383,7 +434,35 @@ mod tests {
 
     use tokio::time::Instant;
 
-    use super::{SETTLE_CHECKS, SettleChecks, claim_size};
+    use super::{OFFERS_KEPT, Offers, SETTLE_CHECKS, SettleChecks, claim_size, offer_max_age};
+    use crate::config::WorkerConfig;
+
+    #[test]
+    fn offers_remember_when_each_was_sent_and_are_renewed_halfway_to_their_age_limit() {
+        let cfg = WorkerConfig::default();
+        // 30 s, less the margin of 5 and a heartbeat interval of 10, halved
+        assert_eq!(offer_max_age(&cfg), Duration::from_millis(7_500));
+        let mut offers = Offers::default();
+        assert_eq!(offers.renew_at(&cfg), None);
+        let before = Instant::now();
+        let first = offers.make("w", &cfg);
+        let after = Instant::now();
+        assert_eq!((first.number, first.worker_id.as_str(), first.lease_ttl), (1, "w", cfg.lease_ttl));
+        assert_eq!(first.max_age, offer_max_age(&cfg));
+        let sent = offers.sent_at(1).unwrap();
+        assert!(before <= sent && sent <= after);
+        assert_eq!(offers.renew_at(&cfg), Some(sent + Duration::from_millis(3_750)));
+        // a hand-off took it: nothing to renew, a new offer is due
+        offers.open = false;
+        assert_eq!(offers.renew_at(&cfg), None);
+        let numbers: Vec<u64> = (0..OFFERS_KEPT).map(|_| offers.make("w", &cfg).number).collect();
+        assert_eq!(numbers, (2..2 + OFFERS_KEPT as u64).collect::<Vec<_>>());
+        assert_eq!(offers.sent_at(1), None, "the oldest is forgotten");
+        assert!(offers.sent_at(2).is_some() && offers.sent_at(1 + OFFERS_KEPT as u64).is_some());
+        assert!(offers.made);
+        offers.resubscribed();
+        assert!(!offers.made && offers.renew_at(&cfg).is_none());
+    }
 
     #[test]
     fn settle_checks_follow_an_announcement_at_their_delays_then_stop() {
