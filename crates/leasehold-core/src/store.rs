@@ -133,9 +133,10 @@ pub trait Wakeup: Send {
     /// announcing, then waits, and announces again before `ttl` runs out. By default the store always
     /// sends hints and this only checks the names ([`crate::check_names`]), as every store does.
     ///
-    /// With an `offer`, the subscriber also offers to take one task as it is enqueued (a hand-off, see
-    /// [`Handoff`]); the offer replaces any earlier one of this subscriber and lasts until a task is handed
-    /// over, the announcement runs out, or the subscriber withdraws. A store may ignore offers (SQLite
+    /// With an `offer`, the subscriber also offers to take one task of each of `queues` as it is enqueued
+    /// (a hand-off, see [`Handoff`]); the offer replaces any earlier one of this subscriber and lasts, on
+    /// each queue, until a task of it is handed over, the offer is older than its `max_age`, the
+    /// announcement runs out, or the subscriber withdraws. A store may ignore offers (SQLite
     /// does: its wake-ups are in-process and cost a claim nothing to wait for).
     fn announce<'a>(
         &'a mut self,
@@ -170,7 +171,7 @@ pub enum Hint {
     Handoff(Box<Handoff>),
 }
 
-/// An idle subscriber's offer to take one task of its queues as it is enqueued: the enqueue claims the
+/// An idle subscriber's offer to take one task of each of its queues as it is enqueued: the enqueue claims the
 /// task in its own statement, with a new fencing token and a lease of the task's duration (or
 /// `lease_ttl`) measured on the store's clock from no earlier than the store received the offer, and
 /// sends it to the subscriber, which then holds it as if it had claimed it. This saves an idle worker

@@ -429,10 +429,10 @@ async fn busy_workers(pool: &PgPool) -> Vec<String> {
     .await
 }
 
-/// Retries a harness query through a server restart.
 /// Tasks enqueued one at a time before each fault's batch.
 const SINGLE_ENQUEUES: usize = 4;
 
+/// Retries a harness query through a server restart.
 async fn retry<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(mut op: impl FnMut() -> F) -> T {
     let mut last = String::new();
     for _ in 0..100 {

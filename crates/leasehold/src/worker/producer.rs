@@ -33,8 +33,12 @@ pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(
     let mut offers = Offers::default();
     claim_loop(&shared, &tracker, &stop, &mut wakeup, &mut offers).await;
     if let Some(w) = wakeup.as_mut() {
-        if let Err(e) = w.withdraw().await {
-            tracing::debug!(error = %e, "withdrawing the wait for wake-ups failed; it runs out by itself");
+        match tokio::time::timeout(STOP_WRITE_TIMEOUT, w.withdraw()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "withdrawing the wait for wake-ups failed; it runs out by itself")
+            }
+            Err(_) => tracing::debug!("withdrawing the wait for wake-ups timed out; it runs out by itself"),
         }
         if offers.made {
             give_back_late_handoffs(&shared, w.as_mut()).await;
@@ -61,15 +65,21 @@ async fn give_back_late_handoffs<S: TaskStore, St>(shared: &Shared<S, St>, w: &m
 /// How long a stopping worker that made offers waits for hand-offs still on their way.
 const LATE_HANDOFF_WAIT: Duration = Duration::from_millis(50);
 
+/// How long a stopping worker's withdrawal, and a give-back of tasks handed over, may take each: a
+/// stalled server must not hold the claim loop or the stop (what they leave behind runs out by itself).
+const STOP_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Hands tasks this worker will not run back to the store at once (fenced, the attempt not counted).
 async fn release<S: TaskStore, St>(shared: &Shared<S, St>, leases: Vec<TaskLease>) {
     if leases.is_empty() {
         return;
     }
     let n = leases.len();
-    match shared.store.task_release(TaskReleaseParams { leases, lease_lost: false }).await {
-        Ok(released) => tracing::debug!(released = released.len(), of = n, "handed-over tasks given back"),
-        Err(e) => tracing::warn!(error = %e, "giving back handed-over tasks failed; their leases expire"),
+    let give_back = shared.store.task_release(TaskReleaseParams { leases, lease_lost: false });
+    match tokio::time::timeout(STOP_WRITE_TIMEOUT, give_back).await {
+        Ok(Ok(released)) => tracing::debug!(released = released.len(), of = n, "handed-over tasks given back"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "giving back handed-over tasks failed; their leases expire"),
+        Err(_) => tracing::warn!("giving back handed-over tasks timed out; their leases expire"),
     }
 }
 
@@ -121,13 +131,18 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
             let offering = w.takes_offers() && offer_max_age(cfg) >= MIN_OFFER_AGE;
             let offer_due = offering && offers.renew_at(cfg).is_none_or(|at| at <= now);
             if announced_until <= now + cfg.poll_interval || offer_due {
+                // an announcement still in effect is only renewed: enqueues kept notifying meanwhile, so
+                // no task slipped past it and there is nothing to look for
+                let renewal = announced_until > now;
                 let ttl = cfg.poll_interval * ANNOUNCE_POLLS;
                 let offer = offering.then(|| offers.make(&shared.worker_id, cfg));
                 match w.announce(&cfg.queues, ttl, offer.as_ref()).await {
                     Ok(()) => {
                         announced_until = now + ttl;
-                        settle_checks = SettleChecks::after(Instant::now());
-                        continue;
+                        if !renewal {
+                            settle_checks = SettleChecks::after(Instant::now());
+                            continue;
+                        }
                     }
                     Err(e) => tracing::warn!(error = %e, "announcing a wait for wake-ups failed; polling meanwhile"),
                 }
@@ -146,17 +161,18 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
             r = hint(wakeup, &cfg.queues, at_capacity) => match r {
                 Ok(None) => {}
                 Ok(Some(handoff)) => {
-                    // the offer is spent: the next wait makes a new one
-                    offers.open = false;
+                    // the latest offer is spent: the next wait makes a new one
+                    if handoff.offer == offers.last {
+                        offers.open = false;
+                    }
                     take_handoff(shared, tracker, *handoff, offers).await;
                     handed_over = true;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "wake-up channel broke; polling meanwhile");
+                    tracing::warn!(error = %e, "wake-up channel broke; subscribing again");
                     *wakeup = None;
-                    // a new subscription's first announcement closes the offers of this one
                     offers.resubscribed();
-                    subscribe_at = Instant::now() + cfg.poll_interval;
+                    subscribe_at = Instant::now();
                 }
             }
         }
@@ -226,12 +242,13 @@ fn offer_max_age(cfg: &crate::config::WorkerConfig) -> Duration {
 
 /// A worker whose offers could be taken for less than this long makes none: it would announce again
 /// every few milliseconds to keep one open.
-const MIN_OFFER_AGE: Duration = Duration::from_millis(100);
+const MIN_OFFER_AGE: Duration = Duration::from_millis(200);
 
 /// Starts a task handed to this worker, counting its trust window from when the offer it took was
 /// sent (the store received the offer after that, and started the lease no earlier than that receipt).
 /// Gives it back at once (fenced, the attempt not counted) when no slot is free (the worker filled up
-/// by claiming after it offered), the offer is not one of the latest, or the lease is no longer trusted.
+/// by claiming after it offered), the offer is not one of the latest, or the lease would not be trusted
+/// until the heartbeat's first renewal.
 async fn take_handoff<S: TaskStore, St: Send + Sync + 'static>(
     shared: &Arc<Shared<S, St>>,
     tracker: &TaskTracker,
@@ -239,8 +256,9 @@ async fn take_handoff<S: TaskStore, St: Send + Sync + 'static>(
     offers: &Offers,
 ) {
     let task = handoff.task;
-    let margin = shared.config.scaled(task.lease_ttl).margin;
-    let trusted = |t0: Instant| Instant::now() < t0 + task.lease_ttl.saturating_sub(margin);
+    let scaled = shared.config.scaled(task.lease_ttl);
+    // trusted until the heartbeat's first renewal at least
+    let trusted = |t0: Instant| Instant::now() + scaled.heartbeat < t0 + task.lease_ttl.saturating_sub(scaled.margin);
     let t0 = offers.sent_at(handoff.offer).filter(|t0| trusted(*t0));
     let permit = shared.capacity.clone().try_acquire_owned().ok();
     match (t0, permit) {
