@@ -6,7 +6,8 @@
 //! - [`migrate`]: the embedded migrations of `migrations/postgres`, applied under sqlx's advisory lock
 //!   into the `leasehold` schema with its own migrations table.
 //! - [`tx`]: enqueue and completion inside the caller's own transaction.
-//! - `wakeup.rs`: LISTEN/NOTIFY hints.
+//! - `waiters.rs`: which queues had a worker waiting at their latest enqueue (which enqueue to run).
+//! - `wakeup.rs`: LISTEN/NOTIFY hints, and tasks handed to waiting workers.
 //! - `keyed.rs`: idempotent enqueue and the record of effects.
 //! - `schedules.rs`: the leader lease, schedules and per-tick ledger of singleton scheduled jobs.
 //! - `rows.rs`: decoding rows into the core records.
@@ -26,6 +27,7 @@ mod single;
 mod size;
 mod store;
 pub mod tx;
+mod waiters;
 mod wakeup;
 mod warm;
 

@@ -16,6 +16,7 @@ use crate::db;
 use crate::rows::{ClaimRow, TaskRow, parse_state};
 use crate::single;
 use crate::size::{PerClass, SizeClass};
+use crate::waiters::Waiters;
 use crate::wakeup::PgWakeup;
 use crate::warm::{Conn, Warm};
 
@@ -27,6 +28,8 @@ pub struct PgStore {
     warm: Arc<Warm>,
     /// The size class of the tasks table its latest claim saw (see `size.rs`).
     size_class: Arc<SizeClass>,
+    /// Which queues had a worker waiting at their latest enqueue (see `waiters.rs`).
+    waiters: Arc<Waiters>,
 }
 
 impl PgStore {
@@ -35,7 +38,7 @@ impl PgStore {
 
     /// Wraps an existing pool (the application's own). Run [`PgStore::migrate`] once before use.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { warm: Warm::new(pool.clone()), pool, size_class: Arc::default() }
+        Self { warm: Warm::new(pool.clone()), pool, size_class: Arc::default(), waiters: Arc::default() }
     }
 
     /// The options of the pool [`PgStore::connect`] opens, for an application that opens its own for
@@ -259,12 +262,18 @@ impl TaskStore for PgStore {
         }
         // the client's own enqueue, in a transaction of its own: it may hand its task to a waiting worker
         task.validate()?;
-        let payload = task.payload.to_string();
-        let may = may_hand_off(&task, &payload);
         let mut c = self.conn().await?;
-        let q = sqlx::query(include_str!("sql/task_insert_handoff.sql")).bind(task.id.0).bind(payload.as_str());
-        TaskColumns::of(&task).bind(q).bind(may).execute(&mut *c).await.map_err(db)?;
+        let waits: bool = if self.waiters.likely(&task.queue) {
+            let payload = task.payload.to_string();
+            let may = may_hand_off(&task, &payload);
+            let q = sqlx::query(include_str!("sql/task_insert_handoff.sql")).bind(task.id.0).bind(payload.as_str());
+            TaskColumns::of(&task).bind(q).bind(may).fetch_one(&mut *c).await.map_err(db)?.try_get(0).map_err(db)?
+        } else {
+            let q = sqlx::query(include_str!("sql/task_insert_one.sql")).bind(task.id.0).bind(Json(&task.payload));
+            TaskColumns::of(&task).bind(q).fetch_one(&mut *c).await.map_err(db)?.try_get(0).map_err(db)?
+        };
         c.clean();
+        self.waiters.saw(&task.queue, waits);
         Ok(task.id)
     }
 

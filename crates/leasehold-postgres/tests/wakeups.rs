@@ -481,3 +481,21 @@ async fn a_lost_listening_connection_is_reported_and_its_offers_closed() {
     assert!(w.recv().await.is_err(), "a lost subscription stays lost");
     assert!(w.announce(&queues, Duration::from_secs(60), None).await.is_err());
 }
+
+/// A store that found no worker waiting on a queue enqueues into it with the plainer statement, which
+/// hands nothing over but still wakes a worker that began to wait meanwhile, and tells the store so:
+/// the next enqueue may hand its task over again.
+#[tokio::test]
+async fn a_store_tries_hand_offs_only_where_a_worker_was_waiting() {
+    let db = TestDb::create().await;
+    let store = PgStore::from_pool(db.pool().clone());
+    let nobody = store.task_insert(task("q")).await.unwrap();
+    assert_eq!(store.task_get(nobody).await.unwrap().state, TaskState::Available);
+    let mut w = store.wakeup_subscribe().await.unwrap();
+    w.announce(&["q".to_owned()], Duration::from_secs(60), Some(&offer(1, "w-1"))).await.unwrap();
+    let woken = store.task_insert(task("q")).await.unwrap();
+    assert_eq!(next(&mut w).await, "q", "the plainer statement wakes the waiter");
+    assert_eq!(store.task_get(woken).await.unwrap().state, TaskState::Available);
+    let handed = store.task_insert(task("q")).await.unwrap();
+    assert_eq!(handoff(&mut w).await.task.lease.task_id, handed);
+}

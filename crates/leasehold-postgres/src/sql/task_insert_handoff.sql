@@ -3,7 +3,8 @@
 -- queue offered to take a task (wakeup_announce.sql), claim it for that worker here: the task goes in
 -- running, with its first attempt, a new fencing token and a lease, and is sent whole on the waiter's
 -- own channel. The worker then holds it as if it had claimed it, without a claim's round trip.
--- Without an offer to take, it wakes the workers waiting on its queue, as task_insert_one.sql does.
+-- Without an offer to take, it wakes the workers waiting on its queue, as task_insert_one.sql does; and
+-- it answers, as that one does, whether any worker waits on the queue.
 -- Only the client's own enqueues run this statement, never one inside the application's transaction:
 -- there the offer's row could be locked for as long as that transaction lasts, and under REPEATABLE READ
 -- locking a row that changed since the snapshot is an error.
@@ -20,8 +21,10 @@
 -- - the offer is recent: made less than its `offer_max_age_ms` ago (in proportion to the task's lease),
 --   since the worker trusts the lease from when it sent the offer (the lease starts no earlier than
 --   `offered_at`, as below) and must renew it in time.
--- Offers are taken with SKIP LOCKED: two enqueues at once take two offers, or one of them none. The
--- latest offer first: a worker that filled up since it offered no longer renews its offer.
+-- Offers are taken with SKIP LOCKED: two enqueues at once take two offers, or one of them none. Any
+-- open offer will do (ordering them by age cost every enqueue a sort, even with no worker waiting): a
+-- worker that filled up by claiming since it offered gives the task back at once, and its offer, not
+-- renewed while it is full, ages out.
 WITH offer AS (
     UPDATE leasehold.waiting AS w
        SET offer = NULL
@@ -30,7 +33,6 @@ WITH offer AS (
              WHERE queue = $4 AND offer IS NOT NULL AND until > now()
                AND offered_at > now() - offer_max_age_ms * (coalesce($9, lease_ttl_ms)::float8 / lease_ttl_ms)
                                         * interval '1 millisecond'
-             ORDER BY offered_at DESC
              LIMIT 1
                FOR UPDATE SKIP LOCKED) AS o
      WHERE w.ctid = o.ctid
@@ -52,16 +54,21 @@ WITH offer AS (
            o.worker
       FROM (VALUES (1)) AS one(x) LEFT JOIN offer AS o ON true
     RETURNING t.id, t.kind, t.queue, t.payload, t.run_at, t.max_attempts, t.fence
+), told AS (
+    SELECT i.*, o.waiter, o.offer, o.lease_ttl_ms AS handed_ttl_ms,
+           o.waiter IS NOT NULL
+             OR EXISTS (SELECT 1 FROM leasehold.waiting AS w WHERE w.queue = i.queue AND w.until > now()) AS waits
+      FROM inserted AS i LEFT JOIN offer AS o ON true
 )
-SELECT CASE
-         WHEN o.waiter IS NOT NULL THEN
-           pg_notify('leasehold_handoff_' || o.waiter,
-                     json_build_object('offer', o.offer, 'id', i.id, 'fence', i.fence, 'kind', i.kind,
-                                       'queue', i.queue, 'payload', i.payload, 'max_attempts', i.max_attempts,
-                                       'lease_ttl_ms', o.lease_ttl_ms,
-                                       'run_at_us', (extract(epoch FROM i.run_at) * 1000000)::bigint)::text)
-         WHEN i.run_at <= now()
-              AND EXISTS (SELECT 1 FROM leasehold.waiting AS w WHERE w.queue = i.queue AND w.until > now()) THEN
-           pg_notify('leasehold_available', i.queue)
+SELECT t.waits,
+       CASE
+         WHEN t.waiter IS NOT NULL THEN
+           pg_notify('leasehold_handoff_' || t.waiter,
+                     json_build_object('offer', t.offer, 'id', t.id, 'fence', t.fence, 'kind', t.kind,
+                                       'queue', t.queue, 'payload', t.payload, 'max_attempts', t.max_attempts,
+                                       'lease_ttl_ms', t.handed_ttl_ms,
+                                       'run_at_us', (extract(epoch FROM t.run_at) * 1000000)::bigint)::text)
+         WHEN t.waits AND t.run_at <= now() THEN
+           pg_notify('leasehold_available', t.queue)
        END
-  FROM inserted AS i LEFT JOIN offer AS o ON true
+  FROM told AS t

@@ -30,8 +30,10 @@ pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(shared: Arc<Sha
                 }
                 due = Instant::now() + interval(&shared);
             }
-            // a new lease may be shorter than any held so far
-            _ = shared.active.added_shorter.notified() => due = due.min(Instant::now() + interval(&shared)),
+            // a new lease may be shorter than any held so far, or come with part of its trust spent
+            _ = shared.active.added_shorter.notified() => {
+                due = due.min(Instant::now() + interval(&shared)).min(trust_deadline(&shared));
+            }
         }
     }
 }
@@ -44,6 +46,16 @@ fn interval<S, St>(shared: &Shared<S, St>) -> Duration {
         None => shared.config.heartbeat_interval,
     };
     h.max(MIN_INTERVAL)
+}
+
+/// When a round must start for every lease held to be renewed with its heartbeat interval of trust still
+/// left: a task handed over by its enqueue comes with its trust counted from the worker's offer, so its
+/// first renewal may be due before a round of the usual spacing (never sooner than [`MIN_INTERVAL`]).
+fn trust_deadline<S, St>(shared: &Shared<S, St>) -> Instant {
+    let now = Instant::now();
+    let earliest =
+        shared.active.snapshot().iter().map(|e| e.trusted_until() - shared.config.scaled(e.ttl).heartbeat).min();
+    earliest.unwrap_or(now + shared.config.heartbeat_interval).max(now + MIN_INTERVAL)
 }
 
 /// One renewal round: extends trust for the leases renewed, cancels the work of those found gone.

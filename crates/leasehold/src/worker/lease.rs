@@ -98,16 +98,18 @@ impl LeaseEntry {
 #[derive(Default)]
 pub(crate) struct ActiveSet {
     map: Mutex<HashMap<TaskLease, Arc<LeaseEntry>>>,
-    /// Notified when a lease shorter than the worker's own is added, so the heartbeat can renew
-    /// sooner for it. (A lease of the worker's length needs no new round: the next one is due within
-    /// one heartbeat interval anyway.)
+    /// Notified when a lease shorter than the worker's own is added, or one handed over (its trust
+    /// counted from the offer), so the heartbeat can renew sooner for it. (A lease of the worker's
+    /// length, claimed, needs no new round: the next one is due within one heartbeat interval anyway.)
     pub(crate) added_shorter: tokio::sync::Notify,
 }
 
 impl ActiveSet {
-    pub(crate) fn insert(&self, entry: Arc<LeaseEntry>, shorter_than_the_workers: bool) {
+    /// Adds a lease; `sooner` wakes the heartbeat to bring its next round forward if this lease needs it
+    /// (a lease shorter than the worker's, or one handed over with part of its trust spent).
+    pub(crate) fn insert(&self, entry: Arc<LeaseEntry>, sooner: bool) {
         self.map.lock().unwrap().insert(entry.lease, entry);
-        if shorter_than_the_workers {
+        if sooner {
             self.added_shorter.notify_one();
         }
     }

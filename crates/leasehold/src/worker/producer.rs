@@ -266,7 +266,7 @@ async fn take_handoff<S: TaskStore, St: Send + Sync + 'static>(
             shared.stats.claimed.inc();
             shared.stats.handed_over.inc();
             shared.metrics.claim(ClaimOutcome::Handoff, Duration::ZERO, 1);
-            start(shared, tracker, task, t0, permit, &mut None);
+            start(shared, tracker, task, t0, permit, true, &mut None);
         }
         (t0, permit) => {
             tracing::debug!(
@@ -379,19 +379,20 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
             unreachable!("only the claim loop takes permits, and it claimed no more than were free");
         };
         shared.stats.claimed.inc();
-        start(shared, tracker, task, t0, permit, &mut km);
+        start(shared, tracker, task, t0, permit, false, &mut km);
     }
     full
 }
 
-/// Runs a task claimed by a request sent at `t0`, under its lease; `km` holds the metric handles of the
-/// previous task started.
+/// Runs a task claimed by a request sent at `t0` (`handed_over`: the offer an enqueue took), under its
+/// lease; `km` holds the metric handles of the previous task started.
 fn start<S: TaskStore, St: Send + Sync + 'static>(
     shared: &Arc<Shared<S, St>>,
     tracker: &TaskTracker,
     task: ClaimedTask,
     t0: Instant,
     permit: OwnedSemaphorePermit,
+    handed_over: bool,
     km: &mut Option<Arc<KindMetrics>>,
 ) {
     {
@@ -406,7 +407,7 @@ fn start<S: TaskStore, St: Send + Sync + 'static>(
             drop(permit);
             return;
         }
-        shared.active.insert(entry.clone(), task.lease_ttl < shared.config.lease_ttl);
+        shared.active.insert(entry.clone(), handed_over || task.lease_ttl < shared.config.lease_ttl);
         let metrics = match km {
             Some(m) if m.labels(&task.queue, &task.kind) => m.clone(),
             _ => km.insert(shared.kind_metrics(&task)).clone(),
