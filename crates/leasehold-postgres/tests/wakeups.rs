@@ -298,19 +298,12 @@ async fn each_offer_takes_one_task_and_a_workers_new_subscription_closes_its_old
 /// again after each.
 #[tokio::test]
 async fn an_idle_worker_runs_the_tasks_handed_to_it() {
-    use leasehold::{Client, Worker};
-    use leasehold_testkit::jobs::{Echo, Probe};
+    use leasehold::Client;
+    use leasehold_testkit::jobs::Echo;
 
     let db = TestDb::create().await;
     let store = PgStore::from_pool(db.pool().clone());
-    // a long lease, so that the offer needs no renewal (an enqueue that meets a renewal in progress
-    // skips the offer's locked row)
-    let worker = Worker::builder_with_state(store.clone(), Probe::default())
-        .register::<Echo>()
-        .poll_interval(Duration::from_secs(120))
-        .lease_ttl(Duration::from_secs(600))
-        .build()
-        .unwrap();
+    let worker = idle_worker(&store).build().unwrap();
     worker.start().await;
     let client = Client::new(store.clone());
     for n in 0..3 {
@@ -331,6 +324,16 @@ async fn an_idle_worker_runs_the_tasks_handed_to_it() {
     assert_eq!(offers, 0, "the stopped worker withdrew");
 }
 
+/// A worker of echo jobs whose poll is two minutes away, so that only a wake-up or a hand-off explains a
+/// task it runs at once; with a long lease, so that its offer needs no renewal while a test runs (an
+/// enqueue that meets a renewal in progress skips the offer's locked row).
+fn idle_worker(store: &PgStore) -> leasehold::WorkerBuilder<PgStore, leasehold_testkit::jobs::Probe> {
+    leasehold::Worker::builder_with_state(store.clone(), leasehold_testkit::jobs::Probe::default())
+        .register::<leasehold_testkit::jobs::Echo>()
+        .poll_interval(Duration::from_secs(120))
+        .lease_ttl(Duration::from_secs(600))
+}
+
 /// Waits until `n` offers are open.
 async fn open_offers(db: &TestDb, n: i64) {
     wait::until("the workers to offer", Duration::from_secs(10), || async {
@@ -347,19 +350,12 @@ async fn open_offers(db: &TestDb, n: i64) {
 /// counted, rather than holding it until its lease expires; it runs it once a slot is free.
 #[tokio::test]
 async fn a_worker_that_filled_up_gives_a_task_handed_to_it_back() {
-    use leasehold::{Client, Worker};
-    use leasehold_testkit::jobs::{Echo, Probe, UntilCancelled};
+    use leasehold::Client;
+    use leasehold_testkit::jobs::{Echo, UntilCancelled};
 
     let db = TestDb::create().await;
     let store = PgStore::from_pool(db.pool().clone());
-    let worker = Worker::builder_with_state(store.clone(), Probe::default())
-        .register::<Echo>()
-        .register::<UntilCancelled>()
-        .concurrency(1)
-        .poll_interval(Duration::from_secs(120))
-        .lease_ttl(Duration::from_secs(600))
-        .build()
-        .unwrap();
+    let worker = idle_worker(&store).register::<UntilCancelled>().concurrency(1).build().unwrap();
     worker.start().await;
     open_offers(&db, 1).await;
     // enqueued in a transaction, so not handed over: the worker is woken, claims it and is full, and its
@@ -421,16 +417,9 @@ async fn concurrent_enqueues_take_each_offer_once() {
 /// the shared channel while it waits for hand-offs still on their way.
 #[tokio::test]
 async fn a_worker_stops_promptly_while_hints_keep_coming() {
-    use leasehold::Worker;
-    use leasehold_testkit::jobs::{Echo, Probe};
-
     let db = TestDb::create().await;
     let store = PgStore::from_pool(db.pool().clone());
-    let worker = Worker::builder_with_state(store.clone(), Probe::default())
-        .register::<Echo>()
-        .poll_interval(Duration::from_secs(120))
-        .build()
-        .unwrap();
+    let worker = idle_worker(&store).build().unwrap();
     worker.start().await;
     open_offers(&db, 1).await;
     // another waiter on another queue, so that every enqueue there notifies on the shared channel

@@ -96,9 +96,9 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
     let mut announced_until = Instant::now();
     // when to look for work again after the latest announcement, for enqueues that raced it
     let mut settle_checks = SettleChecks::default();
-    // a task was just handed over: offer again before the next look for work (which then also covers
-    // the enqueues that raced the new offer), so that the next enqueue finds the offer sooner
-    let mut handed_over = false;
+    // the loop woke to offer again, after a hand-off or to renew an offer about to age out: it offers
+    // without a look for work first (its announcement stayed in effect, so enqueues kept notifying)
+    let mut offer_only = false;
     while !stop.is_cancelled() {
         if wakeup.is_none() && Instant::now() >= subscribe_at {
             match shared.store.wakeup_subscribe().await {
@@ -113,7 +113,7 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
                 }
             }
         }
-        if !std::mem::take(&mut handed_over) {
+        if !std::mem::take(&mut offer_only) {
             gather(shared, stop).await;
             if stop.is_cancelled() {
                 return;
@@ -149,13 +149,16 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
             }
         }
         let poll = shared.next_claim_at();
-        let mut next_claim = settle_checks.next().map_or(poll, |at| at.min(poll));
-        if let Some(at) = offers.renew_at(cfg).filter(|_| wakeup.is_some() && !at_capacity) {
-            next_claim = next_claim.min(at);
-        }
+        let look_at = settle_checks.next().map_or(poll, |at| at.min(poll));
+        let renew_at = offers.renew_at(cfg).filter(|_| wakeup.is_some() && !at_capacity);
+        let wake_at = renew_at.map_or(look_at, |at| at.min(look_at));
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep_until(next_claim) => settle_checks.passed(Instant::now()),
+            _ = tokio::time::sleep_until(wake_at) => {
+                let now = Instant::now();
+                settle_checks.passed(now);
+                offer_only = now < look_at;
+            }
             _ = shared.rescheduled.notified() => {}
             _ = shared.capacity_freed.notified(), if at_capacity => {}
             r = hint(wakeup, &cfg.queues, at_capacity) => match r {
@@ -166,7 +169,7 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
                         offers.open = false;
                     }
                     take_handoff(shared, tracker, *handoff, offers).await;
-                    handed_over = true;
+                    offer_only = true;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "wake-up channel broke; subscribing again");
