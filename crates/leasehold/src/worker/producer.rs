@@ -99,6 +99,8 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
     // the loop woke to offer again, after a hand-off or to renew an offer about to age out: it offers
     // without a look for work first (its announcement stayed in effect, so enqueues kept notifying)
     let mut offer_only = false;
+    // when the loop last looked for work: an offer-only wake does not put off the next poll
+    let mut looked_at = Instant::now();
     while !stop.is_cancelled() {
         if wakeup.is_none() && Instant::now() >= subscribe_at {
             match shared.store.wakeup_subscribe().await {
@@ -118,6 +120,7 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
             if stop.is_cancelled() {
                 return;
             }
+            looked_at = Instant::now();
             let full_batch = claim_once(shared, tracker).await;
             if full_batch && shared.capacity.available_permits() > 0 {
                 continue;
@@ -148,7 +151,7 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
                 }
             }
         }
-        let poll = shared.next_claim_at();
+        let poll = shared.next_claim_at().min(looked_at + cfg.poll_interval);
         let look_at = settle_checks.next().map_or(poll, |at| at.min(poll));
         let renew_at = offers.renew_at(cfg).filter(|_| wakeup.is_some() && !at_capacity);
         let wake_at = renew_at.map_or(look_at, |at| at.min(look_at));
