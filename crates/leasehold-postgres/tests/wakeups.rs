@@ -43,6 +43,15 @@ async fn handoff_among_hints(w: &mut Box<dyn Wakeup>) -> Handoff {
     }
 }
 
+/// Two subscriptions, of the workers `w-a` and `w-b`, each with an open offer (number 1) on `queues`.
+async fn two_offering_waiters(store: &PgStore, queues: &[String]) -> (Box<dyn Wakeup>, Box<dyn Wakeup>) {
+    let mut a = store.wakeup_subscribe().await.unwrap();
+    let mut b = store.wakeup_subscribe().await.unwrap();
+    a.announce(queues, Duration::from_secs(60), Some(&offer(1, "w-a"))).await.unwrap();
+    b.announce(queues, Duration::from_secs(60), Some(&offer(1, "w-b"))).await.unwrap();
+    (a, b)
+}
+
 fn offer(number: u64, worker: &str) -> HandoffOffer {
     HandoffOffer {
         number,
@@ -269,10 +278,7 @@ async fn each_offer_takes_one_task_and_a_workers_new_subscription_closes_its_old
     let db = TestDb::create().await;
     let store = PgStore::from_pool(db.pool().clone());
     let queues = ["q".to_owned()];
-    let mut a = store.wakeup_subscribe().await.unwrap();
-    let mut b = store.wakeup_subscribe().await.unwrap();
-    a.announce(&queues, Duration::from_secs(60), Some(&offer(1, "w-a"))).await.unwrap();
-    b.announce(&queues, Duration::from_secs(60), Some(&offer(1, "w-b"))).await.unwrap();
+    let (mut a, mut b) = two_offering_waiters(&store, &queues).await;
     let first = store.task_insert(task("q")).await.unwrap();
     let second = store.task_insert(task("q")).await.unwrap();
     let (ha, hb) = (handoff(&mut a).await, handoff(&mut b).await);
@@ -391,10 +397,7 @@ async fn concurrent_enqueues_take_each_offer_once() {
     let db = TestDb::create().await;
     let store = PgStore::from_pool(db.pool().clone());
     let queues = ["q".to_owned()];
-    let mut a = store.wakeup_subscribe().await.unwrap();
-    let mut b = store.wakeup_subscribe().await.unwrap();
-    a.announce(&queues, Duration::from_secs(60), Some(&offer(1, "w-a"))).await.unwrap();
-    b.announce(&queues, Duration::from_secs(60), Some(&offer(1, "w-b"))).await.unwrap();
+    let (mut a, mut b) = two_offering_waiters(&store, &queues).await;
     let enqueues = (0..16).map(|_| {
         let store = store.clone();
         tokio::spawn(async move { store.task_insert(task("q")).await.unwrap() })
