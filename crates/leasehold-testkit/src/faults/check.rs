@@ -58,6 +58,9 @@ pub struct Report {
     pub takeovers_ms: Vec<i64>,
     /// Takeovers over the budget.
     pub takeovers_over_budget: usize,
+    /// The longest takeovers over the budget, described with what happened while each waited (the
+    /// workers' claims of other tasks meanwhile, the faults around it), longest first.
+    pub late_takeovers: Vec<String>,
     /// Writes by a holder whose lease had been taken over, refused by their token: each one a write
     /// that a design without fencing would have accepted.
     pub zombie_writes_rejected: usize,
@@ -106,18 +109,23 @@ pub fn check(h: &History, budget: Budget) -> Report {
     }
     let mut issued: HashSet<i64> = HashSet::new();
     let mut claims_at: Vec<(i64, i64)> = Vec::new();
+    // every claim's time and task, for the descriptions of late takeovers
+    let mut claimed: Vec<(i64, Uuid)> = Vec::new();
     let mut completed_with: HashMap<Uuid, i64> = HashMap::new();
+    let mut late: Vec<Late> = Vec::new();
     for (task, events) in &by_task {
-        let mut holder: Option<(i64, i64, i64, bool)> = None; // (fence, last seen ms, expiry ms, ended)
+        // (fence, last seen ms, expiry ms, ended, handed over)
+        let mut holder: Option<(i64, i64, i64, bool, bool)> = None;
         for e in events {
             match e.kind {
                 EventKind::Claim => {
                     r.claims += 1;
                     claims_at.push((e.at_ms, e.fence));
+                    claimed.push((e.at_ms, *task));
                     if !issued.insert(e.fence) {
                         r.anomalies.push(format!("token regression: token {} issued twice (task {task})", e.fence));
                     }
-                    if let Some((prev, last_ms, expiry_ms, ended)) = holder {
+                    if let Some((prev, last_ms, expiry_ms, ended, handed)) = holder {
                         if e.fence <= prev {
                             r.anomalies.push(format!(
                                 "token regression: task {task} claimed with token {} after token {prev}",
@@ -134,10 +142,21 @@ pub fn check(h: &History, budget: Budget) -> Report {
                             let across_restart = restarts.iter().any(|(down, up)| *down < e.at_ms && *up > last_ms);
                             if !across_restart {
                                 r.takeovers_ms.push(e.at_ms - last_ms);
+                                if e.at_ms - last_ms > budget.takeover_ms() {
+                                    late.push(Late {
+                                        task: *task,
+                                        prev,
+                                        handed,
+                                        last_ms,
+                                        expiry_ms,
+                                        at_ms: e.at_ms,
+                                        fence: e.fence,
+                                    });
+                                }
                             }
                         }
                     }
-                    holder = Some((e.fence, e.at_ms, e.expires_ms.unwrap_or(e.at_ms), false));
+                    holder = Some((e.fence, e.at_ms, e.expires_ms.unwrap_or(e.at_ms), false, e.handoff));
                 }
                 EventKind::Renew => {
                     r.renewals += 1;
@@ -273,5 +292,64 @@ pub fn check(h: &History, budget: Budget) -> Report {
     r.self_fence_ms.sort_unstable();
     r.takeovers_ms.sort_unstable();
     r.takeovers_over_budget = r.takeovers_ms.iter().filter(|t| **t > budget.takeover_ms()).count();
+    claimed.sort_unstable();
+    late.sort_by_key(|l| std::cmp::Reverse(l.at_ms - l.expiry_ms));
+    r.late_takeovers = late.iter().take(LATE_TAKEOVERS_SHOWN).map(|l| l.describe(h, &claimed)).collect();
     r
+}
+
+/// How many of the takeovers over the budget the report describes.
+const LATE_TAKEOVERS_SHOWN: usize = 8;
+
+/// A takeover over the budget.
+struct Late {
+    task: Uuid,
+    /// The token it was taken from, and whether that claim was a hand-off.
+    prev: i64,
+    handed: bool,
+    /// The previous holder's last claim or renewal, and its lease's expiry.
+    last_ms: i64,
+    expiry_ms: i64,
+    /// The claim that took it over.
+    at_ms: i64,
+    fence: i64,
+}
+
+impl Late {
+    fn describe(&self, h: &History, claimed: &[(i64, Uuid)]) -> String {
+        let from = |t: i64| claimed.partition_point(|(at, _)| *at < t);
+        let meanwhile = &claimed[from(self.expiry_ms)..from(self.at_ms)];
+        // task ids are v7 UUIDs, made at enqueue: the order of ids is the order of enqueues
+        let older = meanwhile.iter().filter(|(_, t)| *t < self.task).count();
+        // the faults in flight around its expiry, and how many of each kind began while it waited
+        let faults: Vec<String> = h
+            .faults
+            .iter()
+            .filter(|f| f.at_ms <= self.expiry_ms + 2_000 && f.at_ms + f.duration_ms + 2_000 >= self.last_ms)
+            .map(|f| format!("{} {:?} at +{} ms for {} ms", f.kind, f.worker, f.at_ms - self.last_ms, f.duration_ms))
+            .collect();
+        let mut waited: Vec<(&str, usize)> = Vec::new();
+        for f in h.faults.iter().filter(|f| f.at_ms > self.expiry_ms && f.at_ms <= self.at_ms) {
+            match waited.iter_mut().find(|(k, _)| *k == f.kind) {
+                Some((_, n)) => *n += 1,
+                None => waited.push((f.kind, 1)),
+            }
+        }
+        format!(
+            "task {} (token {}{}, held by {}) last renewed at {}, expired {} ms later, taken over {} ms after that by {} (token {}); {} claims of other tasks meanwhile, {} of them of tasks enqueued before it; faults around its expiry: {:?}; faults begun while it waited: {:?}",
+            self.task,
+            self.prev,
+            if self.handed { ", handed over" } else { "" },
+            worker_of(h, self.task, self.prev).unwrap_or("?"),
+            self.last_ms,
+            self.expiry_ms - self.last_ms,
+            self.at_ms - self.expiry_ms,
+            worker_of(h, self.task, self.fence).unwrap_or("?"),
+            self.fence,
+            meanwhile.len(),
+            older,
+            faults,
+            waited,
+        )
+    }
 }

@@ -37,6 +37,8 @@ pub struct Event {
     pub state: String,
     /// The lease's expiry after the change, ms.
     pub expires_ms: Option<i64>,
+    /// A claim made by an enqueue for a waiting worker (a hand-off).
+    pub handoff: bool,
 }
 
 /// A protected effect that committed.
@@ -149,6 +151,7 @@ pub async fn load(pool: &PgPool, faults: Vec<Fault>) -> History {
             seq,
             at_ms,
             task,
+            handoff: kind == "handoff",
             kind: match kind.as_str() {
                 "claim" | "handoff" => EventKind::Claim,
                 "renew" => EventKind::Renew,

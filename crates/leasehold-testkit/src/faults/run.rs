@@ -185,7 +185,7 @@ impl RunReport {
             self.pin_ratios.iter().map(|r| (r * 100.0).round() / 100.0).collect::<Vec<_>>(),
             self.pin_dead_tuples,
             c.anomalies.len(),
-        )
+        ) + &c.late_takeovers.iter().map(|l| format!("\nlate takeover: {l}")).collect::<String>()
     }
 }
 
