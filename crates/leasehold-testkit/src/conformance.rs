@@ -38,6 +38,7 @@ macro_rules! conformance_tests {
             effect_record_runs_an_effect_once, fenced_application_writes_refuse_older_tokens,
             worker_keeps_short_task_leases, worker_survives_a_panic_while_decoding,
             completion_batch_tells_holders_apart, takeover_on_the_last_attempt_discards,
+            a_taken_over_task_keeps_its_place_in_claim_order,
             discarded_tasks_count_towards_a_claims_limit,
             the_same_keyed_task_sent_again_is_answered_as_itself, keyed_enqueue_in_a_transaction,
             effect_claims_race_to_one_effect, due_and_depth_are_read_without_claiming,
@@ -777,6 +778,42 @@ pub async fn takeover_on_the_last_attempt_discards<B: Backend>(b: &B) {
     let rec = s.task_get(id).await.unwrap();
     assert_eq!((rec.state, rec.attempt, rec.lease_losses), (TaskState::Discarded, 2, 2));
     assert_eq!(rec.errors.last().map(|e| e.message.as_str()), Some(LEASE_LOST_ON_LAST_ATTEMPT));
+}
+
+/// A task taken over keeps its place in claim order (priority, then `run_at`): it comes before every task
+/// due after it, however many tasks whose leases expired before its own are due later than a backlog.
+pub async fn a_taken_over_task_keeps_its_place_in_claim_order<B: Backend>(b: &B) {
+    let s = b.store();
+    let ago = |minutes: i64| Some(chrono::Utc::now() - chrono::Duration::minutes(minutes));
+    // the earliest task, and four due later than the backlog below, all five claimed
+    let early = s.task_insert(NewTask { run_at: ago(10), ..task("k", 0) }).await.unwrap();
+    assert_eq!(claim_one(&s).await.lease.task_id, early);
+    let mut later = s.task_insert_many((1..=4).map(|n| task("k", n)).collect()).await.unwrap();
+    assert_eq!(s.task_claim(claim(4)).await.unwrap().tasks.len(), 4);
+    let mut backlog =
+        s.task_insert_many((5..=10).map(|n| NewTask { run_at: ago(5), ..task("k", n) }).collect()).await.unwrap();
+    // the later tasks' leases expire first, the earliest task's last
+    for id in &later {
+        b.expire_lease(*id).await;
+    }
+    b.expire_lease(early).await;
+
+    let mut order = Vec::new();
+    for _ in 0..11 {
+        let c = claim_one(&s).await;
+        order.push((c.lease.task_id, c.taken_over));
+    }
+    assert_eq!(order[0], (early, true), "the earliest task, taken over, before the backlog");
+    let sorted = |from: usize, to: usize| {
+        let mut ids: Vec<TaskId> = order[from..to].iter().map(|(id, _)| *id).collect();
+        ids.sort();
+        ids
+    };
+    backlog.sort();
+    later.sort();
+    assert_eq!(sorted(1, 7), backlog, "then the backlog");
+    assert_eq!(sorted(7, 11), later, "then the later tasks, taken over");
+    assert!(order[7..].iter().all(|(_, taken_over)| *taken_over));
 }
 
 /// A claim counts the expired tasks it discards towards its limit and says that it reached it: more may be

@@ -20,6 +20,10 @@
 -- The reads compare with SQLite's clock itself, not with `n`, so that the comparison bounds the index
 -- range they read (a join with `n` scanned every running task's entry); SQLite reads the clock once per
 -- statement, so every use sees the same time.
+-- The expired tasks are read in claim order too, all of them sorted (few, unless many workers crashed at
+-- once): read in the order their leases expired, the first {limit} could be tasks due later than the
+-- backlog, which lost to it in `picked` claim after claim, while a task due before the whole backlog,
+-- whose lease expired after theirs, was never read.
 -- `taken` holds the picks taken over from an expired lease (almost always none): RETURNING sees only
 -- the updated table, so it looks them up there.
 -- The answer's columns are decoded by position (rows.rs, ClaimRow): keep their order.
@@ -33,7 +37,7 @@ WITH n AS MATERIALIZED (
           FROM leasehold_tasks AS t INDEXED BY leasehold_tasks_lease_expiry_idx
          WHERE t.state = 'running' AND t.lease_expires_at < CAST(unixepoch('subsec') * 1000 AS INTEGER)
            AND t.queue IN ({queues})
-         ORDER BY t.lease_expires_at
+         ORDER BY t.priority, t.run_at, t.id
          LIMIT {limit})
 ), picked AS MATERIALIZED (
     SELECT id, taken_over, exhausted, row_number() OVER (ORDER BY priority, run_at, id) AS rank
