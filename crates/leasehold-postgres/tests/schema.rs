@@ -3,18 +3,11 @@
 //! that no write can put a task out of every claim's reach, such as a running task without a lease, which
 //! would never be taken over.
 
-use std::time::Duration;
-
-use leasehold_core::*;
-use leasehold_postgres::{PgStore, migrate};
 use leasehold_testkit::pg::TestDb;
 use sqlx::AssertSqlSafe;
 
-/// SQLSTATE `check_violation`, raised by a domain's check and by a table's alike.
+/// SQLSTATE `check_violation`.
 const CHECK_VIOLATION: &str = "23514";
-
-/// The migration that moved the single-column rules from the table into domains.
-const DOMAINS_MIGRATION: i64 = 20261207000002;
 
 async fn refused(db: &TestDb, sql: &str) {
     let err = sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(db.pool()).await.expect_err(sql);
@@ -102,60 +95,4 @@ async fn the_tasks_table_refuses_rows_that_break_its_rules() {
     .await
     .unwrap();
     assert_eq!((total, blank), (6, 0));
-}
-
-/// A database that an earlier build migrated, holding tasks in every state, takes the migration that moved
-/// the rules into domains and goes on as before: the tasks keep their values, the rules still hold, a
-/// claim takes the available task and its completion is fenced.
-#[tokio::test]
-async fn tasks_written_before_the_rules_moved_into_domains_survive_the_migration() {
-    let db = TestDb::create().await;
-    written(&db, "DROP SCHEMA leasehold CASCADE").await;
-    let mut earlier = migrate::migrator();
-    earlier.migrations = earlier.migrations.iter().filter(|m| m.version < DOMAINS_MIGRATION).cloned().collect();
-    earlier.run(db.pool()).await.unwrap();
-
-    written(&db, &insert(&[("kind", "'before'"), ("lease_ttl_ms", "5000")])).await;
-    written(
-        &db,
-        &insert(&[("kind", "'before'"), ("state", "'running'"), ("lease_expires_at", "now() + interval '1 hour'")]),
-    )
-    .await;
-    written(&db, &insert(&[("kind", "'before'"), ("state", "'completed'")])).await;
-
-    let store = PgStore::from_pool(db.pool().clone());
-    store.migrate().await.unwrap();
-    let states: Vec<(String, i32, Option<i32>)> =
-        sqlx::query_as("SELECT state, max_attempts, lease_ttl_ms FROM leasehold.tasks ORDER BY state")
-            .fetch_all(db.pool())
-            .await
-            .unwrap();
-    assert_eq!(
-        states,
-        vec![("available".into(), 3, Some(5000)), ("completed".into(), 3, None), ("running".into(), 3, None)]
-    );
-    refused(&db, &insert(&[("state", "'paused'")])).await;
-    refused(&db, &insert(&[("state", "'running'")])).await;
-
-    let claimed = store
-        .task_claim(TaskClaimParams {
-            queues: vec!["q".into()],
-            limit: 10,
-            default_lease_ttl: Duration::from_secs(30),
-            worker_id: "w".into(),
-        })
-        .await
-        .unwrap()
-        .tasks;
-    assert_eq!(claimed.len(), 1, "the available task, not the running one whose lease holds");
-    assert_eq!(claimed[0].lease_ttl, Duration::from_secs(5));
-    let stale = TaskLease { fence: FencingToken(claimed[0].lease.fence.0 - 1), ..claimed[0].lease };
-    let done = store
-        .task_complete_many(TaskCompleteParams {
-            tasks: vec![(stale, None), (claimed[0].lease, None)],
-            delete_completed: false,
-        })
-        .await
-        .unwrap();
-    assert_eq!(done, vec![CompletionStatus::LeaseLost, CompletionStatus::Completed]);
 }
