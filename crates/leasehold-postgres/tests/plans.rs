@@ -197,6 +197,42 @@ async fn retention_deletes_its_batches_in_place() {
     assert!(reads.iter().all(|r| *r == 0), "rows read sequentially by each batch of 1,000: {reads:?}");
 }
 
+/// A claim reads the expired leases along the expiry index whatever the statistics say. Taken while
+/// every running task's lease had expired, they count every running task as expired; a claim that sorted
+/// all expired tasks in claim order was then planned as a sequential scan of the whole table, every time.
+#[tokio::test]
+async fn claims_read_expired_leases_by_index_when_the_statistics_say_every_lease_expired() {
+    let db = TestDb::create().await;
+    let (pool, store) = one_connection(&db).await;
+    for sql in [
+        "INSERT INTO leasehold.tasks (id, kind, queue, payload, max_attempts, run_at, state, attempt, fence, lease_expires_at)
+         SELECT gen_random_uuid(), 'k', 'default', '{}', 3, now() - interval '1 minute' + g * interval '1 ms',
+                'running', 1, g, now() - interval '1 hour' + g * interval '1 ms'
+           FROM generate_series(1, 20000) AS g",
+        "INSERT INTO leasehold.tasks (id, kind, queue, payload, max_attempts)
+         SELECT gen_random_uuid(), 'k', 'default', '{}', 3 FROM generate_series(1, 2000)",
+        "VACUUM ANALYZE leasehold.tasks",
+        // the leases renewed since: none expired now
+        "UPDATE leasehold.tasks SET lease_expires_at = now() + interval '1 hour' WHERE state = 'running'",
+        "VACUUM leasehold.tasks",
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(db.pool()).await.unwrap();
+    }
+    let mut claimed = 0;
+    let reads = reads_per_step(&pool, 7, async || {
+        let params = TaskClaimParams {
+            queues: vec![DEFAULT_QUEUE.to_owned()],
+            limit: 64,
+            default_lease_ttl: Duration::from_secs(60),
+            worker_id: "t".into(),
+        };
+        claimed += store.task_claim(params).await.unwrap().tasks.len();
+    })
+    .await;
+    assert_eq!(claimed, 7 * 64, "the available tasks, no running one");
+    assert!(reads.iter().all(|r| *r == 0), "rows read sequentially by each claim: {reads:?}");
+}
+
 /// A store on a pool of one connection, so that every statement runs where the earlier ones left their
 /// plans (a statement's first five runs planned for their values, the later ones generically) and the
 /// counts read are that connection's; with autovacuum off on the tasks table, since it would replan the

@@ -785,11 +785,13 @@ pub async fn takeover_on_the_last_attempt_discards<B: Backend>(b: &B) {
 pub async fn a_taken_over_task_keeps_its_place_in_claim_order<B: Backend>(b: &B) {
     let s = b.store();
     let ago = |minutes: i64| Some(chrono::Utc::now() - chrono::Duration::minutes(minutes));
-    // the earliest task, and four due later than the backlog below, all five claimed
+    // four tasks due later than the backlog below, then the earliest task, all five claimed; inserted in
+    // this order, the four come first wherever the leases' expiries tie (SQLite keeps milliseconds)
+    let mut later =
+        s.task_insert_many((1..=4).map(|n| NewTask { run_at: ago(1), ..task("k", n) }).collect()).await.unwrap();
+    assert_eq!(s.task_claim(claim(4)).await.unwrap().tasks.len(), 4);
     let early = s.task_insert(NewTask { run_at: ago(10), ..task("k", 0) }).await.unwrap();
     assert_eq!(claim_one(&s).await.lease.task_id, early);
-    let mut later = s.task_insert_many((1..=4).map(|n| task("k", n)).collect()).await.unwrap();
-    assert_eq!(s.task_claim(claim(4)).await.unwrap().tasks.len(), 4);
     let mut backlog =
         s.task_insert_many((5..=10).map(|n| NewTask { run_at: ago(5), ..task("k", n) }).collect()).await.unwrap();
     // the later tasks' leases expire first, the earliest task's last

@@ -318,7 +318,8 @@ struct Late {
 impl Late {
     fn describe(&self, h: &History, claimed: &[(i64, Uuid)]) -> String {
         let from = |t: i64| claimed.partition_point(|(at, _)| *at < t);
-        let meanwhile = &claimed[from(self.expiry_ms)..from(self.at_ms)];
+        // (a lease that outlasted the takeover is a double hold, reported as such: nothing waited)
+        let meanwhile = &claimed[from(self.expiry_ms.min(self.at_ms))..from(self.at_ms)];
         // task ids are v7 UUIDs, made at enqueue: the order of ids is the order of enqueues
         let older = meanwhile.iter().filter(|(_, t)| *t < self.task).count();
         // the faults in flight around its expiry, and how many of each kind began while it waited
