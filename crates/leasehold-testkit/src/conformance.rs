@@ -781,7 +781,8 @@ pub async fn takeover_on_the_last_attempt_discards<B: Backend>(b: &B) {
 }
 
 /// A task taken over keeps its place in claim order (priority, then `run_at`): it comes before every task
-/// due after it, however many tasks whose leases expired before its own are due later than a backlog.
+/// due after it, though tasks whose leases expired before its own are due later than a backlog (on
+/// PostgreSQL, as long as fewer than a thousand leases expired before its own).
 pub async fn a_taken_over_task_keeps_its_place_in_claim_order<B: Backend>(b: &B) {
     let s = b.store();
     let ago = |minutes: i64| Some(chrono::Utc::now() - chrono::Duration::minutes(minutes));

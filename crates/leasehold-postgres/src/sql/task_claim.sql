@@ -44,8 +44,12 @@
 -- table on statistics taken while the running tasks' leases had expired (tests/plans.rs), and with
 -- 100,000 expired took 53-81 ms for a claim of 512, against 14-19 ms with the window. A task can still
 -- wait behind a thousand expired tasks that expired before it and are due after the backlog. The window
--- locks nothing; `expired` locks the versions it reads by ctid, and one updated since the window read
--- it fails the ctid condition on its newer version and is skipped, as in `claimed` below.
+-- locks nothing; `expired` locks the versions it reads by ctid. Its own `state = 'running' AND
+-- lease_expires_at < now()` is what leaves out a row another transaction updated since this statement's
+-- snapshot (taken over and renewed, completed): the lock follows the row to its newest version and checks
+-- those conditions again (PostgreSQL does not check the ctid again), so they must stay. A newest version
+-- that still meets them is locked but invisible to this snapshot, and `claimed` leaves it alone, as
+-- described above.
 WITH available AS (
     SELECT a.ctid, a.id, a.priority, a.run_at, false AS taken_over, false AS exhausted
       FROM unnest({queues}) AS q(name)

@@ -142,7 +142,8 @@ pub fn check(h: &History, budget: Budget) -> Report {
                             let across_restart = restarts.iter().any(|(down, up)| *down < e.at_ms && *up > last_ms);
                             if !across_restart {
                                 r.takeovers_ms.push(e.at_ms - last_ms);
-                                if e.at_ms - last_ms > budget.takeover_ms() {
+                                // (a claim before the expiry is a double hold, reported above)
+                                if e.at_ms - last_ms > budget.takeover_ms() && e.at_ms >= expiry_ms {
                                     late.push(Late {
                                         task: *task,
                                         prev,
@@ -318,8 +319,7 @@ struct Late {
 impl Late {
     fn describe(&self, h: &History, claimed: &[(i64, Uuid)]) -> String {
         let from = |t: i64| claimed.partition_point(|(at, _)| *at < t);
-        // (a lease that outlasted the takeover is a double hold, reported as such: nothing waited)
-        let meanwhile = &claimed[from(self.expiry_ms.min(self.at_ms))..from(self.at_ms)];
+        let meanwhile = &claimed[from(self.expiry_ms)..from(self.at_ms)];
         // task ids are v7 UUIDs, made at enqueue: the order of ids is the order of enqueues
         let older = meanwhile.iter().filter(|(_, t)| *t < self.task).count();
         // the faults in flight around its expiry, and how many of each kind began while it waited
