@@ -96,14 +96,7 @@ async fn after_a_burst_into_a_table_vacuumed_empty_claims_and_renewals_read_by_i
     let db = TestDb::create().await;
     let (pool, store) = one_connection(&db).await;
     sqlx::query("VACUUM leasehold.tasks").execute(db.pool()).await.unwrap();
-    let claim = || {
-        store.task_claim(TaskClaimParams {
-            queues: vec![DEFAULT_QUEUE.to_owned()],
-            limit: 64,
-            default_lease_ttl: Duration::from_secs(60),
-            worker_id: "t".into(),
-        })
-    };
+    let claim = || store.task_claim(claim_of(64));
     let gone = |n: i64| TaskLease { task_id: TaskId::new(), fence: FencingToken(n) };
     let renew = |leases: Vec<TaskLease>| {
         store.lease_renew(LeaseRenewParams {
@@ -151,13 +144,7 @@ async fn large_claims_update_the_tasks_they_picked_in_place() {
     let (pool, store) = one_connection(&db).await;
     enqueued_and_analyzed(&db, TASKS).await;
     let reads = reads_per_step(&pool, 8, async || {
-        let claim = TaskClaimParams {
-            queues: vec![DEFAULT_QUEUE.to_owned()],
-            limit: 512,
-            default_lease_ttl: Duration::from_secs(60),
-            worker_id: "t".into(),
-        };
-        assert_eq!(store.task_claim(claim).await.unwrap().tasks.len(), 512);
+        assert_eq!(store.task_claim(claim_of(512)).await.unwrap().tasks.len(), 512);
     })
     .await;
     assert!(reads.iter().all(|r| *r == 0), "rows read sequentially by each claim of 512: {reads:?}");
@@ -220,17 +207,21 @@ async fn claims_read_expired_leases_by_index_when_the_statistics_say_every_lease
     }
     let mut claimed = 0;
     let reads = reads_per_step(&pool, 7, async || {
-        let params = TaskClaimParams {
-            queues: vec![DEFAULT_QUEUE.to_owned()],
-            limit: 64,
-            default_lease_ttl: Duration::from_secs(60),
-            worker_id: "t".into(),
-        };
-        claimed += store.task_claim(params).await.unwrap().tasks.len();
+        claimed += store.task_claim(claim_of(64)).await.unwrap().tasks.len();
     })
     .await;
     assert_eq!(claimed, 7 * 64, "the available tasks, no running one");
     assert!(reads.iter().all(|r| *r == 0), "rows read sequentially by each claim: {reads:?}");
+}
+
+/// A claim of up to `limit` tasks of the default queue, with leases of a minute.
+fn claim_of(limit: u32) -> TaskClaimParams {
+    TaskClaimParams {
+        queues: vec![DEFAULT_QUEUE.to_owned()],
+        limit,
+        default_lease_ttl: Duration::from_secs(60),
+        worker_id: "t".into(),
+    }
 }
 
 /// A store on a pool of one connection, so that every statement runs where the earlier ones left their
