@@ -45,11 +45,14 @@ async fn handoff_among_hints(w: &mut Box<dyn Wakeup>) -> Handoff {
 
 /// Two subscriptions, of the workers `w-a` and `w-b`, each with an open offer (number 1) on `queues`.
 async fn two_offering_waiters(store: &PgStore, queues: &[String]) -> (Box<dyn Wakeup>, Box<dyn Wakeup>) {
-    let mut a = store.wakeup_subscribe().await.unwrap();
-    let mut b = store.wakeup_subscribe().await.unwrap();
-    a.announce(queues, Duration::from_secs(60), Some(&offer(1, "w-a"))).await.unwrap();
-    b.announce(queues, Duration::from_secs(60), Some(&offer(1, "w-b"))).await.unwrap();
-    (a, b)
+    (offering_waiter(store, queues, offer(1, "w-a")).await, offering_waiter(store, queues, offer(1, "w-b")).await)
+}
+
+/// A new subscription waiting on `queues` for a minute, with `offer` open.
+async fn offering_waiter(store: &PgStore, queues: &[String], offer: HandoffOffer) -> Box<dyn Wakeup> {
+    let mut w = store.wakeup_subscribe().await.unwrap();
+    w.announce(queues, Duration::from_secs(60), Some(&offer)).await.unwrap();
+    w
 }
 
 fn offer(number: u64, worker: &str) -> HandoffOffer {
@@ -151,9 +154,8 @@ async fn each_waiter_announces_and_withdraws_for_itself() {
 async fn an_enqueue_hands_its_task_to_a_worker_that_offered_to_take_one() {
     let db = TestDb::create().await;
     let store = PgStore::from_pool(db.pool().clone());
-    let mut w = store.wakeup_subscribe().await.unwrap();
     let queues = ["q".to_owned()];
-    w.announce(&queues, Duration::from_secs(60), Some(&offer(7, "w-1"))).await.unwrap();
+    let mut w = offering_waiter(&store, &queues, offer(7, "w-1")).await;
 
     let t = NewTask { payload: serde_json::json!({"n": 1, "s": "x"}), priority: 3, ..task("q") };
     let id = store.task_insert(t.clone()).await.unwrap();
@@ -242,9 +244,8 @@ async fn an_enqueue_hands_its_task_to_a_worker_that_offered_to_take_one() {
 async fn a_lease_handed_over_runs_from_the_offer_at_the_earliest() {
     let db = TestDb::create().await;
     let store = PgStore::from_pool(db.pool().clone());
-    let mut w = store.wakeup_subscribe().await.unwrap();
     let queues = ["q".to_owned()];
-    w.announce(&queues, Duration::from_secs(60), Some(&offer(1, "w-1"))).await.unwrap();
+    let mut w = offering_waiter(&store, &queues, offer(1, "w-1")).await;
     // as if the announcement ran 20 s after the enqueue's statement began
     sqlx::query("UPDATE leasehold.waiting SET offered_at = now() + interval '20 seconds'")
         .execute(db.pool())
@@ -450,9 +451,8 @@ async fn a_worker_stops_promptly_while_hints_keep_coming() {
 async fn a_lost_listening_connection_is_reported_and_its_offers_closed() {
     let db = TestDb::create().await;
     let store = PgStore::from_pool(db.pool().clone());
-    let mut w = store.wakeup_subscribe().await.unwrap();
     let queues = ["q".to_owned()];
-    w.announce(&queues, Duration::from_secs(60), Some(&offer(1, "w-1"))).await.unwrap();
+    let mut w = offering_waiter(&store, &queues, offer(1, "w-1")).await;
     let ended: i64 = sqlx::query_scalar(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
           WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%waits for work on the queues%'",
@@ -483,8 +483,7 @@ async fn a_store_tries_hand_offs_only_where_a_worker_was_waiting() {
     let store = PgStore::from_pool(db.pool().clone());
     let nobody = store.task_insert(task("q")).await.unwrap();
     assert_eq!(store.task_get(nobody).await.unwrap().state, TaskState::Available);
-    let mut w = store.wakeup_subscribe().await.unwrap();
-    w.announce(&["q".to_owned()], Duration::from_secs(60), Some(&offer(1, "w-1"))).await.unwrap();
+    let mut w = offering_waiter(&store, &["q".to_owned()], offer(1, "w-1")).await;
     let woken = store.task_insert(task("q")).await.unwrap();
     assert_eq!(next(&mut w).await, "q", "the plainer statement wakes the waiter");
     assert_eq!(store.task_get(woken).await.unwrap().state, TaskState::Available);

@@ -12,7 +12,7 @@
 //!   whose effect is missing (a lost acknowledgement);
 //! - **unfinished task**: a task not completed once the run has settled.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use uuid::Uuid;
 
@@ -108,9 +108,8 @@ pub fn check(h: &History, budget: Budget) -> Report {
         by_task.entry(e.task).or_default().push(e);
     }
     let mut issued: HashSet<i64> = HashSet::new();
-    let mut claims_at: Vec<(i64, i64)> = Vec::new();
-    // every claim's time and task, for the descriptions of late takeovers
-    let mut claimed: Vec<(i64, Uuid)> = Vec::new();
+    // every claim: its time, token and task
+    let mut claims_at: Vec<(i64, i64, Uuid)> = Vec::new();
     let mut completed_with: HashMap<Uuid, i64> = HashMap::new();
     let mut late: Vec<Late> = Vec::new();
     for (task, events) in &by_task {
@@ -120,8 +119,7 @@ pub fn check(h: &History, budget: Budget) -> Report {
             match e.kind {
                 EventKind::Claim => {
                     r.claims += 1;
-                    claims_at.push((e.at_ms, e.fence));
-                    claimed.push((e.at_ms, *task));
+                    claims_at.push((e.at_ms, e.fence, *task));
                     if !issued.insert(e.fence) {
                         r.anomalies.push(format!("token regression: token {} issued twice (task {task})", e.fence));
                     }
@@ -186,8 +184,9 @@ pub fn check(h: &History, budget: Budget) -> Report {
 
     // tokens across store restarts
     for (down, up) in &restarts {
-        let before = claims_at.iter().filter(|(at, _)| at < down).map(|(_, f)| *f).max();
-        let mut after: Vec<(i64, i64)> = claims_at.iter().filter(|(at, _)| at >= up).copied().collect();
+        let before = claims_at.iter().filter(|(at, _, _)| at < down).map(|(_, f, _)| *f).max();
+        let mut after: Vec<(i64, i64)> =
+            claims_at.iter().filter(|(at, _, _)| at >= up).map(|(at, f, _)| (*at, *f)).collect();
         after.sort();
         if let (Some(before), Some(low)) = (before, after.iter().map(|(_, f)| *f).min())
             && low <= before
@@ -293,9 +292,9 @@ pub fn check(h: &History, budget: Budget) -> Report {
     r.self_fence_ms.sort_unstable();
     r.takeovers_ms.sort_unstable();
     r.takeovers_over_budget = r.takeovers_ms.iter().filter(|t| **t > budget.takeover_ms()).count();
-    claimed.sort_unstable();
+    claims_at.sort_unstable();
     late.sort_by_key(|l| std::cmp::Reverse(l.at_ms - l.expiry_ms));
-    r.late_takeovers = late.iter().take(LATE_TAKEOVERS_SHOWN).map(|l| l.describe(h, &claimed)).collect();
+    r.late_takeovers = late.iter().take(LATE_TAKEOVERS_SHOWN).map(|l| l.describe(h, &claims_at)).collect();
     r
 }
 
@@ -317,11 +316,12 @@ struct Late {
 }
 
 impl Late {
-    fn describe(&self, h: &History, claimed: &[(i64, Uuid)]) -> String {
-        let from = |t: i64| claimed.partition_point(|(at, _)| *at < t);
-        let meanwhile = &claimed[from(self.expiry_ms)..from(self.at_ms)];
+    /// `claims` sorted by time.
+    fn describe(&self, h: &History, claims: &[(i64, i64, Uuid)]) -> String {
+        let from = |t: i64| claims.partition_point(|(at, _, _)| *at < t);
+        let meanwhile = &claims[from(self.expiry_ms)..from(self.at_ms)];
         // task ids are v7 UUIDs, made at enqueue: the order of ids is the order of enqueues
-        let older = meanwhile.iter().filter(|(_, t)| *t < self.task).count();
+        let older = meanwhile.iter().filter(|(_, _, t)| *t < self.task).count();
         // the faults in flight around its expiry, and how many of each kind began while it waited
         let faults: Vec<String> = h
             .faults
@@ -329,12 +329,9 @@ impl Late {
             .filter(|f| f.at_ms <= self.expiry_ms + 2_000 && f.at_ms + f.duration_ms + 2_000 >= self.last_ms)
             .map(|f| format!("{} {:?} at +{} ms for {} ms", f.kind, f.worker, f.at_ms - self.last_ms, f.duration_ms))
             .collect();
-        let mut waited: Vec<(&str, usize)> = Vec::new();
+        let mut waited: BTreeMap<&str, usize> = BTreeMap::new();
         for f in h.faults.iter().filter(|f| f.at_ms > self.expiry_ms && f.at_ms <= self.at_ms) {
-            match waited.iter_mut().find(|(k, _)| *k == f.kind) {
-                Some((_, n)) => *n += 1,
-                None => waited.push((f.kind, 1)),
-            }
+            *waited.entry(f.kind).or_default() += 1;
         }
         format!(
             "task {} (token {}{}, held by {}) last renewed at {}, expired {} ms later, taken over {} ms after that by {} (token {}); {} claims of other tasks meanwhile, {} of them of tasks enqueued before it; faults around its expiry: {:?}; faults begun while it waited: {:?}",

@@ -31,7 +31,7 @@ pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(shared: Arc<Sha
                 due = Instant::now() + interval(&shared);
             }
             // a new lease may be shorter than any held so far, or come with part of its trust spent
-            _ = shared.active.added_shorter.notified() => {
+            _ = shared.active.renew_sooner.notified() => {
                 due = due.min(Instant::now() + interval(&shared)).min(trust_deadline(&shared));
             }
         }

@@ -101,7 +101,7 @@ pub(crate) struct ActiveSet {
     /// Notified when a lease shorter than the worker's own is added, or one handed over (its trust
     /// counted from the offer), so the heartbeat can renew sooner for it. (A lease of the worker's
     /// length, claimed, needs no new round: the next one is due within one heartbeat interval anyway.)
-    pub(crate) added_shorter: tokio::sync::Notify,
+    pub(crate) renew_sooner: tokio::sync::Notify,
 }
 
 impl ActiveSet {
@@ -110,7 +110,7 @@ impl ActiveSet {
     pub(crate) fn insert(&self, entry: Arc<LeaseEntry>, sooner: bool) {
         self.map.lock().unwrap().insert(entry.lease, entry);
         if sooner {
-            self.added_shorter.notify_one();
+            self.renew_sooner.notify_one();
         }
     }
 
