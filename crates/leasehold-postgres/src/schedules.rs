@@ -12,6 +12,11 @@ use leasehold_core::*;
 use crate::db;
 use crate::store::{PgStore, insert_tasks};
 
+/// How long the server lets a tick's transaction sit idle before it ends the session: the term check
+/// at its end holds the leader row until the commit, and a takeover waits that long at most for a
+/// leader that stalled there.
+const TERM_HOLD_SQL: &str = "SET LOCAL idle_in_transaction_session_timeout = '5s'";
+
 #[derive(FromRow)]
 struct ScheduleRow {
     name: String,
@@ -143,16 +148,9 @@ impl ScheduleStore for PgStore {
     async fn schedule_tick_record(&self, p: ScheduleTickParams) -> Result<bool> {
         check_name("schedule name", &p.schedule)?;
         let mut tx = self.pool().begin().await.map_err(db)?;
-        // the term must still be current. No lock is taken: a leader frozen mid-transaction must not hold
-        // off a takeover; the ledger's unique key keeps an overlap safe.
-        let current: Option<i64> = sqlx::query_scalar("SELECT token FROM leasehold.leaders WHERE name = $1")
-            .bind(&p.leader.name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-        if current != Some(p.leader.token.0) {
-            return Err(Error::LeadershipLost { name: p.leader.name, token: p.leader.token });
-        }
+        // A leader that stalls inside this transaction (paused, cut off) is ended by the server after
+        // TERM_HOLD, which frees the leader row for a takeover and the schedule's row for the next leader.
+        sqlx::query(TERM_HOLD_SQL).execute(&mut *tx).await.map_err(db)?;
         let task = p.task.filter(|_| p.outcome.runs());
         let wrote: Option<bool> = sqlx::query_scalar(include_str!("sql/schedule_tick_insert.sql"))
             .bind(&p.schedule)
@@ -186,6 +184,24 @@ impl ScheduleStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        // The term must still be current when these writes commit, so it is checked last, under a share
+        // lock on the leader row: a takeover that committed first is seen here (the lock reads the row's
+        // newest version), and one that comes later waits for this commit and then reads the schedule as
+        // written. Read without the lock, a takeover committing between the read and this commit let a
+        // leader whose term was over write its tick, its run and the schedule's state after the new
+        // leader had read them (tests/leader_fencing.rs). A released term's row stays with an expiry of
+        // -infinity (leader_release), and is over as well.
+        let current: Option<i64> = sqlx::query_scalar(
+            "SELECT token FROM leasehold.leaders WHERE name = $1 AND expires_at > '-infinity' FOR SHARE",
+        )
+        .bind(&p.leader.name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if current != Some(p.leader.token.0) {
+            // dropping the transaction rolls every write above back
+            return Err(Error::LeadershipLost { name: p.leader.name, token: p.leader.token });
+        }
         tx.commit().await.map_err(db)?;
         Ok(wrote)
     }

@@ -38,6 +38,7 @@ macro_rules! conformance_tests {
             effect_record_runs_an_effect_once, fenced_application_writes_refuse_older_tokens,
             worker_keeps_short_task_leases, worker_survives_a_panic_while_decoding,
             completion_batch_tells_holders_apart, takeover_on_the_last_attempt_discards,
+            a_finished_task_refuses_its_holders_own_token,
             a_taken_over_task_keeps_its_place_in_claim_order,
             discarded_tasks_count_towards_a_claims_limit,
             the_same_keyed_task_sent_again_is_answered_as_itself, keyed_enqueue_in_a_transaction,
@@ -778,6 +779,58 @@ pub async fn takeover_on_the_last_attempt_discards<B: Backend>(b: &B) {
     let rec = s.task_get(id).await.unwrap();
     assert_eq!((rec.state, rec.attempt, rec.lease_losses), (TaskState::Discarded, 2, 2));
     assert_eq!(rec.errors.last().map(|e| e.message.as_str()), Some(LEASE_LOST_ON_LAST_ATTEMPT));
+}
+
+/// A task that was finished while its holder still ran keeps the holder's token (an operator's cancel,
+/// or a claim that discarded it on its last attempt), so only its state tells that the lease ended: the
+/// holder's writes with that very token are all refused, and the task stays as it was finished.
+pub async fn a_finished_task_refuses_its_holders_own_token<B: Backend>(b: &B) {
+    let s = b.store();
+    let cancelled = s.task_insert(task("k", 0)).await.unwrap();
+    let by_operator = claim_one(&s).await;
+    s.task_cancel(TaskCancelParams { id: cancelled }).await.unwrap();
+    let discarded = s.task_insert(NewTask { max_attempts: 1, ..task("k", 1) }).await.unwrap();
+    let on_last_attempt = claim_one(&s).await;
+    b.expire_lease(discarded).await;
+    assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty());
+    for (id, holder, state) in
+        [(cancelled, by_operator, TaskState::Cancelled), (discarded, on_last_attempt, TaskState::Discarded)]
+    {
+        let before = s.task_get(id).await.unwrap();
+        assert_eq!((before.state, before.fence), (state, Some(holder.lease.fence)), "the finish kept the token");
+        let lease = holder.lease;
+        let lost =
+            |r: Result<()>| assert!(matches!(r, Err(Error::LeaseLost { task_id, .. }) if task_id == id), "{r:?}");
+        lost(b.complete_with_effect(lease).await);
+        assert_eq!(b.effect_count(id).await, 0, "a finished task's holder left an effect");
+        for result in [None, Some(serde_json::json!("late"))] {
+            let st = s
+                .task_complete_many(TaskCompleteParams { tasks: vec![(lease, result)], delete_completed: false })
+                .await
+                .unwrap();
+            assert_eq!(st, vec![CompletionStatus::LeaseLost]);
+        }
+        let retry_in = Some(Duration::ZERO);
+        lost(s.task_retry(TaskRetryParams { lease, error: "late".into(), retry_in }).await.map(|_| ()));
+        lost(s.task_retry(TaskRetryParams { lease, error: "late".into(), retry_in: None }).await.map(|_| ()));
+        lost(s.task_snooze(TaskSnoozeParams { lease, delay: Duration::ZERO }).await);
+        for finish_as in [TaskState::Cancelled, TaskState::Discarded] {
+            lost(s.task_finish(TaskFinishParams { lease, state: finish_as, reason: "late".into() }).await);
+        }
+        for lease_lost in [false, true] {
+            let released = s.task_release(TaskReleaseParams { leases: vec![lease], lease_lost }).await.unwrap();
+            assert!(released.is_empty(), "a finished task was released");
+        }
+        let renewed = s.lease_renew(LeaseRenewParams { leases: vec![(lease, Duration::from_secs(30))] }).await.unwrap();
+        assert_eq!(renewed, LeaseRenewal::default(), "a finished task's lease was renewed");
+        let after = s.task_get(id).await.unwrap();
+        assert_eq!(
+            (after.state, after.attempt, after.errors.len(), after.result, after.lease_expires_at),
+            (state, before.attempt, before.errors.len(), None, None),
+            "a late write changed the finished task"
+        );
+        assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty(), "a finished task came back");
+    }
 }
 
 /// A task taken over keeps its place in claim order (priority, then `run_at`): it comes before every task

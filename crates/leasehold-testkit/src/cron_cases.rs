@@ -31,9 +31,19 @@ pub async fn leader_terms_are_fenced<B: Backend>(b: &B) {
     let def = every_second("fenced", MissedPolicy::Skip, OverlapPolicy::Allow);
     s.schedule_upsert(def.clone()).await.unwrap();
     let stale = LeaderToken { name: "suite-lease".into(), holder: "a".into(), token: t1 };
-    let r = s.schedule_tick_record(tick(stale, &def, Utc::now(), TickOutcome::Enqueued)).await;
+    let r = s.schedule_tick_record(tick(stale.clone(), &def, Utc::now(), TickOutcome::Enqueued)).await;
     assert!(matches!(r, Err(Error::LeadershipLost { .. })), "{r:?}");
-    s.leader_release(LeaderToken { name: "suite-lease".into(), holder: "b".into(), token: t2 }).await.unwrap();
+    // a stale term's release leaves the current term alone
+    s.leader_release(stale).await.unwrap();
+    assert_eq!(s.leader_get("suite-lease").await.unwrap().map(|r| r.token), Some(t2), "a stale release ended b's term");
+    let current = LeaderToken { name: "suite-lease".into(), holder: "b".into(), token: t2 };
+    assert!(s.schedule_tick_record(tick(current.clone(), &def, Utc::now(), TickOutcome::Skipped)).await.unwrap());
+    // a released term is over: its writes are refused like an expired one's
+    s.leader_release(current.clone()).await.unwrap();
+    let r =
+        s.schedule_tick_record(tick(current, &def, Utc::now() + chrono::Duration::seconds(1), TickOutcome::Enqueued));
+    assert!(matches!(r.await, Err(Error::LeadershipLost { .. })), "a released term recorded a tick");
+    assert!(s.task_claim(claim_all()).await.unwrap().tasks.is_empty(), "a refused tick left its run");
     assert!(s.leader_acquire(acquire("a")).await.unwrap().is_some(), "a released lease is free at once");
 }
 
@@ -200,7 +210,8 @@ pub async fn scheduler_obeys_pause_trigger_and_removal<B: Backend>(b: &B) {
     assert!(kept.next_tick.is_some() && kept.record.trigger_at.is_none());
 }
 
-pub(crate) fn every_second(name: &str, missed: MissedPolicy, overlap: OverlapPolicy) -> ScheduleDef {
+/// A schedule that ticks every second, running the `echo` job.
+pub fn every_second(name: &str, missed: MissedPolicy, overlap: OverlapPolicy) -> ScheduleDef {
     ScheduleDef {
         name: name.into(),
         expression: "* * * * * *".into(),
@@ -214,12 +225,8 @@ pub(crate) fn every_second(name: &str, missed: MissedPolicy, overlap: OverlapPol
     }
 }
 
-pub(crate) fn tick(
-    leader: LeaderToken,
-    def: &ScheduleDef,
-    at: DateTime<Utc>,
-    outcome: TickOutcome,
-) -> ScheduleTickParams {
+/// `leader`'s record of `def`'s tick `at`, with `outcome` (and the run it enqueues, when it runs).
+pub fn tick(leader: LeaderToken, def: &ScheduleDef, at: DateTime<Utc>, outcome: TickOutcome) -> ScheduleTickParams {
     ScheduleTickParams {
         leader,
         schedule: def.name.clone(),
