@@ -71,7 +71,13 @@ pub enum Error {
     /// The store could not be opened or reached: an unwritable path, a refused connection.
     #[error("cannot reach the store: {0}")]
     Connect(String),
-    /// The backend failed (connection, timeout, unexpected SQL error).
+    /// The store could not be reached for a request, or the connection broke while it ran (a server
+    /// restarting or shutting down, a lost network, a pool with no connection to lend, a database locked
+    /// by another writer for too long): the request may or may not have been applied. A fenced write is
+    /// safe to send again: it is applied once, or refused by its token.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The backend failed otherwise (an unexpected SQL error, a value the database refused).
     #[error("database: {0}")]
     Database(#[source] BoxError),
 }
@@ -93,6 +99,11 @@ impl Error {
     /// Migration `version` was applied with other contents than this build's.
     pub fn schema_mismatch(version: i64) -> Self {
         Self::Schema(format!("leasehold migration {version} was applied with different contents than this build's"))
+    }
+
+    /// Whether this is [`Error::Unavailable`]: the same request may succeed when sent again.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
     }
 
     /// Whether this is [`Error::LeaseLost`].

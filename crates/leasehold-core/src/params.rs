@@ -31,7 +31,21 @@ pub fn name_problem(what: &str, name: &str) -> Option<String> {
         let start: String = name.chars().take(24).collect();
         return Some(format!("{what} must have at most {MAX_NAME_LEN} bytes, got {} ({start:?}...)", name.len()));
     }
+    if name.contains('\0') {
+        return Some(format!("{what} must not hold a NUL character (\\u0000), got {name:?}"));
+    }
     None
+}
+
+/// Whether a NUL character (`\u0000`) appears anywhere in `v`, in a string or a key. No store keeps
+/// one: PostgreSQL's `jsonb` refuses it, so every store refuses it in a payload or a result alike.
+pub fn json_holds_nul(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(json_holds_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_holds_nul(v)),
+        _ => false,
+    }
 }
 
 /// [`name_problem`] as an [`Error::InvalidInput`].
@@ -192,6 +206,11 @@ impl NewTask {
         }
         if let Some(ttl) = self.lease_ttl.filter(|ttl| *ttl < MIN_LEASE_TTL) {
             return Err(Error::InvalidInput(format!("lease ttl must be at least {MIN_LEASE_TTL:?}, got {ttl:?}")));
+        }
+        if json_holds_nul(&self.payload) {
+            return Err(Error::InvalidInput(
+                "the payload holds a NUL character (\\u0000), which no store keeps".to_owned(),
+            ));
         }
         Ok(())
     }

@@ -38,6 +38,27 @@ pub use store::PgStore;
 /// it as a literal (`task_insert*.sql`, `wakeup_notify.sql`).
 pub const WAKEUP_CHANNEL: &str = "leasehold_available";
 
+/// A backend error as leasehold's: [`Error::Unavailable`] when the server could not be reached or the
+/// connection broke (the request may or may not have been applied), [`Error::Database`] otherwise.
 pub(crate) fn db(e: sqlx::Error) -> leasehold_core::Error {
-    leasehold_core::Error::database(e)
+    if unavailable(&e) { leasehold_core::Error::Unavailable(e.into()) } else { leasehold_core::Error::database(e) }
+}
+
+/// Connection failures, and the SQLSTATE classes of a server that is going away or cannot serve now:
+/// 08 (connection exception), 57P (operator intervention: a shutdown, a terminated backend, a server still
+/// starting), 53 (insufficient resources, such as too many connections), and the two rollbacks a
+/// transaction may simply be run again after (40001 serialization failure, 40P01 deadlock).
+fn unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c.starts_with("08") || c.starts_with("57P") || c.starts_with("53") || c == "40001" || c == "40P01"
+        }),
+        _ => false,
+    }
 }

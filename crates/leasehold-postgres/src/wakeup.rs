@@ -65,7 +65,7 @@ impl PgWakeup {
 
     fn check(&self) -> Result<()> {
         if self.lost {
-            return Err(leasehold_core::Error::database("the listening connection was lost"));
+            return Err(leasehold_core::Error::Unavailable("the listening connection was lost".into()));
         }
         Ok(())
     }
@@ -107,7 +107,7 @@ impl Wakeup for PgWakeup {
                     Ok(Some(n)) => n,
                     Ok(None) => {
                         return Err(self
-                            .lose(leasehold_core::Error::database("the listening connection was lost"))
+                            .lose(leasehold_core::Error::Unavailable("the listening connection was lost".into()))
                             .await);
                     }
                     Err(e) => return Err(self.lose(db(e)).await),

@@ -121,15 +121,14 @@ mod tests {
     }
 
     /// A queue's name is written into the claim as `char(...)` of its code points (the conformance case
-    /// `any_queue_name_is_claimed` covers quotes and placeholders): a name holding a NUL, names longer
-    /// than one run of `char(...)`, the longest name accepted, a code point beyond U+FFFF (a surrogate
+    /// `any_queue_name_is_claimed` covers quotes and placeholders; a name holding a NUL is refused at the
+    /// enqueue, as PostgreSQL cannot keep one): names longer than one run of `char(...)`, the longest name accepted, a code point beyond U+FFFF (a surrogate
     /// pair in UTF-16), each claims its own tasks, in a file whose text is UTF-8 and in one whose text
     /// is UTF-16. A claim may name a queue longer than a task may have now, and than SQLite's depth of
     /// expressions allows in a flat chain of runs: it claims the tasks an older leasehold took there.
     #[tokio::test]
     async fn queue_names_are_claimed_in_either_text_encoding() {
         let names = [
-            "a\0b".to_owned(),
             "q".repeat(250) + "é",
             "é".repeat(leasehold_core::MAX_NAME_LEN / 2),
             "ünïcode ✓ 🦀".to_owned(),

@@ -40,6 +40,16 @@ pub use leasehold_core::{Error, Result};
 pub use open::{APPLICATION_ID, SqliteOptions};
 pub use store::SqliteStore;
 
+/// A backend error as leasehold's: [`Error::Unavailable`] when the file stayed locked by another
+/// writer, or could not be read or written (SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL,
+/// SQLITE_CANTOPEN), or the connection's thread is gone; [`Error::Database`] otherwise.
 pub(crate) fn db(e: sqlx::Error) -> leasehold_core::Error {
-    leasehold_core::Error::database(e)
+    let unavailable = match &e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            d.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
+        }
+        _ => false,
+    };
+    if unavailable { leasehold_core::Error::Unavailable(e.into()) } else { leasehold_core::Error::database(e) }
 }

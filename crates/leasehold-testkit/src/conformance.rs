@@ -28,7 +28,8 @@ macro_rules! conformance_tests {
             release_makes_available_at_once, invalid_tasks_are_rejected, names_have_one_length_limit,
             missing_task_is_not_found,
             worker_completes_with_result, worker_retries_errors_with_backoff, worker_records_panics,
-            worker_follows_outcomes, worker_discards_undecodable_payloads, worker_retries_unknown_kinds,
+            worker_follows_outcomes, worker_records_results_and_errors_the_store_cannot_keep,
+            worker_discards_undecodable_payloads, worker_retries_unknown_kinds,
             worker_wakes_on_enqueue, worker_cancels_job_when_lease_lost, worker_shutdown_releases_tasks,
             worker_hands_jobs_a_token_that_fires_with_the_lease_and_cancels_only_itself,
             worker_honours_transactional_completion, worker_runs_many_tasks_at_once,
@@ -54,7 +55,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@in cron_cases $make;
             leader_terms_are_fenced, a_tick_is_recorded_once, schedules_are_defined_and_controlled,
             scheduler_runs_each_tick_once_and_follows_the_missed_policy, scheduler_follows_the_overlap_policy,
-            scheduler_obeys_pause_trigger_and_removal);
+            scheduler_obeys_pause_trigger_and_removal, a_dropped_scheduler_stops_leading);
     };
     (@in $module:ident $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -370,6 +371,12 @@ pub async fn invalid_tasks_are_rejected<B: Backend>(b: &B) {
         NewTask { queue: String::new(), ..task("k", 0) },
         NewTask { max_attempts: 0, ..task("k", 0) },
         NewTask { lease_ttl: Some(Duration::from_millis(10)), ..task("k", 0) },
+        // no store keeps a NUL character (PostgreSQL's text and jsonb refuse it)
+        NewTask { kind: "k\0".into(), ..task("k", 0) },
+        NewTask { queue: "q\0".into(), ..task("k", 0) },
+        NewTask::new("k", serde_json::json!({ "text": "a\u{0}b" })),
+        NewTask::new("k", serde_json::json!([{ "a\u{0}": 1 }])),
+        NewTask { idempotency: Some(Idempotency::new("key\0")), ..task("k", 0) },
     ] {
         assert!(matches!(s.task_insert(bad.clone()).await, Err(Error::InvalidInput(_))), "{bad:?}");
         let batch = vec![task("k", 1), bad];
@@ -575,6 +582,31 @@ pub async fn worker_follows_outcomes<B: Backend>(b: &B) {
     w.stop().await;
     let st = w.stats();
     assert_eq!((st.snoozed, st.retried, st.cancelled, st.discarded), (1, 1, 1, 1));
+}
+
+/// A job's result or error that holds a NUL character, which no store keeps, is recorded as a failed
+/// attempt (the result) or with the character replaced (an error), and the completions written beside
+/// it in the same batch are kept: written together, PostgreSQL refused the whole batch.
+pub async fn worker_records_results_and_errors_the_store_cannot_keep<B: Backend>(b: &B) {
+    let client = Client::new(b.store());
+    // claimed first, beside the first echoes, whose completions come at about the same time
+    let opts = EnqueueOptions { max_attempts: Some(1), ..Default::default() };
+    let result = client.enqueue_with(Steer::CompleteWithNul, opts.clone()).await.unwrap();
+    let failed = client.enqueue_with(Steer::FailWithNul, opts).await.unwrap();
+    let echoes = client.enqueue_many((0..20).map(|n| Echo { n }), EnqueueOptions::default()).await.unwrap();
+    let w = worker(b, Probe::default()).build().unwrap();
+    w.start().await;
+    let rec = wait_state(client.store(), result, TaskState::Discarded).await;
+    assert!(rec.errors[0].message.contains("NUL character"), "{:?}", rec.errors);
+    assert_eq!(rec.result, None);
+    let rec = wait_state(client.store(), failed, TaskState::Discarded).await;
+    assert_eq!(rec.errors[0].message, "told to fail \u{FFFD}");
+    for id in echoes {
+        wait_state(client.store(), id, TaskState::Completed).await;
+    }
+    w.stop().await;
+    let st = w.stats();
+    assert_eq!((st.completed, st.discarded, st.write_errors, st.lease_lost), (20, 2, 0, 0));
 }
 
 /// A payload that does not decode is discarded at once with the decoding error.

@@ -210,6 +210,36 @@ pub async fn scheduler_obeys_pause_trigger_and_removal<B: Backend>(b: &B) {
     assert!(kept.next_tick.is_some() && kept.record.trigger_at.is_none());
 }
 
+/// A started scheduler that is dropped without `stop` stops leading: its lease is no longer renewed, and
+/// another instance takes over once it expires, where the dropped one's loop used to lead on unseen.
+pub async fn a_dropped_scheduler_stops_leading<B: Backend>(b: &B) {
+    let make = |holder: &str| {
+        Scheduler::builder(b.store())
+            .schedule(Schedule::builder("dropped", "0 0 0 1 1 *").job(&Echo { n: 0 }).unwrap())
+            .holder(holder)
+            .lease(Duration::from_secs(1), Duration::from_millis(200), Duration::from_millis(300))
+            .build()
+            .unwrap()
+    };
+    let first = make("first");
+    let lease = leasehold::cron::SchedulerConfig::DEFAULT_LEASE_NAME;
+    first.start().await;
+    let s = b.store();
+    let held = crate::wait::until("the first scheduler to lead", Duration::from_secs(10), || async {
+        s.leader_get(lease).await.unwrap().filter(|r| r.holder.starts_with("first"))
+    })
+    .await;
+    drop(first);
+    let second = make("second");
+    let report = crate::wait::until("the second scheduler to lead", Duration::from_secs(10), || async {
+        Some(second.run_once(Utc::now()).await.unwrap()).filter(|r| r.leading)
+    })
+    .await;
+    assert!(report.leading);
+    let now = s.leader_get(lease).await.unwrap().unwrap();
+    assert!(now.holder.starts_with("second") && now.token > held.token);
+}
+
 /// A schedule that ticks every second, running the `echo` job.
 pub fn every_second(name: &str, missed: MissedPolicy, overlap: OverlapPolicy) -> ScheduleDef {
     ScheduleDef {

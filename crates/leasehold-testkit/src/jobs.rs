@@ -93,6 +93,10 @@ pub enum Steer {
     Cancel,
     /// `Outcome::Fail`.
     Fail,
+    /// `Outcome::CompleteWith` a result holding a NUL character, which no store keeps.
+    CompleteWithNul,
+    /// `Outcome::Fail` with a reason ending in a NUL character.
+    FailWithNul,
 }
 
 impl Job for Steer {
@@ -105,6 +109,8 @@ impl Job for Steer {
             Steer::RetryAfter(ms) => Outcome::RetryAfter(Duration::from_millis(ms)),
             Steer::Cancel => Outcome::Cancel("told to cancel".into()),
             Steer::Fail => Outcome::Fail("told to fail".into()),
+            Steer::CompleteWithNul => Outcome::CompleteWith(serde_json::json!({ "text": "a\u{0}b" })),
+            Steer::FailWithNul => Outcome::Fail("told to fail \0".into()),
         })
     }
 }

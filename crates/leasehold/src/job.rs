@@ -57,7 +57,8 @@ pub type JobResult = Result<Outcome, BoxError>;
 pub enum Outcome {
     /// Done.
     Complete,
-    /// Done, with a result stored on the task.
+    /// Done, with a result stored on the task. A result that holds a NUL character (`\u0000`, in a
+    /// string or a key), which no store keeps, fails the attempt instead, with an error that says so.
     CompleteWith(serde_json::Value),
     /// Try again after this delay; counts as a failed attempt.
     RetryAfter(Duration),

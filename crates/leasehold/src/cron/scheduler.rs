@@ -292,6 +292,17 @@ impl<S: ScheduleStore> Scheduler<S> {
     }
 }
 
+/// A started scheduler dropped without [`Scheduler::stop`] stops its loop (after the pass it is in, if
+/// any): leading on with no handle left to stop it would enqueue ticks for a part of the application that
+/// is gone. Its leadership is not released (that needs the store), so it expires by itself within `L`.
+impl<S> Drop for Scheduler<S> {
+    fn drop(&mut self) {
+        if let Some((stop, _)) = self.running.get_mut().take() {
+            stop.cancel();
+        }
+    }
+}
+
 impl<S> Inner<S> {
     /// How late a tick may be seen and still run on time: long enough to cover a leader change (the
     /// lease expiring, then the next pass), never less than [`ON_TIME`].

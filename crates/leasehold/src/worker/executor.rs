@@ -16,7 +16,7 @@ use tracing::Instrument;
 use leasehold_core::*;
 
 use super::Shared;
-use super::completer::{CompleteRequest, Settle};
+use super::completer::{CompleteRequest, RETRY_DELAYS, Settle};
 use super::lease::{CancelReason, LeaseEntry};
 use super::registry::Prepared;
 use crate::job::{JobContext, JobResult, Outcome};
@@ -85,7 +85,7 @@ pub(crate) fn execute<S: TaskStore, St: Send + Sync + 'static>(
         // A handler that completed completes, whatever happened meanwhile: the fence decides.
         let result = match ran {
             Ran::Returned(Ok(Outcome::Complete)) => None,
-            Ran::Returned(Ok(Outcome::CompleteWith(v))) => Some(v),
+            Ran::Returned(Ok(Outcome::CompleteWith(v))) if !json_holds_nul(&v) => Some(v),
             // Every other outcome writes through the store itself. Those futures are large (the store's
             // own statement futures) and rare, so they are boxed rather than inlined into every task's
             // future, which the worker moves into each task it spawns.
@@ -193,6 +193,10 @@ impl<S, St> Completing<S, St> {
 impl<S: Send + Sync + 'static, St: Send + Sync + 'static> Settle for Completing<S, St> {
     fn settle(mut self, status: Result<CompletionStatus>) {
         self.finish(status);
+    }
+
+    fn trusted_until(&self) -> Instant {
+        self.done.as_ref().map_or_else(Instant::now, |d| d.entry.trusted_until())
     }
 }
 
@@ -320,10 +324,12 @@ async fn settle_otherwise<S: TaskStore, St>(
         } else {
             Some(delay.unwrap_or_else(|| shared.config.retry.delay(attempt)))
         };
+        let error = storable(error);
         tracing::Span::current().record("error", error.as_str());
-        let write = shared.store.task_retry(TaskRetryParams { lease, error, retry_in });
         async move {
-            let written = write.await;
+            let written =
+                persist(entry, || shared.store.task_retry(TaskRetryParams { lease, error: error.clone(), retry_in }))
+                    .await;
             if let (Ok(TaskState::Available), Some(d)) = (&written, retry_in) {
                 shared.due_in(d + DUE_ALLOWANCE);
             }
@@ -331,14 +337,16 @@ async fn settle_otherwise<S: TaskStore, St>(
         }
     };
     match ran {
-        Ran::Returned(Ok(Outcome::Complete | Outcome::CompleteWith(_))) => {
-            unreachable!("execute hands these to the completer")
+        Ran::Returned(Ok(Outcome::CompleteWith(_))) => {
+            // the only completion execute does not hand to the completer
+            retried(shared, km, retry(UNSTORABLE_RESULT.to_owned(), None).await)
         }
+        Ran::Returned(Ok(Outcome::Complete)) => unreachable!("execute hands completions to the completer"),
         Ran::Returned(Ok(Outcome::RetryAfter(d))) => {
             retried(shared, km, retry("retry requested by the job".into(), Some(d)).await)
         }
         Ran::Returned(Ok(Outcome::Snooze(delay))) => {
-            match shared.store.task_snooze(TaskSnoozeParams { lease, delay }).await {
+            match persist(entry, || shared.store.task_snooze(TaskSnoozeParams { lease, delay })).await {
                 Ok(()) => {
                     stats.snoozed.inc();
                     shared.due_in(delay + DUE_ALLOWANCE);
@@ -348,14 +356,21 @@ async fn settle_otherwise<S: TaskStore, St>(
             }
         }
         Ran::Returned(Ok(Outcome::Cancel(reason))) => {
-            let p = TaskFinishParams { lease, state: TaskState::Cancelled, reason };
-            let written = write(shared, km, "finish", shared.store.task_finish(p)).await;
+            let reason = storable(reason);
+            let finish = || {
+                shared.store.task_finish(TaskFinishParams {
+                    lease,
+                    state: TaskState::Cancelled,
+                    reason: reason.clone(),
+                })
+            };
+            let written = write(shared, km, "finish", persist(entry, finish)).await;
             if written == Written::Done {
                 stats.cancelled.inc();
             }
             named(written, "cancelled")
         }
-        Ran::Returned(Ok(Outcome::Fail(reason))) => discard(shared, km, lease, reason).await,
+        Ran::Returned(Ok(Outcome::Fail(reason))) => discard(shared, km, entry, reason).await,
         Ran::Returned(Err(e)) => retried(shared, km, retry(e.to_string(), None).await),
         Ran::Panicked(msg) => {
             stats.panics.inc();
@@ -365,7 +380,7 @@ async fn settle_otherwise<S: TaskStore, St>(
             let kind = "unknown job kind: no handler is registered for it in this worker".to_owned();
             retried(shared, km, retry(kind, None).await)
         }
-        Ran::Undecodable(msg) => discard(shared, km, lease, msg).await,
+        Ran::Undecodable(msg) => discard(shared, km, entry, msg).await,
         Ran::Abandoned => unreachable!("only a cancelled job is abandoned, and a cancelled job has a reason"),
     }
 }
@@ -373,12 +388,15 @@ async fn settle_otherwise<S: TaskStore, St>(
 async fn discard<S: TaskStore, St>(
     shared: &Shared<S, St>,
     km: &KindMetrics,
-    lease: TaskLease,
+    entry: &LeaseEntry,
     reason: String,
 ) -> &'static str {
+    let reason = storable(reason);
     tracing::Span::current().record("error", reason.as_str());
-    let p = TaskFinishParams { lease, state: TaskState::Discarded, reason };
-    let written = write(shared, km, "finish", shared.store.task_finish(p)).await;
+    let lease = entry.lease;
+    let finish =
+        || shared.store.task_finish(TaskFinishParams { lease, state: TaskState::Discarded, reason: reason.clone() });
+    let written = write(shared, km, "finish", persist(entry, finish)).await;
     if written == Written::Done {
         shared.stats.discarded.inc();
     }
@@ -445,4 +463,37 @@ fn failed_write<S, St>(shared: &Shared<S, St>, km: &KindMetrics, what: &'static 
     shared.stats.write_errors.inc();
     tracing::warn!(error = %e, "{what} failed; the task runs again after its lease expires");
     Written::Failed
+}
+
+/// Recorded as the attempt's error when a job completed with a result that holds a NUL character
+/// (`\u0000`, in a string or a key): PostgreSQL's `jsonb` cannot keep one, and a completion batch that
+/// carried it would be refused whole. Every store refuses it alike, so a job behaves the same on each.
+pub(crate) const UNSTORABLE_RESULT: &str =
+    "the job completed with a result that holds a NUL character (\\u0000), which the store cannot keep";
+
+/// An error or reason as the stores can keep it: a NUL character, which PostgreSQL's text refuses, is
+/// written as U+FFFD.
+fn storable(text: String) -> String {
+    if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text }
+}
+
+/// Sends an outcome's fenced write until the store answers it, while the worker trusts the lease: the
+/// same rule as a completion's (see `completer::flush`). Only an unreachable store is tried again; an
+/// answer, a refusal by the token included, is final.
+async fn persist<T, Fut: Future<Output = Result<T>>>(entry: &LeaseEntry, mut write: impl FnMut() -> Fut) -> Result<T> {
+    let mut delays = RETRY_DELAYS.iter();
+    loop {
+        match write().await {
+            Err(e) if e.is_unavailable() => {
+                let delay = *delays.next().unwrap_or(&RETRY_DELAYS[RETRY_DELAYS.len() - 1]);
+                let retry_at = Instant::now() + delay;
+                if entry.trusted_until() <= retry_at {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, "writing the task's outcome failed; trying again");
+                tokio::time::sleep_until(retry_at).await;
+            }
+            answered => return answered,
+        }
+    }
 }
