@@ -91,12 +91,18 @@ pub trait ScheduleStore: TaskStore {
     /// Reads a leader lease.
     fn leader_get(&self, name: &str) -> impl Future<Output = Result<Option<LeaderRecord>>> + Send;
 
-    /// Writes a definition (a new schedule starts from the store's `now`; a changed one keeps its
-    /// progress) and answers the stored schedule.
-    fn schedule_upsert(&self, def: ScheduleDef) -> impl Future<Output = Result<ScheduleRecord>> + Send;
+    /// Writes a definition in `leader`'s term (a new schedule starts from the store's `now`; a changed one
+    /// keeps its progress) and answers the stored schedule. [`crate::Error::LeadershipLost`] when the term
+    /// is over by the time the write would commit: nothing is written.
+    fn schedule_upsert(
+        &self,
+        leader: LeaderToken,
+        def: ScheduleDef,
+    ) -> impl Future<Output = Result<ScheduleRecord>> + Send;
 
-    /// Marks every schedule not in `keep` as removed (it stops firing) and the others as present.
-    fn schedule_retire(&self, keep: Vec<String>) -> impl Future<Output = Result<()>> + Send;
+    /// Marks every schedule not in `keep` as removed (it stops firing) and the others as present, in
+    /// `leader`'s term, as [`ScheduleStore::schedule_upsert`] does.
+    fn schedule_retire(&self, leader: LeaderToken, keep: Vec<String>) -> impl Future<Output = Result<()>> + Send;
 
     /// Every schedule.
     fn schedule_list(&self) -> impl Future<Output = Result<Vec<ScheduleRecord>>> + Send;

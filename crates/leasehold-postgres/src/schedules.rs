@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use sqlx::{FromRow, Row};
+use sqlx::{FromRow, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use leasehold_core::params::duration_ms;
@@ -55,6 +55,37 @@ impl PgStore {
     async fn schedule_one(&self, name: &str) -> Result<ScheduleRecord> {
         self.schedules(Some(name)).await?.pop().ok_or_else(|| Error::ScheduleNotFound(name.to_owned()))
     }
+
+    /// A transaction for a leader's writes, ended by [`commit_in_term`]. A leader that stalls inside it
+    /// (paused, cut off) is ended by the server after TERM_HOLD_SQL's timeout, which frees the leader row
+    /// for a takeover and the schedules' rows for the next leader.
+    async fn begin_in_term(&self) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.pool().begin().await.map_err(db)?;
+        sqlx::query(TERM_HOLD_SQL).execute(&mut *tx).await.map_err(db)?;
+        Ok(tx)
+    }
+}
+
+/// Commits a leader's writes if its term is still current, and rolls them back with
+/// [`Error::LeadershipLost`] otherwise. The term is checked last, under a share lock on the leader row: a
+/// takeover that committed first is seen here (the lock reads the row's newest version), and one that
+/// comes later waits for this commit and then reads what was written. Read without the lock, a takeover
+/// committing between the read and the commit let a leader whose term was over write its tick, its run
+/// and the schedule's state after the new leader had read them (tests/leader_fencing.rs). A released
+/// term's row stays with an expiry of -infinity (`leader_release`), and is over as well.
+async fn commit_in_term(mut tx: Transaction<'static, Postgres>, leader: &LeaderToken) -> Result<()> {
+    let current: Option<i64> = sqlx::query_scalar(
+        "SELECT token FROM leasehold.leaders WHERE name = $1 AND expires_at > '-infinity' FOR SHARE",
+    )
+    .bind(&leader.name)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db)?;
+    if current != Some(leader.token.0) {
+        // dropping the transaction rolls every write in it back
+        return Err(Error::LeadershipLost { name: leader.name.clone(), token: leader.token });
+    }
+    tx.commit().await.map_err(db)
 }
 
 impl ScheduleStore for PgStore {
@@ -100,28 +131,31 @@ impl ScheduleStore for PgStore {
         }))
     }
 
-    async fn schedule_upsert(&self, def: ScheduleDef) -> Result<ScheduleRecord> {
+    async fn schedule_upsert(&self, leader: LeaderToken, def: ScheduleDef) -> Result<ScheduleRecord> {
         def.compile()?;
+        let mut tx = self.begin_in_term().await?;
         sqlx::query(include_str!("sql/schedule_upsert.sql"))
             .bind(&def.name)
             .bind(Json(&def))
             .bind(def.fingerprint())
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
+        commit_in_term(tx, &leader).await?;
         self.schedule_one(&def.name).await
     }
 
-    async fn schedule_retire(&self, keep: Vec<String>) -> Result<()> {
+    async fn schedule_retire(&self, leader: LeaderToken, keep: Vec<String>) -> Result<()> {
+        let mut tx = self.begin_in_term().await?;
         sqlx::query(
             "UPDATE leasehold.schedules SET removed = NOT (name = ANY($1)), updated_at = now()
               WHERE removed = (name = ANY($1))",
         )
         .bind(&keep)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
-        Ok(())
+        commit_in_term(tx, &leader).await
     }
 
     async fn schedule_list(&self) -> Result<Vec<ScheduleRecord>> {
@@ -147,10 +181,7 @@ impl ScheduleStore for PgStore {
 
     async fn schedule_tick_record(&self, p: ScheduleTickParams) -> Result<bool> {
         check_name("schedule name", &p.schedule)?;
-        let mut tx = self.pool().begin().await.map_err(db)?;
-        // A leader that stalls inside this transaction (paused, cut off) is ended by the server after
-        // TERM_HOLD, which frees the leader row for a takeover and the schedule's row for the next leader.
-        sqlx::query(TERM_HOLD_SQL).execute(&mut *tx).await.map_err(db)?;
+        let mut tx = self.begin_in_term().await?;
         let task = p.task.filter(|_| p.outcome.runs());
         let wrote: Option<bool> = sqlx::query_scalar(include_str!("sql/schedule_tick_insert.sql"))
             .bind(&p.schedule)
@@ -184,25 +215,7 @@ impl ScheduleStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        // The term must still be current when these writes commit, so it is checked last, under a share
-        // lock on the leader row: a takeover that committed first is seen here (the lock reads the row's
-        // newest version), and one that comes later waits for this commit and then reads the schedule as
-        // written. Read without the lock, a takeover committing between the read and this commit let a
-        // leader whose term was over write its tick, its run and the schedule's state after the new
-        // leader had read them (tests/leader_fencing.rs). A released term's row stays with an expiry of
-        // -infinity (leader_release), and is over as well.
-        let current: Option<i64> = sqlx::query_scalar(
-            "SELECT token FROM leasehold.leaders WHERE name = $1 AND expires_at > '-infinity' FOR SHARE",
-        )
-        .bind(&p.leader.name)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        if current != Some(p.leader.token.0) {
-            // dropping the transaction rolls every write above back
-            return Err(Error::LeadershipLost { name: p.leader.name, token: p.leader.token });
-        }
-        tx.commit().await.map_err(db)?;
+        commit_in_term(tx, &p.leader).await?;
         Ok(wrote)
     }
 }

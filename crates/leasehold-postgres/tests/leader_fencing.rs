@@ -26,7 +26,8 @@ async fn a_tick_recorded_across_a_takeover_is_refused_whole() {
     let acquire = LeaderAcquireParams { name: LEASE.into(), holder: "a".into(), ttl: Duration::from_secs(30) };
     let token = store.leader_acquire(acquire).await.unwrap().expect("a leads");
     let def = every_second("fenced-race", MissedPolicy::Skip, OverlapPolicy::Skip);
-    let before = store.schedule_upsert(def.clone()).await.unwrap();
+    let old = LeaderToken { name: LEASE.into(), holder: "a".into(), token };
+    let before = store.schedule_upsert(old.clone(), def.clone()).await.unwrap();
 
     let mut takeover = db.pool().begin().await.unwrap();
     sqlx::query(
@@ -39,7 +40,6 @@ async fn a_tick_recorded_across_a_takeover_is_refused_whole() {
     .await
     .unwrap();
 
-    let old = LeaderToken { name: LEASE.into(), holder: "a".into(), token };
     let recording = tokio::spawn({
         let store = store.clone();
         let params = tick(old, &def, Utc::now(), TickOutcome::Enqueued);

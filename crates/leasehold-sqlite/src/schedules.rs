@@ -99,31 +99,36 @@ impl ScheduleStore for SqliteStore {
         }))
     }
 
-    async fn schedule_upsert(&self, def: ScheduleDef) -> Result<ScheduleRecord> {
+    async fn schedule_upsert(&self, leader: LeaderToken, def: ScheduleDef) -> Result<ScheduleRecord> {
         def.compile()?;
         let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
+        check_term(&mut tx, &leader).await?;
         sqlx::query(include_str!("sql/schedule_upsert.sql"))
             .bind(&def.name)
             .bind(serde_json::to_string(&def)?)
             .bind(def.fingerprint())
-            .execute(&mut *writer)
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         drop(writer);
         self.schedule_one(&def.name).await
     }
 
-    async fn schedule_retire(&self, keep: Vec<String>) -> Result<()> {
+    async fn schedule_retire(&self, leader: LeaderToken, keep: Vec<String>) -> Result<()> {
         let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
+        check_term(&mut tx, &leader).await?;
         sqlx::query(
             "UPDATE leasehold_schedules SET removed = NOT (name IN (SELECT value FROM json_each(?1)))
               WHERE removed = (name IN (SELECT value FROM json_each(?1)))",
         )
         .bind(serde_json::to_string(&keep)?)
-        .execute(&mut *writer)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
-        Ok(())
+        tx.commit().await.map_err(db)
     }
 
     async fn schedule_list(&self) -> Result<Vec<ScheduleRecord>> {
@@ -156,15 +161,7 @@ impl ScheduleStore for SqliteStore {
         check_name("schedule name", &p.schedule)?;
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT token FROM leasehold_leaders WHERE name = CAST(?1 AS TEXT)")
-                .bind(&p.leader.name)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        if current != Some(p.leader.token.0) {
-            return Err(Error::LeadershipLost { name: p.leader.name, token: p.leader.token });
-        }
+        check_term(&mut tx, &p.leader).await?;
         let task = p.task.filter(|_| p.outcome.runs());
         let wrote: Option<i64> = sqlx::query_scalar(include_str!("sql/schedule_tick_insert.sql"))
             .bind(&p.schedule)
@@ -209,4 +206,19 @@ impl ScheduleStore for SqliteStore {
         }
         Ok(wrote)
     }
+}
+
+/// [`Error::LeadershipLost`] unless `leader`'s term is current. Inside the write transaction, which holds
+/// the file's write lock until it ends, no takeover can commit before the writes that follow the check:
+/// the check stands for the whole transaction. A released term's row is deleted (`leader_release`).
+async fn check_term(tx: &mut sqlx::SqliteConnection, leader: &LeaderToken) -> Result<()> {
+    let current: Option<i64> = sqlx::query_scalar("SELECT token FROM leasehold_leaders WHERE name = CAST(?1 AS TEXT)")
+        .bind(&leader.name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+    if current != Some(leader.token.0) {
+        return Err(Error::LeadershipLost { name: leader.name.clone(), token: leader.token });
+    }
+    Ok(())
 }

@@ -435,7 +435,8 @@ pub async fn names_have_one_length_limit<B: Backend>(b: &B) {
         let refused = s.leader_acquire(lease).await;
         assert!(matches!(&refused, Err(Error::InvalidInput(_))), "{refused:?}");
         let def = crate::cron_cases::every_second(name, MissedPolicy::Skip, OverlapPolicy::Skip);
-        let refused = s.schedule_upsert(def).await;
+        let leader = LeaderToken { name: "suite".into(), holder: "suite".into(), token: FencingToken(1) };
+        let refused = s.schedule_upsert(leader, def).await;
         assert!(matches!(&refused, Err(Error::InvalidConfig(_))), "{refused:?}");
         let refused = b.effect_once(claimed[0].lease, name, serde_json::json!(1), true).await;
         assert!(matches!(&refused, Err(Error::InvalidInput(_))), "{refused:?}");
@@ -444,7 +445,7 @@ pub async fn names_have_one_length_limit<B: Backend>(b: &B) {
     let token = s.leader_acquire(lease).await.unwrap().expect("a free lease is taken");
     let leader = LeaderToken { name: longest.clone(), holder: "suite".into(), token };
     let def = crate::cron_cases::every_second(&longest, MissedPolicy::Skip, OverlapPolicy::Skip);
-    s.schedule_upsert(def.clone()).await.unwrap();
+    s.schedule_upsert(leader.clone(), def.clone()).await.unwrap();
     assert!(b.effect_once(claimed[0].lease, &longest, serde_json::json!(1), true).await.unwrap().0);
     wakeups.announce(std::slice::from_ref(&longest), Duration::from_secs(5), None).await.unwrap();
     assert!(s.schedule_control(&longest, ScheduleAction::Pause).await.unwrap().paused);

@@ -18,7 +18,7 @@ fn acquire(holder: &str) -> LeaderAcquireParams {
 }
 
 /// The leader lease: one holder at a time, the same term while it renews, a new greater token after
-/// it expires, and a stale term's ledger write refused.
+/// it expires; a stale or released term's writes (ticks, definitions) refused, and its release a no-op.
 pub async fn leader_terms_are_fenced<B: Backend>(b: &B) {
     let s = b.store();
     let t1 = s.leader_acquire(acquire("a")).await.unwrap().expect("a leads");
@@ -28,21 +28,36 @@ pub async fn leader_terms_are_fenced<B: Backend>(b: &B) {
     let t2 = s.leader_acquire(acquire("b")).await.unwrap().expect("b takes over after expiry");
     assert!(t2 > t1);
     assert_eq!(s.leader_get("suite-lease").await.unwrap().map(|r| (r.holder, r.token)), Some(("b".into(), t2)));
+    let current = LeaderToken { name: "suite-lease".into(), holder: "b".into(), token: t2 };
     let def = every_second("fenced", MissedPolicy::Skip, OverlapPolicy::Allow);
-    s.schedule_upsert(def.clone()).await.unwrap();
+    let written = s.schedule_upsert(current.clone(), def.clone()).await.unwrap();
     let stale = LeaderToken { name: "suite-lease".into(), holder: "a".into(), token: t1 };
     let r = s.schedule_tick_record(tick(stale.clone(), &def, Utc::now(), TickOutcome::Enqueued)).await;
     assert!(matches!(r, Err(Error::LeadershipLost { .. })), "{r:?}");
+    // a stale term's definitions are refused: neither written over the current term's, nor retired
+    let older = ScheduleDef { expression: "*/5 * * * * *".into(), ..def.clone() };
+    let r = s.schedule_upsert(stale.clone(), older).await;
+    assert!(matches!(r, Err(Error::LeadershipLost { .. })), "{r:?}");
+    let r = s.schedule_upsert(stale.clone(), every_second("stale-only", MissedPolicy::Skip, OverlapPolicy::Allow));
+    assert!(matches!(r.await, Err(Error::LeadershipLost { .. })), "a stale term defined a schedule");
+    let r = s.schedule_retire(stale.clone(), Vec::new()).await;
+    assert!(matches!(r, Err(Error::LeadershipLost { .. })), "{r:?}");
+    assert_eq!(s.schedule_list().await.unwrap(), vec![written], "a stale term changed the definitions");
     // a stale term's release leaves the current term alone
     s.leader_release(stale).await.unwrap();
     assert_eq!(s.leader_get("suite-lease").await.unwrap().map(|r| r.token), Some(t2), "a stale release ended b's term");
-    let current = LeaderToken { name: "suite-lease".into(), holder: "b".into(), token: t2 };
     assert!(s.schedule_tick_record(tick(current.clone(), &def, Utc::now(), TickOutcome::Skipped)).await.unwrap());
     // a released term is over: its writes are refused like an expired one's
     s.leader_release(current.clone()).await.unwrap();
-    let r =
-        s.schedule_tick_record(tick(current, &def, Utc::now() + chrono::Duration::seconds(1), TickOutcome::Enqueued));
+    let r = s.schedule_tick_record(tick(
+        current.clone(),
+        &def,
+        Utc::now() + chrono::Duration::seconds(1),
+        TickOutcome::Enqueued,
+    ));
     assert!(matches!(r.await, Err(Error::LeadershipLost { .. })), "a released term recorded a tick");
+    let r = s.schedule_retire(current, Vec::new()).await;
+    assert!(matches!(r, Err(Error::LeadershipLost { .. })), "a released term retired the schedules");
     assert!(s.task_claim(claim_all()).await.unwrap().tasks.is_empty(), "a refused tick left its run");
     assert!(s.leader_acquire(acquire("a")).await.unwrap().is_some(), "a released lease is free at once");
 }
@@ -53,7 +68,7 @@ pub async fn a_tick_is_recorded_once<B: Backend>(b: &B) {
     let token = s.leader_acquire(acquire("a")).await.unwrap().unwrap();
     let leader = LeaderToken { name: "suite-lease".into(), holder: "a".into(), token };
     let def = every_second("once", MissedPolicy::Skip, OverlapPolicy::Allow);
-    s.schedule_upsert(def.clone()).await.unwrap();
+    s.schedule_upsert(leader.clone(), def.clone()).await.unwrap();
     let at = Utc::now();
     assert!(s.schedule_tick_record(tick(leader.clone(), &def, at, TickOutcome::Enqueued)).await.unwrap());
     assert!(!s.schedule_tick_record(tick(leader, &def, at, TickOutcome::Enqueued)).await.unwrap());
@@ -68,14 +83,17 @@ pub async fn a_tick_is_recorded_once<B: Backend>(b: &B) {
 /// pause, resume and trigger are recorded; an unknown name is `ScheduleNotFound`.
 pub async fn schedules_are_defined_and_controlled<B: Backend>(b: &B) {
     let s = b.store();
+    let token = s.leader_acquire(acquire("a")).await.unwrap().unwrap();
+    let leader = LeaderToken { name: "suite-lease".into(), holder: "a".into(), token };
     let before = Utc::now() - chrono::Duration::seconds(1);
-    let a = s.schedule_upsert(every_second("a", MissedPolicy::Skip, OverlapPolicy::Skip)).await.unwrap();
+    let a =
+        s.schedule_upsert(leader.clone(), every_second("a", MissedPolicy::Skip, OverlapPolicy::Skip)).await.unwrap();
     assert!(a.last_tick.unwrap() >= before && !a.paused && !a.removed);
     let changed = ScheduleDef { expression: "*/5 * * * * *".into(), ..a.def.clone() };
-    let a2 = s.schedule_upsert(changed).await.unwrap();
+    let a2 = s.schedule_upsert(leader.clone(), changed).await.unwrap();
     assert_eq!((a2.def.expression.as_str(), a2.last_tick), ("*/5 * * * * *", a.last_tick));
-    s.schedule_upsert(every_second("b", MissedPolicy::Skip, OverlapPolicy::Skip)).await.unwrap();
-    s.schedule_retire(vec!["a".into()]).await.unwrap();
+    s.schedule_upsert(leader.clone(), every_second("b", MissedPolicy::Skip, OverlapPolicy::Skip)).await.unwrap();
+    s.schedule_retire(leader, vec!["a".into()]).await.unwrap();
     let all = s.schedule_list().await.unwrap();
     assert_eq!(
         all.iter().map(|r| (r.def.name.as_str(), r.removed)).collect::<Vec<_>>(),

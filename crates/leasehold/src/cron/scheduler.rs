@@ -398,10 +398,22 @@ async fn pass<S: ScheduleStore>(inner: &Inner<S>, now: DateTime<Utc>) -> Result<
     };
     let store = &inner.store;
     if unsynced {
-        for s in &inner.schedules {
-            store.schedule_upsert(s.def.clone()).await?;
+        // each write is checked against the term: a leader that lost it while paused before this point
+        // does not write its (perhaps older) definitions over its successor's
+        let synced = async {
+            for s in &inner.schedules {
+                store.schedule_upsert(leader.clone(), s.def.clone()).await?;
+            }
+            let keep = inner.schedules.iter().map(|s| s.name().to_owned()).collect();
+            store.schedule_retire(leader.clone(), keep).await
         }
-        store.schedule_retire(inner.schedules.iter().map(|s| s.name().to_owned()).collect()).await?;
+        .await;
+        if let Err(e) = synced {
+            if matches!(e, Error::LeadershipLost { .. }) {
+                *inner.term.lock().await = None;
+            }
+            return Err(e);
+        }
         if let Some(t) = inner.term.lock().await.as_mut().filter(|t| t.leader.token == leader.token) {
             t.synced = true;
         }
