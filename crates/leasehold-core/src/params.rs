@@ -31,10 +31,18 @@ pub fn name_problem(what: &str, name: &str) -> Option<String> {
         let start: String = name.chars().take(24).collect();
         return Some(format!("{what} must have at most {MAX_NAME_LEN} bytes, got {} ({start:?}...)", name.len()));
     }
-    if name.contains('\0') {
-        return Some(format!("{what} must not hold a NUL character (\\u0000), got {name:?}"));
-    }
     None
+}
+
+/// [`Error::InvalidInput`] when a name written with a new task or schedule holds a NUL character
+/// (`\u0000`), which PostgreSQL's text refuses: every store refuses it alike. Names are not checked for
+/// it where they are only read (a worker's queues, a claim), so tasks an older leasehold wrote under such
+/// a name on SQLite can still be claimed.
+pub fn check_no_nul(what: &str, name: &str) -> Result<()> {
+    if name.contains('\0') {
+        return Err(Error::InvalidInput(format!("{what} must not hold a NUL character (\\u0000), got {name:?}")));
+    }
+    Ok(())
 }
 
 /// Whether a NUL character (`\u0000`) appears anywhere in `v`, in a string or a key. No store keeps
@@ -116,6 +124,7 @@ impl Idempotency {
 
     fn validate(&self) -> Result<()> {
         check_name("an idempotency key", &self.key)?;
+        check_no_nul("an idempotency key", &self.key)?;
         if let Some(s) = self.reuse_after.iter().find(|s| !s.is_final()) {
             return Err(Error::InvalidInput(format!("an idempotency key can only be freed by a final state, not {s}")));
         }
@@ -198,6 +207,8 @@ impl NewTask {
     pub fn validate(&self) -> Result<()> {
         check_name("task kind", &self.kind)?;
         check_name("queue name", &self.queue)?;
+        check_no_nul("task kind", &self.kind)?;
+        check_no_nul("queue name", &self.queue)?;
         if self.max_attempts < 1 {
             return Err(Error::InvalidInput(format!("max_attempts must be at least 1, got {}", self.max_attempts)));
         }

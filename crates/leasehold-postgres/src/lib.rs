@@ -44,20 +44,43 @@ pub(crate) fn db(e: sqlx::Error) -> leasehold_core::Error {
     if unavailable(&e) { leasehold_core::Error::Unavailable(e.into()) } else { leasehold_core::Error::database(e) }
 }
 
-/// Connection failures, and the SQLSTATE classes of a server that is going away or cannot serve now:
-/// 08 (connection exception), 57P (operator intervention: a shutdown, a terminated backend, a server still
-/// starting), 53 (insufficient resources, such as too many connections), and the two rollbacks a
-/// transaction may simply be run again after (40001 serialization failure, 40P01 deadlock).
+/// Connection failures, and the answers of a server that cannot serve the request now but may later:
+/// - 08 (connection exception) and 57P01-57P03, 57P05 (a shutdown, a terminated backend, a server
+///   still starting, an idle session the server ended: the next request goes on another connection), not
+///   57P04 (the database was dropped);
+/// - 53 (insufficient resources: too many connections, out of memory, disk full);
+/// - the transaction rollbacks a request may simply be sent again after: 40001 (serialization failure),
+///   40P01 (deadlock), 40003 (the statement's completion is unknown);
+/// - 25P03 and 25P04 (the server ended an idle or overlong transaction), 25006 (a read-only server: a
+///   standby, until a failover completes), 55P03 (a lock not available in time) and 57014 (a statement
+///   cancelled, by its timeout or an operator).
+///
+/// A closed pool is not among them: the store was closed, and nothing sent to it will succeed.
 fn unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(d) => d.code().is_some_and(|c| {
-            c.starts_with("08") || c.starts_with("57P") || c.starts_with("53") || c == "40001" || c == "40P01"
+            c.starts_with("08")
+                || c.starts_with("53")
+                || matches!(
+                    c.as_ref(),
+                    "57P01"
+                        | "57P02"
+                        | "57P03"
+                        | "57P05"
+                        | "40001"
+                        | "40P01"
+                        | "40003"
+                        | "25P03"
+                        | "25P04"
+                        | "25006"
+                        | "55P03"
+                        | "57014"
+                )
         }),
         _ => false,
     }

@@ -57,7 +57,7 @@ impl PgStore {
     }
 
     /// A transaction for a leader's writes, ended by [`commit_in_term`]. A leader that stalls inside it
-    /// (paused, cut off) is ended by the server after TERM_HOLD_SQL's timeout, which frees the leader row
+    /// (paused, cut off) is ended by the server after [`TERM_HOLD_SQL`]'s timeout, which frees the leader row
     /// for a takeover and the schedules' rows for the next leader.
     async fn begin_in_term(&self) -> Result<Transaction<'static, Postgres>> {
         let mut tx = self.pool().begin().await.map_err(db)?;
@@ -74,13 +74,11 @@ impl PgStore {
 /// and the schedule's state after the new leader had read them (tests/leader_fencing.rs). A released
 /// term's row stays with an expiry of -infinity (`leader_release`), and is over as well.
 async fn commit_in_term(mut tx: Transaction<'static, Postgres>, leader: &LeaderToken) -> Result<()> {
-    let current: Option<i64> = sqlx::query_scalar(
-        "SELECT token FROM leasehold.leaders WHERE name = $1 AND expires_at > '-infinity' FOR SHARE",
-    )
-    .bind(&leader.name)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db)?;
+    let current: Option<i64> = sqlx::query_scalar(include_str!("sql/leader_term_check.sql"))
+        .bind(&leader.name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
     if current != Some(leader.token.0) {
         // dropping the transaction rolls every write in it back
         return Err(Error::LeadershipLost { name: leader.name.clone(), token: leader.token });

@@ -55,7 +55,10 @@ impl PgStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let opts: PgConnectOptions =
             url.parse().map_err(|e| Error::InvalidConfig(format!("not a PostgreSQL URL: {e}")))?;
-        let pool = Self::pool_options().connect_with(opts.application_name("leasehold")).await.map_err(db)?;
+        let pool = Self::pool_options()
+            .connect_with(opts.application_name("leasehold"))
+            .await
+            .map_err(|e| Error::Connect(format!("cannot connect to PostgreSQL: {e}")))?;
         let store = Self::from_pool(pool);
         store.migrate().await?;
         Ok(store)

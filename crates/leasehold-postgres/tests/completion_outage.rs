@@ -31,9 +31,9 @@ impl Job for Gated {
 /// (about 1.3 s), twenty jobs return, ten to be completed and ten to be discarded: every outcome is
 /// written once the server answers again, each on the task's first attempt, with no write counted as
 /// failed. Before, the completer gave up after three tries, and the other outcomes were not tried again
-/// at all: the tasks ran again once their leases expired. (A server that is down for good
-/// is waited for inside the pool's connect, which retries a refused connection by itself; what fails at
-/// once is a connection that broke, and a server going away.)
+/// at all: the tasks ran again once their leases expired. (A server that is down for good is waited for
+/// inside the pool's connect, which retries a refused connection by itself; what fails at once is a
+/// connection that broke, and a server going away.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcomes_are_written_after_the_store_comes_back_while_the_leases_are_trusted() {
     let db = TestDb::create().await;
@@ -52,9 +52,14 @@ async fn outcomes_are_written_after_the_store_comes_back_while_the_leases_are_tr
     wait::until("every job to start", Duration::from_secs(15), || async { (w.stats().claimed == 20).then_some(()) })
         .await;
 
+    // counts the statements it refuses, completions and finishes apart (a sequence is not rolled back)
     sqlx::raw_sql(
-        "CREATE FUNCTION going_away() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN RAISE EXCEPTION 'the server is going away' USING ERRCODE = '57P01'; END $$;
+        "CREATE SEQUENCE refused_completions; CREATE SEQUENCE refused_finishes;
+         CREATE FUNCTION going_away() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             PERFORM nextval(CASE WHEN NEW.state = 'completed' THEN 'refused_completions' ELSE 'refused_finishes' END);
+             RAISE EXCEPTION 'the server is going away' USING ERRCODE = '57P01';
+         END $$;
          CREATE TRIGGER going_away BEFORE UPDATE ON leasehold.tasks
             FOR EACH ROW WHEN (NEW.state IN ('completed', 'discarded')) EXECUTE FUNCTION going_away();",
     )
@@ -62,13 +67,20 @@ async fn outcomes_are_written_after_the_store_comes_back_while_the_leases_are_tr
     .await
     .unwrap();
     open.send(true).unwrap();
-    // the jobs return at once; their completions are refused for as long as the trigger stays
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let refused: i64 = sqlx::query_scalar("SELECT count(*) FROM leasehold.tasks WHERE state <> 'running'")
+    // the jobs return at once, and their outcomes are refused until each finish was tried six times (its
+    // tries at 0, 50, 300, 800, 1,800 and 2,800 ms): longer than the completer's three retries once lasted
+    let counts = "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM refused_completions),
+                         (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM refused_finishes)";
+    wait::until("the outcomes to be refused for a while", Duration::from_secs(20), || async {
+        let (completions, finishes): (i64, i64) = sqlx::query_as(counts).fetch_one(db.pool()).await.unwrap();
+        (completions >= 6 && finishes >= 60).then_some(())
+    })
+    .await;
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM leasehold.tasks WHERE state <> 'running'")
         .fetch_one(db.pool())
         .await
         .unwrap();
-    assert_eq!(refused, 0, "an outcome got past the trigger");
+    assert_eq!(written, 0, "an outcome got past the trigger");
     sqlx::raw_sql("DROP TRIGGER going_away ON leasehold.tasks").execute(db.pool()).await.unwrap();
 
     wait::until("every outcome to be written", Duration::from_secs(20), || async {
@@ -88,4 +100,56 @@ async fn outcomes_are_written_after_the_store_comes_back_while_the_leases_are_tr
     w.stop().await;
     let st = w.stats();
     assert_eq!((st.completed, st.discarded, st.write_errors, st.lease_lost), (10, 10, 0, 0), "{st:?}");
+}
+
+/// One completion the store refuses (a value it will not take, SQLSTATE 22023) among twenty written
+/// together: the batch is written in halves until the refused one is alone, so the other nineteen are
+/// completed at once, and only the refused one is settled as a failed write (it runs again once its lease
+/// expires). Before, the whole batch failed with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_the_store_refuses_does_not_fail_the_rest_of_its_batch() {
+    let db = TestDb::create().await;
+    let store = db.store();
+    let client = Client::new(store.clone());
+    let (open, gate) = watch::channel(false);
+    let w = Worker::builder_with_state(store.clone(), gate)
+        .register::<Gated>()
+        .concurrency(20)
+        .poll_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let ids = client.enqueue_many((0..20).map(|_| Gated { fail: false }), EnqueueOptions::default()).await.unwrap();
+    w.start().await;
+    wait::until("every job to start", Duration::from_secs(15), || async { (w.stats().claimed == 20).then_some(()) })
+        .await;
+    let refused = ids[7];
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE SEQUENCE refusals;
+         CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             PERFORM nextval('refusals');
+             RAISE EXCEPTION 'not this one' USING ERRCODE = '22023';
+         END $$;
+         CREATE TRIGGER refuse BEFORE UPDATE ON leasehold.tasks
+            FOR EACH ROW WHEN (NEW.id = '{refused}' AND NEW.state = 'completed') EXECUTE FUNCTION refuse();"
+    )))
+    .execute(db.pool())
+    .await
+    .unwrap();
+    // the jobs return together, so their completions are queued together and written in one batch or few
+    open.send(true).unwrap();
+    wait::until("the refused completion to be settled", Duration::from_secs(20), || async {
+        (w.stats().write_errors + w.stats().completed == 20).then_some(())
+    })
+    .await;
+    let st = w.stats();
+    assert_eq!((st.completed, st.write_errors), (19, 1), "{st:?}");
+    for id in &ids {
+        let state = store.task_get(*id).await.unwrap().state;
+        let expected = if *id == refused { TaskState::Running } else { TaskState::Completed };
+        assert_eq!(state, expected, "task {id}");
+    }
+    let refusals: i64 = sqlx::query_scalar("SELECT last_value FROM refusals").fetch_one(db.pool()).await.unwrap();
+    assert!(refusals >= 2, "the refused completion was written alone from the start: nothing was split");
+    w.stop().await;
 }

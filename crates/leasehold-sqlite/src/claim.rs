@@ -121,11 +121,12 @@ mod tests {
     }
 
     /// A queue's name is written into the claim as `char(...)` of its code points (the conformance case
-    /// `any_queue_name_is_claimed` covers quotes and placeholders; a name holding a NUL is refused at the
-    /// enqueue, as PostgreSQL cannot keep one): names longer than one run of `char(...)`, the longest name accepted, a code point beyond U+FFFF (a surrogate
+    /// `any_queue_name_is_claimed` covers quotes and placeholders): names longer than one run of
+    /// `char(...)`, the longest name accepted, a code point beyond U+FFFF (a surrogate
     /// pair in UTF-16), each claims its own tasks, in a file whose text is UTF-8 and in one whose text
     /// is UTF-16. A claim may name a queue longer than a task may have now, and than SQLite's depth of
-    /// expressions allows in a flat chain of runs: it claims the tasks an older leasehold took there.
+    /// expressions allows in a flat chain of runs, or one holding a NUL (which an enqueue refuses now): it
+    /// claims the tasks an older leasehold took there.
     #[tokio::test]
     async fn queue_names_are_claimed_in_either_text_encoding() {
         let names = [
@@ -164,18 +165,21 @@ mod tests {
                 assert_eq!(tasks.len(), 1, "{encoding}: a name of {} characters", name.chars().count());
                 assert!(&tasks[0].queue == name && tasks[0].payload == serde_json::json!({ "q": name }));
             }
-            // a task in such a queue, as an older leasehold took it (a name is refused now), is claimed
-            sqlx::query(
-                "INSERT INTO leasehold_tasks (id, kind, queue, payload, run_at, max_attempts, created_at)
-                 VALUES (?1, 'k', ?2, '{}', 0, 1, 0)",
-            )
-            .bind(leasehold_core::TaskId::new().0.to_string())
-            .bind(&unclaimed)
-            .execute(store.pool())
-            .await
-            .unwrap();
-            let tasks = store.task_claim(claim(&unclaimed)).await.unwrap().tasks;
-            assert!(tasks.len() == 1 && tasks[0].queue == unclaimed, "{encoding}");
+            // a task in such a queue, or in one whose name holds a NUL, as an older leasehold took it (both
+            // names are refused now), is claimed
+            for older in [&unclaimed, &"a\0b".to_owned()] {
+                sqlx::query(
+                    "INSERT INTO leasehold_tasks (id, kind, queue, payload, run_at, max_attempts, created_at)
+                     VALUES (?1, 'k', ?2, '{}', 0, 1, 0)",
+                )
+                .bind(leasehold_core::TaskId::new().0.to_string())
+                .bind(older)
+                .execute(store.pool())
+                .await
+                .unwrap();
+                let tasks = store.task_claim(claim(older)).await.unwrap().tasks;
+                assert!(tasks.len() == 1 && &tasks[0].queue == older, "{encoding}: {older:?}");
+            }
             store.close().await;
             for suffix in ["", "-wal", "-shm"] {
                 let mut file = path.clone().into_os_string();

@@ -42,10 +42,11 @@ pub use store::SqliteStore;
 
 /// A backend error as leasehold's: [`Error::Unavailable`] when the file stayed locked by another
 /// writer, or could not be read or written (SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL,
-/// SQLITE_CANTOPEN), or the connection's thread is gone; [`Error::Database`] otherwise.
+/// SQLITE_CANTOPEN), or the connection's thread is gone; [`Error::Database`] otherwise (a closed store
+/// among them: nothing sent to it will succeed).
 pub(crate) fn db(e: sqlx::Error) -> leasehold_core::Error {
     let unavailable = match &e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(d) => {
             d.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
         }

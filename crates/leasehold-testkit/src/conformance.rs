@@ -585,21 +585,21 @@ pub async fn worker_follows_outcomes<B: Backend>(b: &B) {
     assert_eq!((st.snoozed, st.retried, st.cancelled, st.discarded), (1, 1, 1, 1));
 }
 
-/// A job's result or error that holds a NUL character, which no store keeps, is recorded as a failed
-/// attempt (the result) or with the character replaced (an error), and the completions written beside
-/// it in the same batch are kept: written together, PostgreSQL refused the whole batch.
+/// A job's result or error that holds a NUL character, which no store keeps: the result discards the
+/// task at once with an error that says so (another attempt would return it again), an error is written
+/// with the character replaced, and the completions beside them are kept (written together, PostgreSQL
+/// refused the whole batch).
 pub async fn worker_records_results_and_errors_the_store_cannot_keep<B: Backend>(b: &B) {
     let client = Client::new(b.store());
     // claimed first, beside the first echoes, whose completions come at about the same time
-    let opts = EnqueueOptions { max_attempts: Some(1), ..Default::default() };
-    let result = client.enqueue_with(Steer::CompleteWithNul, opts.clone()).await.unwrap();
-    let failed = client.enqueue_with(Steer::FailWithNul, opts).await.unwrap();
+    let result = client.enqueue(Steer::CompleteWithNul).await.unwrap();
+    let failed = client.enqueue(Steer::FailWithNul).await.unwrap();
     let echoes = client.enqueue_many((0..20).map(|n| Echo { n }), EnqueueOptions::default()).await.unwrap();
     let w = worker(b, Probe::default()).build().unwrap();
     w.start().await;
     let rec = wait_state(client.store(), result, TaskState::Discarded).await;
     assert!(rec.errors[0].message.contains("NUL character"), "{:?}", rec.errors);
-    assert_eq!(rec.result, None);
+    assert_eq!((rec.attempt, rec.result), (1, None));
     let rec = wait_state(client.store(), failed, TaskState::Discarded).await;
     assert_eq!(rec.errors[0].message, "told to fail \u{FFFD}");
     for id in echoes {

@@ -58,7 +58,8 @@ pub enum Outcome {
     /// Done.
     Complete,
     /// Done, with a result stored on the task. A result that holds a NUL character (`\u0000`, in a
-    /// string or a key), which no store keeps, fails the attempt instead, with an error that says so.
+    /// string or a key), which no store keeps, discards the task instead, with an error that says so
+    /// (another attempt would most likely return it again).
     CompleteWith(serde_json::Value),
     /// Try again after this delay; counts as a failed attempt.
     RetryAfter(Duration),

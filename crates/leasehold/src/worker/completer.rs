@@ -62,19 +62,32 @@ pub(crate) async fn run<S: TaskStore, T: Settle>(
 /// Writes a batch's completions and settles each with the store's answer.
 ///
 /// A store that cannot be reached (or lost the connection) is tried again with the same batch, for as
-/// long as the worker trusts the tasks' leases (they are renewed meanwhile): a completion the store never
-/// answered is as likely to have been written as not, and sending it again is safe, since it is applied
-/// once or refused by its token. A task whose trust ends first is settled as a failed write and runs
-/// again once its lease expires, as its holder would then have stopped its work. Any other error is the
-/// store refusing something in the batch (a result it cannot keep): the batch is split in halves, and
-/// each half written on its own, so that one task's refusal does not fail the others.
+/// long as the worker trusted each task's lease when the first try failed (renewals that succeed
+/// meanwhile do not extend that, so a store that renews leases but keeps failing completions cannot
+/// hold a batch forever): a completion the store never answered is as likely to have been written as
+/// not, and sending it again is safe, since it is applied once or refused by its token. A task whose
+/// time is up is settled as a failed write and runs again once its lease expires, as its holder would
+/// then have stopped its work. Any other error is the store refusing something in the batch: the batch
+/// is split in halves, and each half written on its own, so that one task's refusal does not fail the
+/// others.
 async fn flush<S: TaskStore, T: Settle>(store: &S, batch: Vec<CompleteRequest<T>>, delete_completed: bool) {
     let mut pieces = vec![batch];
     while let Some(mut piece) = pieces.pop() {
         let mut delays = RETRY_DELAYS.iter();
+        // each task's trust when the piece's first try failed: the limit of its tries
+        let mut limits: Option<Vec<Instant>> = None;
         loop {
             let tasks = piece.iter().map(|r| (r.lease, r.result.clone())).collect();
-            let error = match store.task_complete_many(TaskCompleteParams { tasks, delete_completed }).await {
+            // an attempt that outlasts every task's limit is given up (a server that stopped answering)
+            let until = match &limits {
+                Some(limits) => limits.iter().max().copied(),
+                None => piece.iter().map(|r| r.then.trusted_until()).max(),
+            };
+            let attempt = store.task_complete_many(TaskCompleteParams { tasks, delete_completed });
+            let answer = tokio::time::timeout_at(until.unwrap_or_else(Instant::now), attempt)
+                .await
+                .unwrap_or_else(|_| Err(Error::Unavailable("the store did not answer in time".into())));
+            let error = match answer {
                 Ok(statuses) => {
                     let mut statuses = statuses.into_iter();
                     for r in piece {
@@ -90,7 +103,8 @@ async fn flush<S: TaskStore, T: Settle>(store: &S, batch: Vec<CompleteRequest<T>
             };
             if !error.is_unavailable() {
                 if piece.len() > 1 {
-                    tracing::warn!(error = %error, tasks = piece.len(), "the store refused a completion batch; writing it in halves");
+                    let tasks = piece.len();
+                    tracing::warn!(error = %error, tasks, "the store refused a completion batch; writing it in halves");
                     let back = piece.split_off(piece.len() / 2);
                     pieces.push(back);
                     pieces.push(piece);
@@ -99,23 +113,35 @@ async fn flush<S: TaskStore, T: Settle>(store: &S, batch: Vec<CompleteRequest<T>
                 }
                 break;
             }
+            let limits = limits.get_or_insert_with(|| piece.iter().map(|r| r.then.trusted_until()).collect());
             let delay = *delays.next().unwrap_or(&RETRY_DELAYS[RETRY_DELAYS.len() - 1]);
             let retry_at = Instant::now() + delay;
-            // the tasks whose trust ends before the next try are settled now; the rest wait for it
-            let (kept, lapsed): (Vec<_>, Vec<_>) = piece.into_iter().partition(|r| r.then.trusted_until() > retry_at);
-            settle_all(lapsed, &error);
+            // the tasks whose time is up before the next try are settled now; the rest wait for it
+            let mut kept = Vec::with_capacity(piece.len());
+            let mut kept_limits = Vec::with_capacity(piece.len());
+            for (r, limit) in piece.into_iter().zip(limits.iter()) {
+                if *limit > retry_at {
+                    kept.push(r);
+                    kept_limits.push(*limit);
+                } else {
+                    settle_all(vec![r], &error);
+                }
+            }
             if kept.is_empty() {
                 break;
             }
             tracing::warn!(error = %error, tasks = kept.len(), "completing a batch failed; trying again");
-            piece = kept;
+            (piece, *limits) = (kept, kept_limits);
             tokio::time::sleep_until(retry_at).await;
         }
     }
 }
 
+/// Settles each request as a failed write (the task runs again once its lease expires).
 fn settle_all<T: Settle>(requests: Vec<CompleteRequest<T>>, error: &Error) {
     for r in requests {
-        r.then.settle(Err(Error::database(format!("completion failed: {error}"))));
+        let message = format!("completion failed: {error}");
+        let failed = if error.is_unavailable() { Error::Unavailable(message.into()) } else { Error::database(message) };
+        r.then.settle(Err(failed));
     }
 }

@@ -15,10 +15,10 @@ use tracing::Instrument;
 
 use leasehold_core::*;
 
-use super::Shared;
 use super::completer::{CompleteRequest, RETRY_DELAYS, Settle};
 use super::lease::{CancelReason, LeaseEntry};
 use super::registry::Prepared;
+use super::{STOP_WRITE_TIMEOUT, Shared};
 use crate::job::{JobContext, JobResult, Outcome};
 use crate::telemetry::record::{self, KindMetrics};
 
@@ -306,8 +306,12 @@ async fn settle_otherwise<S: TaskStore, St>(
             return "self_fenced";
         }
         Some(CancelReason::Shutdown) => {
+            // the worker is stopping: a store that does not answer must not hold it (the lease expires)
             let released = shared.store.task_release(TaskReleaseParams { leases: vec![lease], lease_lost: false });
-            return match released.await {
+            let released = tokio::time::timeout(STOP_WRITE_TIMEOUT, released)
+                .await
+                .unwrap_or_else(|_| Err(Error::Unavailable("the release timed out while the worker stopped".into())));
+            return match released {
                 Ok(released) if released.contains(&lease) => {
                     stats.released.inc();
                     "released"
@@ -338,8 +342,9 @@ async fn settle_otherwise<S: TaskStore, St>(
     };
     match ran {
         Ran::Returned(Ok(Outcome::CompleteWith(_))) => {
-            // the only completion execute does not hand to the completer
-            retried(shared, km, retry(UNSTORABLE_RESULT.to_owned(), None).await)
+            // the only completion execute does not hand to the completer: a result no store keeps, which
+            // another attempt would most likely return again (and repeat the job's effects to get there)
+            discard(shared, km, entry, UNSTORABLE_RESULT.to_owned()).await
         }
         Ran::Returned(Ok(Outcome::Complete)) => unreachable!("execute hands completions to the completer"),
         Ran::Returned(Ok(Outcome::RetryAfter(d))) => {
@@ -465,9 +470,9 @@ fn failed_write<S, St>(shared: &Shared<S, St>, km: &KindMetrics, what: &'static 
     Written::Failed
 }
 
-/// Recorded as the attempt's error when a job completed with a result that holds a NUL character
-/// (`\u0000`, in a string or a key): PostgreSQL's `jsonb` cannot keep one, and a completion batch that
-/// carried it would be refused whole. Every store refuses it alike, so a job behaves the same on each.
+/// Why a task is discarded when its job completed with a result that holds a NUL character (`\u0000`, in
+/// a string or a key): PostgreSQL's `jsonb` cannot keep one, and a completion batch that carried it
+/// would be refused whole. Every store refuses it alike, so a job behaves the same on each.
 pub(crate) const UNSTORABLE_RESULT: &str =
     "the job completed with a result that holds a NUL character (\\u0000), which the store cannot keep";
 
@@ -477,17 +482,25 @@ fn storable(text: String) -> String {
     if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text }
 }
 
-/// Sends an outcome's fenced write until the store answers it, while the worker trusts the lease: the
-/// same rule as a completion's (see `completer::flush`). Only an unreachable store is tried again; an
-/// answer, a refusal by the token included, is final.
+/// Sends an outcome's fenced write until the store answers it, while the worker trusted the lease when
+/// the first try failed: the same rule as a completion's (see `completer::flush`). Only an unreachable
+/// store is tried again; an answer, a refusal by the token included, is final. That limit bounds the
+/// whole, a stalled attempt included.
 async fn persist<T, Fut: Future<Output = Result<T>>>(entry: &LeaseEntry, mut write: impl FnMut() -> Fut) -> Result<T> {
     let mut delays = RETRY_DELAYS.iter();
+    let mut limit: Option<Instant> = None;
     loop {
-        match write().await {
+        // an attempt that outlasts the limit is given up (a server that stopped answering): the write
+        // may or may not land, and either way the lease can be taken over from then on
+        let until = limit.unwrap_or_else(|| entry.trusted_until());
+        let attempt = tokio::time::timeout_at(until, write()).await;
+        let attempt = attempt.unwrap_or_else(|_| Err(Error::Unavailable("the store did not answer in time".into())));
+        match attempt {
             Err(e) if e.is_unavailable() => {
+                let limit = *limit.get_or_insert_with(|| entry.trusted_until());
                 let delay = *delays.next().unwrap_or(&RETRY_DELAYS[RETRY_DELAYS.len() - 1]);
                 let retry_at = Instant::now() + delay;
-                if entry.trusted_until() <= retry_at {
+                if limit <= retry_at {
                     return Err(e);
                 }
                 tracing::warn!(error = %e, "writing the task's outcome failed; trying again");

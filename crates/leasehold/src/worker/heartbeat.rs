@@ -24,7 +24,12 @@ pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(shared: Arc<Sha
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(due) => {
                 let started = Instant::now();
-                if renew_once(&shared).await {
+                // a stop does not wait for a store that does not answer
+                let renewed = tokio::select! {
+                    renewed = renew_once(&shared) => renewed,
+                    _ = stop.cancelled() => return,
+                };
+                if renewed {
                     // how late the round finished after it was due: scheduling delay plus the answer
                     shared.metrics.renewal_lag(started.saturating_duration_since(due) + started.elapsed());
                 }

@@ -107,9 +107,16 @@ impl<S, St> Shared<S, St> {
 
 /// The background work of a started worker. It stays in the worker until a stop has finished, so a
 /// stop that is itself cancelled half-way can be called again; dropping it is an abrupt stop.
+/// How long a stopping worker's single writes may take each (the withdrawal of its wait, a give-back of
+/// tasks it will not run, a claim in flight, a cancelled job's release): a stalled server must not hold
+/// the stop (what they leave behind runs out by itself).
+pub(crate) const STOP_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
 struct Running<S, St> {
     shared: Arc<Shared<S, St>>,
     stop_claiming: CancellationToken,
+    /// Stops the completer, which ends once it has written what is queued, before the other services.
+    stop_completer: CancellationToken,
     stop_services: CancellationToken,
     executors: TaskTracker,
     producer: Option<JoinHandle<()>>,
@@ -138,6 +145,7 @@ impl<S, St> Drop for Running<S, St> {
         self.stop_claiming.cancel();
         self.cancel_jobs();
         self.executors.close();
+        self.stop_completer.cancel();
         self.stop_services.cancel();
     }
 }
@@ -231,7 +239,8 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
             health: self.health.clone(),
         });
         self.health.set_running(true);
-        let (stop_claiming, stop_services) = (CancellationToken::new(), CancellationToken::new());
+        let (stop_claiming, stop_completer, stop_services) =
+            (CancellationToken::new(), CancellationToken::new(), CancellationToken::new());
         let executors = TaskTracker::new();
         let producer = tokio::spawn(producer::run(shared.clone(), executors.clone(), stop_claiming.clone()));
         let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), stop_services.clone()));
@@ -240,7 +249,7 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
             rx,
             self.config.delete_completed,
             metrics,
-            stop_services.clone(),
+            stop_completer.clone(),
         ));
         let sampler = self
             .config
@@ -254,6 +263,7 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
         *running = Some(Running {
             shared,
             stop_claiming,
+            stop_completer,
             stop_services,
             executors,
             producer: Some(producer),
@@ -264,13 +274,20 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
         });
     }
 
-    /// Stops gracefully within [`WorkerConfig::shutdown_timeout`]. Safe to call before `start` and
-    /// more than once.
+    /// Stops gracefully, letting running jobs finish for [`WorkerConfig::shutdown_timeout`] (see
+    /// [`Worker::stop_within`]). Safe to call before `start` and more than once.
     pub async fn stop(&self) {
         self.stop_within(self.config.shutdown_timeout).await;
     }
 
     /// Stops gracefully, letting running jobs finish for at most `timeout`.
+    ///
+    /// Claiming stops first: a claim in flight gets a moment to answer, and what it claimed is handed
+    /// back. Jobs still running after `timeout` are cancelled, and get the cancel grace to return and a
+    /// moment more to hand their tasks back; a job that outlasts that is left to finish in the background
+    /// (its lease, no longer renewed, ends on its own). Completions are written before the heartbeat
+    /// stops, so their leases stay renewed meanwhile. A store that does not answer holds the stop for at
+    /// most the leases' trust windows, which bound every outcome's write.
     pub async fn stop_within(&self, timeout: Duration) {
         let mut guard = self.running.lock().await;
         let Some(r) = guard.as_mut() else {
@@ -285,11 +302,20 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
         if tokio::time::timeout(timeout, r.executors.wait()).await.is_err() {
             let cancelled = r.cancel_jobs();
             tracing::info!(jobs = cancelled, "shutdown deadline passed: cancelling running jobs");
-            r.executors.wait().await;
+            let returned = self.config.cancel_grace + STOP_WRITE_TIMEOUT;
+            if tokio::time::timeout(returned, r.executors.wait()).await.is_err() {
+                tracing::warn!(
+                    jobs = r.shared.active.len(),
+                    "cancelled jobs did not return within the cancel grace; left to finish in the background"
+                );
+            }
+        }
+        r.stop_completer.cancel();
+        if let Some(completer) = r.completer.take() {
+            let _ = completer.await;
         }
         r.stop_services.cancel();
-        for service in [r.heartbeat.take(), r.completer.take(), r.sampler.take(), r.pruner.take()].into_iter().flatten()
-        {
+        for service in [r.heartbeat.take(), r.sampler.take(), r.pruner.take()].into_iter().flatten() {
             let _ = service.await;
         }
         *guard = None;

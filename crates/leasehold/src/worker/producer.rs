@@ -19,9 +19,9 @@ use leasehold_core::{
     ClaimedTask, Handoff, HandoffOffer, Hint, Result, TaskClaimParams, TaskLease, TaskReleaseParams, TaskStore, Wakeup,
 };
 
-use super::Shared;
 use super::executor::execute;
 use super::lease::LeaseEntry;
+use super::{STOP_WRITE_TIMEOUT, Shared};
 use crate::telemetry::record::{ClaimOutcome, KindMetrics};
 
 pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(
@@ -65,10 +65,6 @@ async fn give_back_late_handoffs<S: TaskStore, St>(shared: &Shared<S, St>, w: &m
 /// How long a stopping worker that made offers waits for hand-offs still on their way.
 const LATE_HANDOFF_WAIT: Duration = Duration::from_millis(50);
 
-/// How long a stopping worker's withdrawal, and a give-back of tasks handed over, may take each: a
-/// stalled server must not hold the claim loop or the stop (what they leave behind runs out by itself).
-const STOP_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Hands tasks this worker will not run back to the store at once (fenced, the attempt not counted).
 async fn release<S: TaskStore, St>(shared: &Shared<S, St>, leases: Vec<TaskLease>) {
     if leases.is_empty() {
@@ -77,9 +73,9 @@ async fn release<S: TaskStore, St>(shared: &Shared<S, St>, leases: Vec<TaskLease
     let n = leases.len();
     let give_back = shared.store.task_release(TaskReleaseParams { leases, lease_lost: false });
     match tokio::time::timeout(STOP_WRITE_TIMEOUT, give_back).await {
-        Ok(Ok(released)) => tracing::debug!(released = released.len(), of = n, "handed-over tasks given back"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "giving back handed-over tasks failed; their leases expire"),
-        Err(_) => tracing::warn!("giving back handed-over tasks timed out; their leases expire"),
+        Ok(Ok(released)) => tracing::debug!(released = released.len(), of = n, "tasks given back unstarted"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "giving back unstarted tasks failed; their leases expire"),
+        Err(_) => tracing::warn!("giving back unstarted tasks timed out; their leases expire"),
     }
 }
 
@@ -103,7 +99,12 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
     let mut looked_at = Instant::now();
     while !stop.is_cancelled() {
         if wakeup.is_none() && Instant::now() >= subscribe_at {
-            match shared.store.wakeup_subscribe().await {
+            // a stop does not wait for a store that does not answer (nor does the announcement below)
+            let subscribed = tokio::select! {
+                r = shared.store.wakeup_subscribe() => r,
+                _ = stop.cancelled() => return,
+            };
+            match subscribed {
                 Ok(w) => {
                     *wakeup = Some(w);
                     announced_until = Instant::now();
@@ -121,7 +122,7 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
                 return;
             }
             looked_at = Instant::now();
-            let full_batch = claim_once(shared, tracker).await;
+            let full_batch = claim_once(shared, tracker, stop).await;
             if full_batch && shared.capacity.available_permits() > 0 {
                 continue;
             }
@@ -139,7 +140,11 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
                 let renewal = announced_until > now;
                 let ttl = cfg.poll_interval * ANNOUNCE_POLLS;
                 let offer = offering.then(|| offers.make(&shared.worker_id, cfg));
-                match w.announce(&cfg.queues, ttl, offer.as_ref()).await {
+                let announced = tokio::select! {
+                    r = w.announce(&cfg.queues, ttl, offer.as_ref()) => r,
+                    _ = stop.cancelled() => return,
+                };
+                match announced {
                     Ok(()) => {
                         announced_until = now + ttl;
                         if !renewal {
@@ -340,9 +345,15 @@ async fn gather<S, St>(shared: &Shared<S, St>, stop: &CancellationToken) {
 }
 
 /// Claims up to the free capacity and starts the tasks; answers whether the claim reached its limit.
+///
+/// A stop while the claim is in flight gives it [`STOP_WRITE_TIMEOUT`] to answer, and hands back what it
+/// claimed rather than starting it; a claim that answers after that is dropped (what it claimed, if
+/// anything, is taken over once the leases expire), so that a store that does not answer cannot hold up
+/// the stop.
 pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
     shared: &Arc<Shared<S, St>>,
     tracker: &TaskTracker,
+    stop: &CancellationToken,
 ) -> bool {
     let free = shared.capacity.available_permits();
     if free == 0 {
@@ -356,7 +367,23 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
         worker_id: shared.worker_id.clone(),
     };
     let t0 = Instant::now();
-    let batch = match shared.store.task_claim(params).await {
+    let claim = shared.store.task_claim(params);
+    tokio::pin!(claim);
+    let answer = tokio::select! {
+        r = &mut claim => r,
+        _ = stop.cancelled() => match tokio::time::timeout(STOP_WRITE_TIMEOUT, claim).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!("a claim in flight did not answer the stopping worker; it is dropped");
+                return false;
+            }
+        },
+    };
+    let batch = match answer {
+        Ok(batch) if stop.is_cancelled() => {
+            release(shared, batch.tasks.iter().map(|t| t.lease).collect()).await;
+            return false;
+        }
         Ok(batch) => batch,
         Err(e) => {
             shared.stats.claim_errors.inc();
