@@ -25,15 +25,19 @@ pub(crate) async fn run<S: TaskStore, St: Send + Sync + 'static>(shared: Arc<Sha
             _ = tokio::time::sleep_until(due) => {
                 let started = Instant::now();
                 // a stop does not wait for a store that does not answer
-                let renewed = tokio::select! {
-                    renewed = renew_once(&shared) => renewed,
+                let round = tokio::select! {
+                    round = renew_once(&shared) => round,
                     _ = stop.cancelled() => return,
                 };
-                if renewed {
+                if round != Round::Idle {
                     // how late the round finished after it was due: scheduling delay plus the answer
                     shared.metrics.renewal_lag(started.saturating_duration_since(due) + started.elapsed());
                 }
-                due = Instant::now() + interval(&shared);
+                // a failed round is tried again after a quarter of the interval, not a whole one: with
+                // the defaults, two failed rounds a whole interval apart left the next one past the
+                // trust window, and every job was cancelled though the store had been back for seconds
+                let next = if round == Round::Failed { interval(&shared) / 4 } else { interval(&shared) };
+                due = Instant::now() + next.max(MIN_INTERVAL);
             }
             // a new lease may be shorter than any held so far, or come with part of its trust spent
             _ = shared.active.renew_sooner.notified() => {
@@ -63,12 +67,22 @@ fn trust_deadline<S, St>(shared: &Shared<S, St>) -> Instant {
     earliest.unwrap_or(now + shared.config.heartbeat_interval).max(now + MIN_INTERVAL)
 }
 
+/// How a renewal round went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Round {
+    /// No lease to renew.
+    Idle,
+    /// The store answered.
+    Answered,
+    /// The store did not answer.
+    Failed,
+}
+
 /// One renewal round: extends trust for the leases renewed, cancels the work of those found gone.
-/// Answers whether there was anything to renew.
-pub(crate) async fn renew_once<S: TaskStore, St>(shared: &Shared<S, St>) -> bool {
+pub(crate) async fn renew_once<S: TaskStore, St>(shared: &Shared<S, St>) -> Round {
     let entries = shared.active.snapshot();
     if entries.is_empty() {
-        return false;
+        return Round::Idle;
     }
     let t0 = Instant::now();
     let leases = entries.iter().map(|e| (e.lease, e.ttl)).collect();
@@ -92,12 +106,13 @@ pub(crate) async fn renew_once<S: TaskStore, St>(shared: &Shared<S, St>) -> bool
             shared.metrics.renewals(RenewOutcome::Renewed, renewed.len());
             shared.metrics.renewals(RenewOutcome::Busy, busy.len());
             shared.metrics.renewals(RenewOutcome::Lost, lost);
+            Round::Answered
         }
         Err(err) => {
             shared.stats.renew_failures.inc();
             shared.metrics.renewals(RenewOutcome::Error, entries.len());
             tracing::warn!(error = %err, leases = entries.len(), "renewing leases failed");
+            Round::Failed
         }
     }
-    true
 }

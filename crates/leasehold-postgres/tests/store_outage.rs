@@ -1,5 +1,7 @@
-//! Completions across a store outage: a job that finished while the store could not take its completion
-//! is completed once it can, as long as the worker still trusts its lease, and is not run again.
+//! A worker across a store that fails for a while: the outcome of a job that finished meanwhile is
+//! written once the store answers, as long as the worker still trusts the lease, and is not run again; a
+//! renewal that failed is tried again soon enough to keep the jobs running; a completion the store
+//! refuses for good does not fail the others written with it.
 
 use std::time::Duration;
 
@@ -152,4 +154,53 @@ async fn a_completion_the_store_refuses_does_not_fail_the_rest_of_its_batch() {
     let refusals: i64 = sqlx::query_scalar("SELECT last_value FROM refusals").fetch_one(db.pool()).await.unwrap();
     assert!(refusals >= 2, "the refused completion was written alone from the start: nothing was split");
     w.stop().await;
+}
+
+/// Two renewal rounds in a row refused (a server going away), then the store answers again before the
+/// trust window ends: the job keeps running and completes on its first attempt. With `L` 3 s, `H` 1 s and
+/// `M` 0.5 s, rounds a whole `H` apart after a failure put the third past the trust window (at 3 s,
+/// against 2.5 s), and the job was cancelled though the store was back; a failed round is now tried again
+/// after `H / 4`. Counted by the refused statements, not timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_renewal_is_tried_again_before_the_trust_window_ends() {
+    use leasehold_testkit::jobs::{Probe, UntilCancelled};
+
+    let db = TestDb::create().await;
+    let store = db.store();
+    let client = Client::new(store.clone());
+    sqlx::raw_sql(
+        "CREATE SEQUENCE refused_renewals;
+         CREATE FUNCTION refuse_renewals() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF nextval('refused_renewals') <= 2 THEN
+                 RAISE EXCEPTION 'the server is going away' USING ERRCODE = '57P01';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_renewals BEFORE UPDATE ON leasehold.tasks
+            FOR EACH ROW WHEN (OLD.state = 'running' AND NEW.state = 'running') EXECUTE FUNCTION refuse_renewals();",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let w = Worker::builder_with_state(store.clone(), Probe::default())
+        .register::<UntilCancelled>()
+        .lease_ttl(Duration::from_secs(3))
+        .heartbeat_interval(Duration::from_secs(1))
+        .trust_margin(Duration::from_millis(500))
+        .cancel_grace(Duration::from_millis(200))
+        .poll_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    // runs for 3.5 s unless cancelled: past the trust window of its claim's lease
+    let id = client.enqueue(UntilCancelled { max_ms: 3_500 }).await.unwrap();
+    w.start().await;
+    let rec = wait::until("the job to finish", Duration::from_secs(20), || async {
+        Some(store.task_get(id).await.unwrap()).filter(|r| r.state != TaskState::Running && r.attempt > 0)
+    })
+    .await;
+    assert!(!w.state().saw_cancel(id), "the job was cancelled while the store was back");
+    assert_eq!((rec.state, rec.attempt, rec.lease_losses), (TaskState::Completed, 1, 0));
+    w.stop().await;
+    assert_eq!(w.stats().renew_failures, 2);
 }
