@@ -65,6 +65,7 @@ pub(crate) async fn effect_begin(
     lease: Option<TaskLease>,
 ) -> Result<Option<serde_json::Value>> {
     check_name("effect key", key)?;
+    check_no_nul("effect key", key)?;
     let claimed: Option<String> = sqlx::query_scalar(include_str!("sql/effect_begin.sql"))
         .bind(key)
         .bind(lease.map(|l| l.task_id.0))
@@ -83,6 +84,7 @@ pub(crate) async fn effect_begin(
 /// Stores the outcome of an effect this transaction claimed.
 pub(crate) async fn effect_record(conn: &mut PgConnection, key: &str, outcome: &serde_json::Value) -> Result<()> {
     check_name("effect key", key)?;
+    check_no_nul("effect key", key)?;
     let done = sqlx::query(include_str!("sql/effect_record.sql"))
         .bind(key)
         .bind(Json(outcome))

@@ -51,11 +51,13 @@ pub(crate) fn db(e: sqlx::Error) -> leasehold_core::Error {
 /// - 53 (insufficient resources: too many connections, out of memory, disk full);
 /// - the transaction rollbacks a request may simply be sent again after: 40001 (serialization failure),
 ///   40P01 (deadlock), 40003 (the statement's completion is unknown);
-/// - 25P03 and 25P04 (the server ended an idle or overlong transaction), 25006 (a read-only server: a
-///   standby, until a failover completes), 55P03 (a lock not available in time) and 57014 (a statement
-///   cancelled, by its timeout or an operator).
+/// - 25P03 and 25P04 (the server ended an idle or overlong transaction) and 25006 (a read-only server: a
+///   standby, until a failover completes).
 ///
-/// A closed pool is not among them: the store was closed, and nothing sent to it will succeed.
+/// Not among them: a closed pool (the store was closed, and nothing sent to it will succeed), and a
+/// statement cancelled by its timeout or a lock not available in time (57014, 55P03): the same request
+/// would most likely time out again, where a smaller one may not (a completion batch is then written in
+/// halves).
 fn unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
@@ -68,18 +70,7 @@ fn unavailable(e: &sqlx::Error) -> bool {
                 || c.starts_with("53")
                 || matches!(
                     c.as_ref(),
-                    "57P01"
-                        | "57P02"
-                        | "57P03"
-                        | "57P05"
-                        | "40001"
-                        | "40P01"
-                        | "40003"
-                        | "25P03"
-                        | "25P04"
-                        | "25006"
-                        | "55P03"
-                        | "57014"
+                    "57P01" | "57P02" | "57P03" | "57P05" | "40001" | "40P01" | "40003" | "25P03" | "25P04" | "25006"
                 )
         }),
         _ => false,

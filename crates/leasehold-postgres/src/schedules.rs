@@ -89,6 +89,7 @@ async fn commit_in_term(mut tx: Transaction<'static, Postgres>, leader: &LeaderT
 impl ScheduleStore for PgStore {
     async fn leader_acquire(&self, p: LeaderAcquireParams) -> Result<Option<FencingToken>> {
         check_name("leader lease name", &p.name)?;
+        check_no_nul("leader lease name", &p.name)?;
         let mut c = self.conn().await?;
         let token: Option<i64> = sqlx::query_scalar(include_str!("sql/leader_acquire.sql"))
             .bind(&p.name)

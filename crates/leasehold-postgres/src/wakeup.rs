@@ -14,6 +14,7 @@ use serde_json::Value;
 use leasehold_core::params::duration_ms;
 use leasehold_core::{
     ClaimedTask, FencingToken, Handoff, HandoffOffer, Hint, Result, TaskId, TaskLease, Wakeup, check_names,
+    check_no_nul,
 };
 
 use crate::{WAKEUP_CHANNEL, db};
@@ -134,6 +135,8 @@ impl Wakeup for PgWakeup {
     ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
         Box::pin(async move {
             check_names("queue name", queues)?;
+            // PostgreSQL keeps no NUL in text: such a queue cannot hold a task here either
+            queues.iter().try_for_each(|q| check_no_nul("queue name", q))?;
             self.check()?;
             let lease_ms = offer.map(|o| i32::try_from(duration_ms(o.lease_ttl)).unwrap_or(i32::MAX));
             let announce = sqlx::query(include_str!("sql/wakeup_announce.sql"))

@@ -56,6 +56,7 @@ impl SqliteStore {
 impl ScheduleStore for SqliteStore {
     async fn leader_acquire(&self, p: LeaderAcquireParams) -> Result<Option<FencingToken>> {
         check_name("leader lease name", &p.name)?;
+        check_no_nul("leader lease name", &p.name)?;
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await?;
         // a new term's token comes from the same counter as the claims' tokens

@@ -441,6 +441,13 @@ pub async fn names_have_one_length_limit<B: Backend>(b: &B) {
         let refused = b.effect_once(claimed[0].lease, name, serde_json::json!(1), true).await;
         assert!(matches!(&refused, Err(Error::InvalidInput(_))), "{refused:?}");
     }
+    // a NUL character, which PostgreSQL's text refuses, is refused alike by every store
+    let nul = "a\0b".to_owned();
+    let lease = LeaderAcquireParams { name: nul.clone(), holder: "suite".into(), ttl: Duration::from_secs(30) };
+    let refused = s.leader_acquire(lease).await;
+    assert!(matches!(&refused, Err(Error::InvalidInput(m)) if m.contains("NUL")), "{refused:?}");
+    let refused = b.effect_once(claimed[0].lease, &nul, serde_json::json!(1), true).await;
+    assert!(matches!(&refused, Err(Error::InvalidInput(m)) if m.contains("NUL")), "{refused:?}");
     let lease = LeaderAcquireParams { name: longest.clone(), holder: "suite".into(), ttl: Duration::from_secs(30) };
     let token = s.leader_acquire(lease).await.unwrap().expect("a free lease is taken");
     let leader = LeaderToken { name: longest.clone(), holder: "suite".into(), token };

@@ -87,11 +87,13 @@ impl ScheduleDef {
             return Err(Error::InvalidConfig(m));
         }
         let bad = |what: String| Error::InvalidConfig(format!("schedule {:?}: {what}", self.name));
-        for (what, name) in [("schedule name", &self.name), ("queue name", &self.queue), ("task kind", &self.kind)] {
+        for (what, name) in [("queue name", &self.queue), ("task kind", &self.kind)] {
             if let Some(m) = crate::name_problem(what, name) {
                 return Err(bad(m));
             }
-            // every tick enqueues a task with these: refused here rather than at each tick
+        }
+        // every tick enqueues a task with these: refused here rather than at each tick
+        for (what, name) in [("schedule name", &self.name), ("queue name", &self.queue), ("task kind", &self.kind)] {
             if name.contains('\0') {
                 return Err(bad(format!("{what} must not hold a NUL character (\\u0000)")));
             }

@@ -52,6 +52,9 @@ impl SchedulerConfig {
         if let Some(m) = leasehold_core::name_problem("the scheduler's lease name", &self.lease_name) {
             return bad(m);
         }
+        if let Err(e) = leasehold_core::check_no_nul("the scheduler's lease name", &self.lease_name) {
+            return bad(e.to_string());
+        }
         if self.trust_margin.is_zero() || self.trust_margin >= self.lease_ttl {
             return bad(format!("scheduler trust_margin must be in (0, lease_ttl), got {:?}", self.trust_margin));
         }

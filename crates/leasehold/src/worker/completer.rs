@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::STOP_WRITE_TIMEOUT;
 use crate::telemetry::record::WorkerMetrics;
 use leasehold_core::{CompletionStatus, Error, Result, TaskCompleteParams, TaskLease, TaskStore};
 
@@ -59,6 +60,9 @@ pub(crate) async fn run<S: TaskStore, T: Settle>(
     }
 }
 
+/// Completions written together, with each one's limit once a try of theirs failed.
+type Piece<T> = (Vec<CompleteRequest<T>>, Option<Vec<Instant>>);
+
 /// Writes a batch's completions and settles each with the store's answer.
 ///
 /// A store that cannot be reached (or lost the connection) is tried again with the same batch, for as
@@ -71,20 +75,22 @@ pub(crate) async fn run<S: TaskStore, T: Settle>(
 /// is split in halves, and each half written on its own, so that one task's refusal does not fail the
 /// others.
 async fn flush<S: TaskStore, T: Settle>(store: &S, batch: Vec<CompleteRequest<T>>, delete_completed: bool) {
-    let mut pieces = vec![batch];
-    while let Some(mut piece) = pieces.pop() {
+    // each piece with its tasks' limits, once a try of theirs failed
+    let mut pieces: Vec<Piece<T>> = vec![(batch, None)];
+    while let Some((mut piece, mut limits)) = pieces.pop() {
         let mut delays = RETRY_DELAYS.iter();
-        // each task's trust when the piece's first try failed: the limit of its tries
-        let mut limits: Option<Vec<Instant>> = None;
         loop {
             let tasks = piece.iter().map(|r| (r.lease, r.result.clone())).collect();
-            // an attempt that outlasts every task's limit is given up (a server that stopped answering)
+            // an attempt that outlasts every task's limit is given up (a server that stopped answering),
+            // though never before it had a moment to answer: a job cancelled as its trust ended still
+            // completes when nobody took its task over (the token decides)
             let until = match &limits {
                 Some(limits) => limits.iter().max().copied(),
                 None => piece.iter().map(|r| r.then.trusted_until()).max(),
             };
+            let until = until.unwrap_or_else(Instant::now).max(Instant::now() + STOP_WRITE_TIMEOUT);
             let attempt = store.task_complete_many(TaskCompleteParams { tasks, delete_completed });
-            let answer = tokio::time::timeout_at(until.unwrap_or_else(Instant::now), attempt)
+            let answer = tokio::time::timeout_at(until, attempt)
                 .await
                 .unwrap_or_else(|_| Err(Error::Unavailable("the store did not answer in time".into())));
             let error = match answer {
@@ -105,21 +111,23 @@ async fn flush<S: TaskStore, T: Settle>(store: &S, batch: Vec<CompleteRequest<T>
                 if piece.len() > 1 {
                     let tasks = piece.len();
                     tracing::warn!(error = %error, tasks, "the store refused a completion batch; writing it in halves");
-                    let back = piece.split_off(piece.len() / 2);
-                    pieces.push(back);
-                    pieces.push(piece);
+                    let half = piece.len() / 2;
+                    let back = piece.split_off(half);
+                    let back_limits = limits.as_mut().map(|l| l.split_off(half));
+                    pieces.push((back, back_limits));
+                    pieces.push((piece, limits));
                 } else {
                     settle_all(piece, &error);
                 }
                 break;
             }
-            let limits = limits.get_or_insert_with(|| piece.iter().map(|r| r.then.trusted_until()).collect());
+            let known = limits.get_or_insert_with(|| piece.iter().map(|r| r.then.trusted_until()).collect());
             let delay = *delays.next().unwrap_or(&RETRY_DELAYS[RETRY_DELAYS.len() - 1]);
             let retry_at = Instant::now() + delay;
             // the tasks whose time is up before the next try are settled now; the rest wait for it
             let mut kept = Vec::with_capacity(piece.len());
             let mut kept_limits = Vec::with_capacity(piece.len());
-            for (r, limit) in piece.into_iter().zip(limits.iter()) {
+            for (r, limit) in piece.into_iter().zip(known.iter()) {
                 if *limit > retry_at {
                     kept.push(r);
                     kept_limits.push(*limit);
@@ -131,7 +139,7 @@ async fn flush<S: TaskStore, T: Settle>(store: &S, batch: Vec<CompleteRequest<T>
                 break;
             }
             tracing::warn!(error = %error, tasks = kept.len(), "completing a batch failed; trying again");
-            (piece, *limits) = (kept, kept_limits);
+            (piece, limits) = (kept, Some(kept_limits));
             tokio::time::sleep_until(retry_at).await;
         }
     }

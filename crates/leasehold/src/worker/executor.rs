@@ -492,7 +492,9 @@ async fn persist<T, Fut: Future<Output = Result<T>>>(entry: &LeaseEntry, mut wri
     loop {
         // an attempt that outlasts the limit is given up (a server that stopped answering): the write
         // may or may not land, and either way the lease can be taken over from then on
-        let until = limit.unwrap_or_else(|| entry.trusted_until());
+        // never before the attempt had a moment to answer: a job cancelled as its trust ended still
+        // writes its outcome when nobody took its task over (the token decides)
+        let until = limit.unwrap_or_else(|| entry.trusted_until()).max(Instant::now() + STOP_WRITE_TIMEOUT);
         let attempt = tokio::time::timeout_at(until, write()).await;
         let attempt = attempt.unwrap_or_else(|_| Err(Error::Unavailable("the store did not answer in time".into())));
         match attempt {

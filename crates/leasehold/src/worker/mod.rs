@@ -285,9 +285,11 @@ impl<S: TaskStore, St: Send + Sync + 'static> Worker<S, St> {
     /// Claiming stops first: a claim in flight gets a moment to answer, and what it claimed is handed
     /// back. Jobs still running after `timeout` are cancelled, and get the cancel grace to return and a
     /// moment more to hand their tasks back; a job that outlasts that is left to finish in the background
-    /// (its lease, no longer renewed, ends on its own). Completions are written before the heartbeat
-    /// stops, so their leases stay renewed meanwhile. A store that does not answer holds the stop for at
-    /// most the leases' trust windows, which bound every outcome's write.
+    /// (its lease, no longer renewed, ends on its own; its outcome is written, or fails, after this
+    /// returns, and [`Worker::stats`] may still change). Completions are written before the heartbeat
+    /// stops, so their leases stay renewed meanwhile. A store that does not answer holds the stop for the
+    /// claim loop's own writes (2 s each), `timeout`, the grace and 2 s, and the time queued completions
+    /// are still tried: the trust left on their leases, `L - M` at most.
     pub async fn stop_within(&self, timeout: Duration) {
         let mut guard = self.running.lock().await;
         let Some(r) = guard.as_mut() else {

@@ -161,6 +161,8 @@ async fn claim_loop<S: TaskStore, St: Send + Sync + 'static>(
         let renew_at = offers.renew_at(cfg).filter(|_| wakeup.is_some() && !at_capacity);
         let wake_at = renew_at.map_or(look_at, |at| at.min(look_at));
         tokio::select! {
+            // a stop comes first, before a hand-off ready at the same time
+            biased;
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(wake_at) => {
                 let now = Instant::now();
