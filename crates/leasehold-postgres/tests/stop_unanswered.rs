@@ -78,3 +78,44 @@ async fn a_worker_stops_in_bounded_time_when_its_store_stops_answering() {
     assert!(took <= bound, "the stop took {took:?}, more than {bound:?}");
     assert_eq!(w.state().cancelled.lock().unwrap().len(), 4, "the running jobs were not cancelled");
 }
+
+/// A claim that is still waiting for its answer when the worker is stopped (here, on a lock the test
+/// holds on the tasks table) gets a moment to answer, and the tasks it claimed are handed back unstarted,
+/// their attempt not counted, where they used to be started by a worker already stopping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_answered_during_a_stop_is_handed_back_unstarted() {
+    use leasehold_core::{TaskState, TaskStore};
+    use leasehold_testkit::jobs::Echo;
+
+    let db = TestDb::create().await;
+    let store = db.store();
+    let client = Client::new(store.clone());
+    let ids = client.enqueue_many((0..3).map(|n| Echo { n }), EnqueueOptions::default()).await.unwrap();
+    let w = Worker::builder_with_state(store.clone(), Probe::default())
+        .register::<Echo>()
+        .poll_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let mut lock = db.pool().begin().await.unwrap();
+    sqlx::query("LOCK TABLE leasehold.tasks IN EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+    w.start().await;
+    let waiting = "SELECT count(*) FROM pg_stat_activity
+                    WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    wait::until("the worker's claim to wait on the lock", Duration::from_secs(15), || async {
+        let n: i64 = sqlx::query_scalar(waiting).fetch_one(db.pool()).await.unwrap();
+        (n > 0).then_some(())
+    })
+    .await;
+    let health = w.health();
+    let stopping = tokio::spawn(async move { w.stop().await });
+    wait::until("the stop to begin", Duration::from_secs(5), || async {
+        (health.check() == Err("not running".to_owned())).then_some(())
+    })
+    .await;
+    lock.commit().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), stopping).await.expect("the stop ended").unwrap();
+    for id in &ids {
+        let rec = store.task_get(*id).await.unwrap();
+        assert_eq!((rec.state, rec.attempt), (TaskState::Available, 0), "task {id}");
+    }
+}
