@@ -45,7 +45,8 @@ macro_rules! conformance_tests {
             the_same_keyed_task_sent_again_is_answered_as_itself, keyed_enqueue_in_a_transaction,
             effect_claims_race_to_one_effect, due_and_depth_are_read_without_claiming,
             concurrent_claims_report_contention, retention_prunes_old_finished_tasks_only,
-            worker_prunes_finished_tasks_after_its_retention, batches_keep_each_tasks_fields,
+            worker_prunes_finished_tasks_after_its_retention, retention_frees_keys_and_keeps_pruned_holders_fenced,
+            batches_keep_each_tasks_fields,
             any_queue_name_is_claimed, a_queue_named_twice_is_claimed_once);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1272,6 +1273,47 @@ pub async fn retention_prunes_old_finished_tasks_only<B: Backend>(b: &B) {
     for id in [recent, running, available].iter().chain(&kept_for_key) {
         s.task_get(*id).await.unwrap_or_else(|e| panic!("task {id} was pruned: {e}"));
     }
+}
+
+/// A keyed task is pruned once its key's retention has passed after it finished, which frees the key;
+/// and the holder of a task cancelled while it ran, then pruned, is still refused: with no row left to
+/// carry its token, every write answers that the lease was lost.
+pub async fn retention_frees_keys_and_keeps_pruned_holders_fenced<B: Backend>(b: &B) {
+    let s = b.store();
+    let key = Idempotency { retain: Some(Duration::from_secs(60)), ..Idempotency::new("a-minute") };
+    let keyed = NewTask { idempotency: Some(key), ..task("k", 0) };
+    let first = s.task_insert_idempotent(keyed.clone()).await.unwrap().id;
+    let c = claim_one(&s).await;
+    s.task_complete_many(TaskCompleteParams { tasks: vec![(c.lease, None)], delete_completed: false }).await.unwrap();
+    let cancelled = s.task_insert(task("k", 1)).await.unwrap();
+    let holder = claim_one(&s).await;
+    assert_eq!(holder.lease.task_id, cancelled);
+    s.task_cancel(TaskCancelParams { id: cancelled }).await.unwrap();
+    for id in [first, cancelled] {
+        b.finish_long_ago(id).await;
+    }
+    let pruned = s.task_prune(TaskPruneParams { older_than: Duration::from_secs(1800), limit: 1000 }).await;
+    assert_eq!(pruned.unwrap(), 2);
+    for id in [first, cancelled] {
+        assert!(matches!(s.task_get(id).await, Err(Error::NotFound(_))), "task {id} was kept");
+    }
+    let again = s.task_insert_idempotent(NewTask { id: TaskId::new(), ..keyed }).await.unwrap();
+    assert!(!again.existing && again.id != first, "the key was still held after its retention: {again:?}");
+
+    let lease = holder.lease;
+    let st = s.task_complete_many(TaskCompleteParams { tasks: vec![(lease, None)], delete_completed: false }).await;
+    assert_eq!(st.unwrap(), vec![CompletionStatus::LeaseLost]);
+    let lost = |r: Result<()>| {
+        assert!(matches!(r, Err(Error::LeaseLost { task_id, .. }) if task_id == cancelled), "{r:?}");
+    };
+    lost(s.task_retry(TaskRetryParams { lease, error: "late".into(), retry_in: None }).await.map(|_| ()));
+    lost(s.task_snooze(TaskSnoozeParams { lease, delay: Duration::ZERO }).await);
+    lost(s.task_finish(TaskFinishParams { lease, state: TaskState::Discarded, reason: "late".into() }).await);
+    let released = s.task_release(TaskReleaseParams { leases: vec![lease], lease_lost: true }).await.unwrap();
+    assert!(released.is_empty());
+    let renewed = s.lease_renew(LeaseRenewParams { leases: vec![(lease, Duration::from_secs(30))] }).await.unwrap();
+    assert_eq!(renewed, LeaseRenewal::default());
+    assert!(matches!(s.task_get(cancelled).await, Err(Error::NotFound(_))), "a late write brought the task back");
 }
 
 /// A worker with a retention deletes the tasks it finished once they are that old, and keeps the live
