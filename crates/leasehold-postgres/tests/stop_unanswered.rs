@@ -108,10 +108,7 @@ async fn a_claim_answered_during_a_stop_is_handed_back_unstarted() {
     .await;
     let health = w.health();
     let stopping = tokio::spawn(async move { w.stop().await });
-    wait::until("the stop to begin", Duration::from_secs(5), || async {
-        (health.check() == Err("not running".to_owned())).then_some(())
-    })
-    .await;
+    wait::until("the stop to begin", Duration::from_secs(5), || async { (!health.is_running()).then_some(()) }).await;
     lock.commit().await.unwrap();
     tokio::time::timeout(Duration::from_secs(20), stopping).await.expect("the stop ended").unwrap();
     for id in &ids {

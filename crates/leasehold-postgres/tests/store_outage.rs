@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use leasehold::{Client, EnqueueOptions, Job, JobContext, JobResult, Outcome, Worker};
 use leasehold_core::*;
+use leasehold_postgres::PgStore;
 use leasehold_testkit::pg::TestDb;
 use leasehold_testkit::wait;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,35 @@ impl Job for Gated {
     }
 }
 
+/// Twenty gated jobs running on a worker of their own, on a fresh database.
+struct Gates {
+    db: TestDb,
+    store: PgStore,
+    w: Worker<PgStore, watch::Receiver<bool>>,
+    ids: Vec<TaskId>,
+    /// Opens every job's gate.
+    open: watch::Sender<bool>,
+}
+
+/// Starts twenty [`Gated`] jobs (the `n`th told to fail when `fail(n)`) and waits until all run.
+async fn twenty_gated(fail: impl Fn(u32) -> bool) -> Gates {
+    let db = TestDb::create().await;
+    let store = db.store();
+    let (open, gate) = watch::channel(false);
+    let w = Worker::builder_with_state(store.clone(), gate)
+        .register::<Gated>()
+        .concurrency(20)
+        .poll_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let jobs = (0..20).map(|n| Gated { fail: fail(n) });
+    let ids = Client::new(store.clone()).enqueue_many(jobs, EnqueueOptions::default()).await.unwrap();
+    w.start().await;
+    wait::until("every job to start", Duration::from_secs(15), || async { (w.stats().claimed == 20).then_some(()) })
+        .await;
+    Gates { db, store, w, ids, open }
+}
+
 /// While the server answers every completion with an error of a server going away (SQLSTATE 57P01,
 /// what each pooled connection answers once after a restart), for longer than the completer once tried
 /// (about 1.3 s), twenty jobs return, ten to be completed and ten to be discarded: every outcome is
@@ -38,21 +68,7 @@ impl Job for Gated {
 /// connection that broke, and a server going away.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcomes_are_written_after_the_store_comes_back_while_the_leases_are_trusted() {
-    let db = TestDb::create().await;
-    let store = db.store();
-    let client = Client::new(store.clone());
-    let (open, gate) = watch::channel(false);
-    let w = Worker::builder_with_state(store.clone(), gate)
-        .register::<Gated>()
-        .concurrency(20)
-        .poll_interval(Duration::from_millis(200))
-        .build()
-        .unwrap();
-    let ids =
-        client.enqueue_many((0..20).map(|n| Gated { fail: n % 2 == 1 }), EnqueueOptions::default()).await.unwrap();
-    w.start().await;
-    wait::until("every job to start", Duration::from_secs(15), || async { (w.stats().claimed == 20).then_some(()) })
-        .await;
+    let Gates { db, store, w, ids, open } = twenty_gated(|n| n % 2 == 1).await;
 
     // counts the statements it refuses, completions and finishes apart (a sequence is not rolled back)
     sqlx::raw_sql(
@@ -112,20 +128,7 @@ async fn outcomes_are_written_after_the_store_comes_back_while_the_leases_are_tr
 /// refused one is alone in its batch, nothing needs splitting and the test checks only the outcome.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_completion_the_store_refuses_does_not_fail_the_rest_of_its_batch() {
-    let db = TestDb::create().await;
-    let store = db.store();
-    let client = Client::new(store.clone());
-    let (open, gate) = watch::channel(false);
-    let w = Worker::builder_with_state(store.clone(), gate)
-        .register::<Gated>()
-        .concurrency(20)
-        .poll_interval(Duration::from_millis(200))
-        .build()
-        .unwrap();
-    let ids = client.enqueue_many((0..20).map(|_| Gated { fail: false }), EnqueueOptions::default()).await.unwrap();
-    w.start().await;
-    wait::until("every job to start", Duration::from_secs(15), || async { (w.stats().claimed == 20).then_some(()) })
-        .await;
+    let Gates { db, store, w, ids, open } = twenty_gated(|_| false).await;
     let refused = ids[7];
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -53,6 +53,11 @@ impl WorkerHealth {
         &self.0.worker_id
     }
 
+    /// Whether the worker runs: started, and not stopping or stopped.
+    pub fn is_running(&self) -> bool {
+        self.0.running.load(Ordering::Acquire)
+    }
+
     /// `Ok` while the worker runs and its latest claim or renewal reached the store recently enough.
     pub fn check(&self) -> Result<(), String> {
         let h = &self.0;
