@@ -34,15 +34,17 @@ pub fn name_problem(what: &str, name: &str) -> Option<String> {
     None
 }
 
-/// [`Error::InvalidInput`] when a name written with a new task or schedule holds a NUL character
-/// (`\u0000`), which PostgreSQL's text refuses: every store refuses it alike. Names are not checked for
-/// it where they are only read (a worker's queues, a claim), so tasks an older leasehold wrote under such
-/// a name on SQLite can still be claimed.
+/// Why a name written with a new task, schedule or lease cannot be kept: it holds a NUL character
+/// (`\u0000`), which PostgreSQL's text refuses, so every store refuses it alike. Names are not checked
+/// for it where they are only read (a worker's queues, a claim), so tasks an older leasehold wrote under
+/// such a name on SQLite can still be claimed.
+pub fn nul_problem(what: &str, name: &str) -> Option<String> {
+    name.contains('\0').then(|| format!("{what} must not hold a NUL character (\\u0000), got {name:?}"))
+}
+
+/// [`nul_problem`] as an [`Error::InvalidInput`].
 pub fn check_no_nul(what: &str, name: &str) -> Result<()> {
-    if name.contains('\0') {
-        return Err(Error::InvalidInput(format!("{what} must not hold a NUL character (\\u0000), got {name:?}")));
-    }
-    Ok(())
+    nul_problem(what, name).map_or(Ok(()), |m| Err(Error::InvalidInput(m)))
 }
 
 /// Whether a NUL character (`\u0000`) appears anywhere in `v`, in a string or a key. No store keeps

@@ -79,10 +79,8 @@ async fn commit_in_term(mut tx: Transaction<'static, Postgres>, leader: &LeaderT
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
-    if current != Some(leader.token.0) {
-        // dropping the transaction rolls every write in it back
-        return Err(Error::LeadershipLost { name: leader.name.clone(), token: leader.token });
-    }
+    // refused, the transaction is dropped, which rolls every write in it back
+    leader.check_current(current)?;
     tx.commit().await.map_err(db)
 }
 

@@ -218,8 +218,5 @@ async fn check_term(tx: &mut sqlx::SqliteConnection, leader: &LeaderToken) -> Re
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
-    if current != Some(leader.token.0) {
-        return Err(Error::LeadershipLost { name: leader.name.clone(), token: leader.token });
-    }
-    Ok(())
+    leader.check_current(current)
 }

@@ -94,8 +94,8 @@ impl ScheduleDef {
         }
         // every tick enqueues a task with these: refused here rather than at each tick
         for (what, name) in [("schedule name", &self.name), ("queue name", &self.queue), ("task kind", &self.kind)] {
-            if name.contains('\0') {
-                return Err(bad(format!("{what} must not hold a NUL character (\\u0000)")));
+            if let Some(m) = crate::nul_problem(what, name) {
+                return Err(bad(m));
             }
         }
         if crate::json_holds_nul(&self.payload) {
@@ -345,6 +345,18 @@ pub struct LeaderToken {
     pub holder: String,
     /// The term's fencing token.
     pub token: crate::FencingToken,
+}
+
+impl LeaderToken {
+    /// `Ok` when `current`, the token a store read for the lease's term in effect (none: the lease is
+    /// free or was released), is this term's; [`Error::LeadershipLost`] otherwise.
+    pub fn check_current(&self, current: Option<i64>) -> Result<()> {
+        if current == Some(self.token.0) {
+            Ok(())
+        } else {
+            Err(Error::LeadershipLost { name: self.name.clone(), token: self.token })
+        }
+    }
 }
 
 /// Take the leader lease `name` if it is free or expired (a new term with a new token), or extend it if

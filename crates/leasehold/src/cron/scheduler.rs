@@ -49,11 +49,10 @@ impl SchedulerConfig {
 
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidConfig(m));
-        if let Some(m) = leasehold_core::name_problem("the scheduler's lease name", &self.lease_name) {
+        let what = "the scheduler's lease name";
+        let name = &self.lease_name;
+        if let Some(m) = leasehold_core::name_problem(what, name).or_else(|| leasehold_core::nul_problem(what, name)) {
             return bad(m);
-        }
-        if let Err(e) = leasehold_core::check_no_nul("the scheduler's lease name", &self.lease_name) {
-            return bad(e.to_string());
         }
         if self.trust_margin.is_zero() || self.trust_margin >= self.lease_ttl {
             return bad(format!("scheduler trust_margin must be in (0, lease_ttl), got {:?}", self.trust_margin));
@@ -396,6 +395,16 @@ async fn lead<S: ScheduleStore>(inner: &Inner<S>) -> Result<Option<(LeaderToken,
 }
 
 async fn pass<S: ScheduleStore>(inner: &Inner<S>, now: DateTime<Utc>) -> Result<PassReport> {
+    let report = lead_and_pass(inner, now).await;
+    // a write refused by the term, wherever in the pass: the term is over, and the next pass finds out
+    // whether this instance leads again
+    if let Err(Error::LeadershipLost { .. }) = &report {
+        *inner.term.lock().await = None;
+    }
+    report
+}
+
+async fn lead_and_pass<S: ScheduleStore>(inner: &Inner<S>, now: DateTime<Utc>) -> Result<PassReport> {
     let Some((leader, unsynced, trusted_until)) = lead(inner).await? else {
         return Ok(PassReport::default());
     };
@@ -403,20 +412,11 @@ async fn pass<S: ScheduleStore>(inner: &Inner<S>, now: DateTime<Utc>) -> Result<
     if unsynced {
         // each write is checked against the term: a leader that lost it while paused before this point
         // does not write its (perhaps older) definitions over its successor's
-        let synced = async {
-            for s in &inner.schedules {
-                store.schedule_upsert(leader.clone(), s.def.clone()).await?;
-            }
-            let keep = inner.schedules.iter().map(|s| s.name().to_owned()).collect();
-            store.schedule_retire(leader.clone(), keep).await
+        for s in &inner.schedules {
+            store.schedule_upsert(leader.clone(), s.def.clone()).await?;
         }
-        .await;
-        if let Err(e) = synced {
-            if matches!(e, Error::LeadershipLost { .. }) {
-                *inner.term.lock().await = None;
-            }
-            return Err(e);
-        }
+        let keep = inner.schedules.iter().map(|s| s.name().to_owned()).collect();
+        store.schedule_retire(leader.clone(), keep).await?;
         if let Some(t) = inner.term.lock().await.as_mut().filter(|t| t.leader.token == leader.token) {
             t.synced = true;
         }
@@ -430,10 +430,7 @@ async fn pass<S: ScheduleStore>(inner: &Inner<S>, now: DateTime<Utc>) -> Result<
             continue;
         };
         match schedule_pass(inner, &leader, trusted_until, s, rec, now, &mut report).await {
-            Err(e @ Error::LeadershipLost { .. }) => {
-                *inner.term.lock().await = None;
-                return Err(e);
-            }
+            Err(e @ Error::LeadershipLost { .. }) => return Err(e),
             Err(e) => tracing::warn!(schedule = s.name(), error = %e, "schedule pass failed"),
             Ok(()) => {}
         }

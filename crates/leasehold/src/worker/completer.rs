@@ -5,21 +5,17 @@
 //! wake-up of the task.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::STOP_WRITE_TIMEOUT;
+use super::tries::{Tries, attempt};
 use crate::telemetry::record::WorkerMetrics;
 use leasehold_core::{CompletionStatus, Error, Result, TaskCompleteParams, TaskLease, TaskStore};
 
 /// The most completions flushed in one statement.
 pub(crate) const MAX_BATCH: usize = 1_000;
-/// The pauses between tries of a batch the store could not be reached for; the last repeats.
-pub(crate) const RETRY_DELAYS: [Duration; 4] =
-    [Duration::from_millis(50), Duration::from_millis(250), Duration::from_millis(500), Duration::from_secs(1)];
 
 /// What is left of a task once the store answered its completion.
 pub(crate) trait Settle: Send + 'static {
@@ -78,21 +74,16 @@ async fn flush<S: TaskStore, T: Settle>(store: &S, batch: Vec<CompleteRequest<T>
     // each piece with its tasks' limits, once a try of theirs failed
     let mut pieces: Vec<Piece<T>> = vec![(batch, None)];
     while let Some((mut piece, mut limits)) = pieces.pop() {
-        let mut delays = RETRY_DELAYS.iter();
+        let mut tries = Tries::new();
         loop {
             let tasks = piece.iter().map(|r| (r.lease, r.result.clone())).collect();
-            // an attempt that outlasts every task's limit is given up (a server that stopped answering),
-            // though never before it had a moment to answer: a job cancelled as its trust ended still
-            // completes when nobody took its task over (the token decides)
+            // an attempt that outlasts every task's limit is given up (see `tries::attempt`)
             let until = match &limits {
                 Some(limits) => limits.iter().max().copied(),
                 None => piece.iter().map(|r| r.then.trusted_until()).max(),
             };
-            let until = until.unwrap_or_else(Instant::now).max(Instant::now() + STOP_WRITE_TIMEOUT);
-            let attempt = store.task_complete_many(TaskCompleteParams { tasks, delete_completed });
-            let answer = tokio::time::timeout_at(until, attempt)
-                .await
-                .unwrap_or_else(|_| Err(Error::Unavailable("the store did not answer in time".into())));
+            let write = store.task_complete_many(TaskCompleteParams { tasks, delete_completed });
+            let answer = attempt(until.unwrap_or_else(Instant::now), write).await;
             let error = match answer {
                 Ok(statuses) => {
                     let mut statuses = statuses.into_iter();
@@ -122,8 +113,7 @@ async fn flush<S: TaskStore, T: Settle>(store: &S, batch: Vec<CompleteRequest<T>
                 break;
             }
             let known = limits.get_or_insert_with(|| piece.iter().map(|r| r.then.trusted_until()).collect());
-            let delay = *delays.next().unwrap_or(&RETRY_DELAYS[RETRY_DELAYS.len() - 1]);
-            let retry_at = Instant::now() + delay;
+            let retry_at = tries.next_at();
             // the tasks whose time is up before the next try are settled now; the rest wait for it
             let mut kept = Vec::with_capacity(piece.len());
             let mut kept_limits = Vec::with_capacity(piece.len());
@@ -132,7 +122,7 @@ async fn flush<S: TaskStore, T: Settle>(store: &S, batch: Vec<CompleteRequest<T>
                     kept.push(r);
                     kept_limits.push(*limit);
                 } else {
-                    settle_all(vec![r], &error);
+                    settle_all([r], &error);
                 }
             }
             if kept.is_empty() {
@@ -146,7 +136,7 @@ async fn flush<S: TaskStore, T: Settle>(store: &S, batch: Vec<CompleteRequest<T>
 }
 
 /// Settles each request as a failed write (the task runs again once its lease expires).
-fn settle_all<T: Settle>(requests: Vec<CompleteRequest<T>>, error: &Error) {
+fn settle_all<T: Settle>(requests: impl IntoIterator<Item = CompleteRequest<T>>, error: &Error) {
     for r in requests {
         let message = format!("completion failed: {error}");
         let failed = if error.is_unavailable() { Error::Unavailable(message.into()) } else { Error::database(message) };

@@ -15,9 +15,10 @@ use tracing::Instrument;
 
 use leasehold_core::*;
 
-use super::completer::{CompleteRequest, RETRY_DELAYS, Settle};
+use super::completer::{CompleteRequest, Settle};
 use super::lease::{CancelReason, LeaseEntry};
 use super::registry::Prepared;
+use super::tries::{Tries, attempt};
 use super::{STOP_WRITE_TIMEOUT, Shared};
 use crate::job::{JobContext, JobResult, Outcome};
 use crate::telemetry::record::{self, KindMetrics};
@@ -483,25 +484,17 @@ fn storable(text: String) -> String {
 }
 
 /// Sends an outcome's fenced write until the store answers it, while the worker trusted the lease when
-/// the first try failed: the same rule as a completion's (see `completer::flush`). Only an unreachable
-/// store is tried again; an answer, a refusal by the token included, is final. That limit bounds the
-/// whole, a stalled attempt included.
+/// the first try failed: the rules of `tries`, as for a completion. Only an unreachable store is tried
+/// again; an answer, a refusal by the token included, is final. That limit bounds the whole, a stalled
+/// attempt included.
 async fn persist<T, Fut: Future<Output = Result<T>>>(entry: &LeaseEntry, mut write: impl FnMut() -> Fut) -> Result<T> {
-    let mut delays = RETRY_DELAYS.iter();
+    let mut tries = Tries::new();
     let mut limit: Option<Instant> = None;
     loop {
-        // an attempt that outlasts the limit is given up (a server that stopped answering): the write
-        // may or may not land, and either way the lease can be taken over from then on
-        // never before the attempt had a moment to answer: a job cancelled as its trust ended still
-        // writes its outcome when nobody took its task over (the token decides)
-        let until = limit.unwrap_or_else(|| entry.trusted_until()).max(Instant::now() + STOP_WRITE_TIMEOUT);
-        let attempt = tokio::time::timeout_at(until, write()).await;
-        let attempt = attempt.unwrap_or_else(|_| Err(Error::Unavailable("the store did not answer in time".into())));
-        match attempt {
+        match attempt(limit.unwrap_or_else(|| entry.trusted_until()), write()).await {
             Err(e) if e.is_unavailable() => {
                 let limit = *limit.get_or_insert_with(|| entry.trusted_until());
-                let delay = *delays.next().unwrap_or(&RETRY_DELAYS[RETRY_DELAYS.len() - 1]);
-                let retry_at = Instant::now() + delay;
+                let retry_at = tries.next_at();
                 if limit <= retry_at {
                     return Err(e);
                 }

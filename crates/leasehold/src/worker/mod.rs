@@ -20,6 +20,7 @@ mod pruner;
 mod registry;
 mod sampler;
 mod stats;
+mod tries;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
