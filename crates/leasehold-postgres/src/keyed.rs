@@ -58,7 +58,8 @@ pub(crate) async fn insert_keyed(conn: &mut PgConnection, task: &NewTask) -> Res
 }
 
 /// Claims `key` for an effect in the caller's transaction; answers the recorded outcome when the effect
-/// already happened.
+/// already happened. With a lease, only its holder claims: a lease that is no longer the task's current
+/// one is [`Error::LeaseLost`], and the key is left as it was.
 pub(crate) async fn effect_begin(
     conn: &mut PgConnection,
     key: &str,
@@ -66,15 +67,17 @@ pub(crate) async fn effect_begin(
 ) -> Result<Option<serde_json::Value>> {
     check_name("effect key", key)?;
     check_no_nul("effect key", key)?;
-    let claimed: Option<String> = sqlx::query_scalar(include_str!("sql/effect_begin.sql"))
+    let (holds, claimed): (bool, bool) = sqlx::query_as(include_str!("sql/effect_begin.sql"))
         .bind(key)
         .bind(lease.map(|l| l.task_id.0))
         .bind(lease.map(|l| l.fence.0))
-        .fetch_optional(&mut *conn)
+        .fetch_one(&mut *conn)
         .await
         .map_err(db)?;
-    if claimed.is_some() {
-        return Ok(None);
+    match (lease, holds, claimed) {
+        (Some(lease), false, _) => return Err(Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }),
+        (_, _, true) => return Ok(None),
+        _ => {}
     }
     let outcome: Option<Json<serde_json::Value>> =
         sqlx::query_scalar(include_str!("sql/effect_outcome.sql")).bind(key).fetch_one(&mut *conn).await.map_err(db)?;

@@ -34,7 +34,8 @@ pub async fn task_insert_idempotent_in(conn: &mut PgConnection, task: NewTask) -
 /// this transaction, then [`effect_record_in`] its outcome. `Some(outcome)`: it happened already (an
 /// earlier attempt committed it); skip it. A key claimed without an outcome is
 /// [`leasehold_core::Error::EffectUnrecorded`]. A concurrent claim of the same key waits for this
-/// transaction to end.
+/// transaction to end. With `lease`, only the holder of the task's current lease claims; any other is
+/// [`leasehold_core::Error::LeaseLost`].
 pub async fn effect_begin_in(
     conn: &mut PgConnection,
     key: &str,

@@ -60,7 +60,8 @@ pub(crate) async fn insert_keyed(conn: &mut SqliteConnection, task: &NewTask) ->
 }
 
 /// Claims `key` for an effect in the caller's transaction; answers the recorded outcome when the effect
-/// already happened.
+/// already happened. With a lease, only its holder claims: a lease that is no longer the task's current
+/// one is [`Error::LeaseLost`], and the key is left as it was.
 pub(crate) async fn effect_begin(
     conn: &mut SqliteConnection,
     key: &str,
@@ -77,6 +78,17 @@ pub(crate) async fn effect_begin(
         .map_err(db)?;
     if claimed.is_some() {
         return Ok(None);
+    }
+    if let Some(lease) = lease {
+        let holds: bool = sqlx::query_scalar(include_str!("sql/effect_holder.sql"))
+            .bind(lease.task_id.0.to_string())
+            .bind(lease.fence.0)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db)?;
+        if !holds {
+            return Err(Error::LeaseLost { task_id: lease.task_id, fence: lease.fence });
+        }
     }
     let outcome: Option<String> =
         sqlx::query_scalar(include_str!("sql/effect_outcome.sql")).bind(key).fetch_one(&mut *conn).await.map_err(db)?;

@@ -32,6 +32,8 @@ pub async fn task_insert_idempotent_in(conn: &mut SqliteConnection, task: NewTas
 
 /// Claims the effect `key` in the caller's transaction. `None`: the effect has not happened; do it, in
 /// this transaction, then [`effect_record_in`] its outcome. `Some(outcome)`: it happened already; skip it.
+/// With `lease`, only the holder of the task's current lease claims; any other is
+/// [`leasehold_core::Error::LeaseLost`].
 pub async fn effect_begin_in(
     conn: &mut SqliteConnection,
     key: &str,

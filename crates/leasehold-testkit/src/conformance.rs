@@ -36,7 +36,8 @@ macro_rules! conformance_tests {
             idempotent_enqueue_returns_the_holder_and_its_result, idempotent_enqueue_refuses_another_payload,
             idempotency_key_is_freed_by_the_states_chosen, idempotency_key_is_remembered_for_its_retention,
             idempotent_enqueues_race_to_one_task, idempotency_keys_are_refused_in_batches,
-            effect_record_runs_an_effect_once, fenced_application_writes_refuse_older_tokens,
+            effect_record_runs_an_effect_once, effect_claims_are_refused_to_a_lost_lease,
+            fenced_application_writes_refuse_older_tokens,
             worker_keeps_short_task_leases, worker_survives_a_panic_while_decoding,
             completion_batch_tells_holders_apart, takeover_on_the_last_attempt_discards,
             a_finished_task_refuses_its_holders_own_token,
@@ -1093,6 +1094,32 @@ pub async fn effect_record_runs_an_effect_once<B: Backend>(b: &B) {
         b.effect_once(second.lease, "charge:1", serde_json::json!({ "receipt": 2 }), true).await.unwrap();
     assert!(!fresh);
     assert_eq!(out, serde_json::json!({ "receipt": 1 }), "the recorded outcome comes back");
+    assert_eq!(b.effect_count(id).await, 1);
+}
+
+/// Only the holder of a task's current lease claims an effect key: a holder whose lease was taken over,
+/// or whose task finished, gets `LeaseLost`, claims nothing and learns no outcome, and the key stays
+/// as it was for the holder that counts.
+pub async fn effect_claims_are_refused_to_a_lost_lease<B: Backend>(b: &B) {
+    let s = b.store();
+    let id = s.task_insert(task("k", 0)).await.unwrap();
+    let first = claim_one(&s).await;
+    b.expire_lease(id).await;
+    let second = claim_one(&s).await;
+    let is_lost = |r: &Result<(bool, serde_json::Value)>, lease: TaskLease| matches!(r, Err(Error::LeaseLost { task_id, fence }) if *task_id == lease.task_id && *fence == lease.fence);
+    let stale = b.effect_once(first.lease, "charge:lost", serde_json::json!("stale"), true).await;
+    assert!(is_lost(&stale, first.lease), "{stale:?}");
+    assert_eq!(b.effect_count(id).await, 0, "a lost lease's effect was written");
+    let (fresh, _) = b.effect_once(second.lease, "charge:lost", serde_json::json!("current"), true).await.unwrap();
+    assert!(fresh, "the stale holder's refused claim left the key taken");
+    let stale = b.effect_once(first.lease, "charge:lost", serde_json::json!("stale"), true).await;
+    assert!(is_lost(&stale, first.lease), "a lost lease learned the recorded outcome: {stale:?}");
+    // a holder whose task finished under its own token holds nothing either
+    s.task_complete_many(TaskCompleteParams { tasks: vec![(second.lease, None)], delete_completed: false })
+        .await
+        .unwrap();
+    let done = b.effect_once(second.lease, "charge:after", serde_json::json!("late"), true).await;
+    assert!(is_lost(&done, second.lease), "{done:?}");
     assert_eq!(b.effect_count(id).await, 1);
 }
 

@@ -37,13 +37,19 @@ pub async fn complete_in(conn: &mut PgConnection, lease: TaskLease, result: Opti
 
 /// Claims the effect `key` in the caller's transaction: [`Once::Fresh`] when it has not happened (do
 /// it in this transaction, then [`effect_record`]), [`Once::Done`] with the recorded outcome when an
-/// earlier attempt committed it. See [`crate::once`].
+/// earlier attempt committed it. Given a lease, only its holder claims: a lease that is no longer the
+/// task's current one is [`leasehold_core::Error::LeaseLost`], and the key is left as it was. See
+/// [`crate::once`].
 pub async fn effect_begin<T: DeserializeOwned>(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     key: &str,
     lease: Option<TaskLease>,
 ) -> Result<Once<T>> {
-    once::decode("postgres", key, tx::effect_begin_in(tx, key, lease).await?)
+    let claimed = tx::effect_begin_in(tx, key, lease).await;
+    if claimed.as_ref().is_err_and(leasehold_core::Error::is_lease_lost) {
+        crate::telemetry::record::stale_write("effect");
+    }
+    once::decode("postgres", key, claimed?)
 }
 
 /// Records the outcome of an effect claimed by [`effect_begin`] in this transaction.

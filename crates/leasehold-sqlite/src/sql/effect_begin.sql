@@ -1,4 +1,11 @@
--- Claim an effect key in the caller's (BEGIN IMMEDIATE) transaction; no row when it was recorded already.
-INSERT INTO leasehold_effects (key, task_id, fence) VALUES (?1, ?2, ?3)
+-- Claim an effect key in the caller's (BEGIN IMMEDIATE) transaction for the lease ?2, ?3 (both NULL: no
+-- task's lease): only while the lease is the task's current one (the task runs under that very token),
+-- which holds until the transaction ends, since it holds the file's write lock. No row: the key was
+-- recorded already, or the lease is lost (effect_holder.sql tells which).
+-- (`WHERE` is required where an upsert's values come from a SELECT.)
+INSERT INTO leasehold_effects (key, task_id, fence)
+SELECT ?1, ?2, ?3
+ WHERE ?2 IS NULL
+    OR EXISTS (SELECT 1 FROM leasehold_tasks WHERE id = ?2 AND fence = ?3 AND state = 'running')
 ON CONFLICT (key) DO NOTHING
 RETURNING key

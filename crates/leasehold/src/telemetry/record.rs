@@ -47,7 +47,8 @@ pub(crate) const TASK_OUTCOME_NAMES: [&str; 9] = [
 ];
 
 /// The writes a fencing token can refuse.
-pub(crate) const STALE_WRITE_KINDS: [&str; 6] = ["complete", "retry", "snooze", "finish", "release", "application"];
+pub(crate) const STALE_WRITE_KINDS: [&str; 7] =
+    ["complete", "retry", "snooze", "finish", "release", "effect", "application"];
 
 /// Why a lease was lost.
 const LOST_REASONS: [&str; 3] = ["gone", "trust_expired", "fenced"];
