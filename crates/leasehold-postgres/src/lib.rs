@@ -14,6 +14,8 @@
 //! - `claim.rs`: the claim's text as sent.
 //! - `size.rs`: the size class of the tasks table, which the claim and the renewal are planned for.
 //! - `single.rs`: the completion and renewal statements in their form for one task (one plan kept each).
+//! - `warm.rs`: connections kept between the store's statements; `reserved.rs`: the store's own
+//!   connection for lease renewals, outside the application's pool.
 //!
 //! Lease expiry is measured by this server's `now()` only; every write of a lease holder carries its
 //! fencing token in the `WHERE` clause, and zero rows affected is [`Error::LeaseLost`].
@@ -21,6 +23,7 @@
 mod claim;
 mod keyed;
 pub mod migrate;
+mod reserved;
 mod rows;
 mod schedules;
 mod single;

@@ -13,6 +13,7 @@ use leasehold_core::*;
 
 use crate::claim::claim_sql;
 use crate::db;
+use crate::reserved::Reserved;
 use crate::rows::{ClaimRow, TaskRow, parse_state};
 use crate::single;
 use crate::size::{PerClass, SizeClass};
@@ -30,6 +31,8 @@ pub struct PgStore {
     size_class: Arc<SizeClass>,
     /// Which queues had a worker waiting at their latest enqueue (see `waiters.rs`).
     waiters: Arc<Waiters>,
+    /// The connection lease renewals run on, outside the pool (see `reserved.rs`).
+    reserved: Arc<Reserved>,
 }
 
 impl PgStore {
@@ -37,8 +40,19 @@ impl PgStore {
     pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
     /// Wraps an existing pool (the application's own). Run [`PgStore::migrate`] once before use.
+    ///
+    /// Lease renewals run on one connection of the store's own, opened with the pool's connect options
+    /// on the first renewal and kept: handlers that hold every connection of the pool for their own
+    /// transactions cannot hold up the renewal of their leases. The store opens at most one connection
+    /// more than the pool's maximum.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { warm: Warm::new(pool.clone()), pool, size_class: Arc::default(), waiters: Arc::default() }
+        Self {
+            warm: Warm::new(pool.clone()),
+            pool,
+            size_class: Arc::default(),
+            waiters: Arc::default(),
+            reserved: Arc::default(),
+        }
     }
 
     /// The options of the pool [`PgStore::connect`] opens, for an application that opens its own for
@@ -81,6 +95,7 @@ impl PgStore {
     pub async fn close(&self) {
         self.warm.release_all();
         self.pool.close().await;
+        self.reserved.close().await;
     }
 
     /// A connection for one of the store's statements; call `clean()` on it once the statement succeeded.
@@ -336,9 +351,10 @@ impl TaskStore for PgStore {
             static MANY: LazyLock<PerClass> = LazyLock::new(|| PerClass::new(include_str!("sql/lease_renew.sql")));
             sqlx::query(MANY.get(class)).bind(ids).bind(fences).bind(ttls)
         };
-        let mut c = self.conn().await?;
+        // on the store's own connection: handlers holding every connection of the pool must not hold up
+        // the renewal of their own leases
+        let mut c = self.reserved.get(&self.pool).await?;
         let rows = query.fetch_all(&mut *c).await.map_err(db)?;
-        c.clean();
         let mut out = LeaseRenewal::default();
         for r in &rows {
             let lease = TaskLease { task_id: TaskId(r.get("id")), fence: FencingToken(r.get("fence")) };

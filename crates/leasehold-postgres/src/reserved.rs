@@ -1,0 +1,56 @@
+//! A connection of the store's own for lease renewals, outside the application's pool.
+//!
+//! Handlers often run their own transactions on the pool the store was given (the transactional
+//! completion and the effect records are built for that). When every connection of that pool was lent to
+//! handlers that held it (a slow transaction each, as many handlers as connections, the defaults of both
+//! being ten), a heartbeat round waited in the pool's queue behind them. The worker stopped trusting the
+//! leases meanwhile and cancelled the very jobs that held the connections, though the server was there
+//! all along. Renewals therefore run on a pool of one connection of their own, opened on the first
+//! renewal with the application pool's connect options (so the same server, user and application name),
+//! and kept open: the store opens at most one connection more than its pool's maximum. It closes with
+//! [`crate::PgStore::close`], when the application's pool was closed, and when the last clone of the store
+//! is dropped.
+
+use std::sync::OnceLock;
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres};
+
+use leasehold_core::Result;
+
+use crate::db;
+
+/// The store's own connection for renewals, opened on first use.
+#[derive(Debug, Default)]
+pub(crate) struct Reserved(OnceLock<PgPool>);
+
+impl Reserved {
+    /// The reserved connection; `app` is the application's pool, whose options it is opened with. A
+    /// closed `app` closes it and answers the error a closed pool does.
+    pub(crate) async fn get(&self, app: &PgPool) -> Result<PoolConnection<Postgres>> {
+        if app.is_closed() {
+            self.close().await;
+            return Err(db(sqlx::Error::PoolClosed));
+        }
+        let pool = self.0.get_or_init(|| {
+            PgPoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                // kept while it works: a server that has no connection left to give is when it counts
+                .idle_timeout(None)
+                .max_lifetime(None)
+                // a connection that broke fails its renewal, which the heartbeat tries again soon
+                .test_before_acquire(false)
+                .connect_lazy_with((*app.connect_options()).clone())
+        });
+        pool.acquire().await.map_err(db)
+    }
+
+    /// Closes the connection, if one was opened.
+    pub(crate) async fn close(&self) {
+        if let Some(pool) = self.0.get() {
+            pool.close().await;
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! A worker whose handlers hold every connection of the store's pool: its leases are still renewed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use leasehold::{Client, EnqueueOptions, Job, JobContext, JobResult, Outcome, Worker};
+use leasehold_core::*;
+use leasehold_postgres::PgStore;
+use leasehold_testkit::pg::TestDb;
+use leasehold_testkit::wait;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Row};
+use tokio::sync::watch;
+
+/// The pool the handlers and the store share, and how many handlers hold a connection of it.
+#[derive(Clone)]
+struct Shared {
+    pool: PgPool,
+    gate: watch::Receiver<bool>,
+    holding: Arc<AtomicUsize>,
+    cancelled: Arc<AtomicUsize>,
+}
+
+/// Takes a connection of the shared pool and holds it until its gate opens (or its lease is lost).
+#[derive(Serialize, Deserialize)]
+struct HoldsConnection;
+
+impl Job for HoldsConnection {
+    const KIND: &'static str = "holds-connection";
+    type State = Shared;
+    async fn run(self, ctx: JobContext<Shared>) -> JobResult {
+        let s = ctx.state().clone();
+        let _conn = s.pool.acquire().await?;
+        s.holding.fetch_add(1, Ordering::SeqCst);
+        let mut gate = s.gate.clone();
+        tokio::select! {
+            _ = gate.wait_for(|open| *open) => Ok(Outcome::Complete),
+            _ = ctx.cancelled() => {
+                s.cancelled.fetch_add(1, Ordering::SeqCst);
+                Err("cancelled while holding a connection".into())
+            }
+        }
+    }
+}
+
+/// Every connection of the pool the store was given is lent out for longer than the leases last (L 3
+/// s): the worker's wake-up listener holds one of the four, three handlers hold the others, and the
+/// fourth handler waits for one. The heartbeat renews the four leases on the store's own connection,
+/// nobody is cancelled, and each task completes on its first attempt once the handlers let go. Before,
+/// a renewal waited in the pool's queue behind the handlers, and the worker cancelled them when its
+/// trust window ended. The renewals are seen on the server (each moves the lease's expiry), not timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_holding_every_pooled_connection_do_not_stop_renewals() {
+    let db = TestDb::create().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(db.url())
+        .await
+        .unwrap();
+    let store = PgStore::from_pool(pool.clone());
+    let (open, gate) = watch::channel(false);
+    let shared = Shared { pool, gate, holding: Arc::default(), cancelled: Arc::default() };
+    let w = Worker::builder_with_state(store.clone(), shared.clone())
+        .register::<HoldsConnection>()
+        .concurrency(4)
+        .lease_ttl(Duration::from_secs(3))
+        .heartbeat_interval(Duration::from_secs(1))
+        .trust_margin(Duration::from_millis(500))
+        .cancel_grace(Duration::from_millis(200))
+        .poll_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let ids = Client::new(store.clone())
+        .enqueue_many((0..4).map(|_| HoldsConnection), EnqueueOptions::default())
+        .await
+        .unwrap();
+    w.start().await;
+    wait::until("every connection of the pool to be lent out", Duration::from_secs(15), || async {
+        let lent = shared.pool.size() == 4 && shared.pool.num_idle() == 0;
+        (lent && shared.holding.load(Ordering::SeqCst) >= 3).then_some(())
+    })
+    .await;
+
+    // every lease, as its claim set it; then renewed past that twice over, on the test's own pool
+    let expiries = |pool: PgPool| async move {
+        let rows = sqlx::query("SELECT lease_expires_at FROM leasehold.tasks WHERE state = 'running'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get::<chrono::DateTime<chrono::Utc>, _>(0)).collect::<Vec<_>>()
+    };
+    let claimed = expiries(db.pool().clone()).await;
+    assert_eq!(claimed.len(), 4);
+    let latest_claim = *claimed.iter().max().unwrap();
+    wait::until("every lease to be renewed past twice its ttl", Duration::from_secs(20), || async {
+        let now = expiries(db.pool().clone()).await;
+        let far = latest_claim + chrono::Duration::seconds(3);
+        (now.len() == 4 && now.iter().all(|e| *e > far)).then_some(())
+    })
+    .await;
+    assert_eq!(shared.cancelled.load(Ordering::SeqCst), 0, "a handler was cancelled");
+
+    open.send(true).unwrap();
+    for id in ids {
+        let rec = wait::until("the task to complete", Duration::from_secs(15), || async {
+            Some(store.task_get(id).await.unwrap()).filter(|r| r.state == TaskState::Completed)
+        })
+        .await;
+        assert_eq!((rec.attempt, rec.lease_losses), (1, 0), "task {id}");
+    }
+    w.stop().await;
+    assert_eq!(w.stats().lease_lost, 0);
+    store.close().await;
+}
