@@ -79,3 +79,64 @@ fn unavailable(e: &sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use sqlx::{ConnectOptions, PgPool};
+
+    use super::db;
+
+    /// The error the server answers to a statement that raises `code`.
+    async fn raised(pool: &PgPool, code: &str) -> sqlx::Error {
+        let sql = format!("DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{code}'; END $$");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await.expect_err("the statement raises")
+    }
+
+    /// Which of the server's answers, and of the pool's own failures, a caller may send again later
+    /// (`Error::Unavailable`) and which it may not: the retries of the worker's writes rest on it.
+    #[tokio::test]
+    async fn errors_are_unavailable_only_when_sending_again_may_succeed() {
+        let test = leasehold_testkit::pg::TestDb::create().await;
+        let pool = test.pool();
+        let again = ["08006", "08001", "53300", "53100", "57P01", "57P02", "57P03", "57P05", "40001", "40P01", "40003"];
+        let again = again.iter().chain(&["25P03", "25P04", "25006"]);
+        for code in again {
+            let e = db(raised(pool, code).await);
+            assert!(e.is_unavailable(), "{code}: {e:?}");
+        }
+        // a cancelled statement (a timeout), a lock not granted at once, a dropped database, bad input
+        for code in ["57014", "55P03", "57P04", "22023", "23505", "42601"] {
+            let e = db(raised(pool, code).await);
+            assert!(!e.is_unavailable(), "{code}: {e:?}");
+        }
+        // a statement timeout, as the server itself raises it
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::raw_sql("SET LOCAL statement_timeout = 10").execute(&mut *tx).await.unwrap();
+        let e = db(sqlx::raw_sql("SELECT pg_sleep(1)").execute(&mut *tx).await.unwrap_err());
+        assert!(!e.is_unavailable() && !e.is_lease_lost(), "{e:?}");
+        drop(tx);
+
+        // a server that does not answer: nothing listens on port 1 of the loopback
+        let nobody = PgConnectOptions::new().host("127.0.0.1").port(1).username("postgres");
+        let e = db(nobody.connect().await.unwrap_err());
+        assert!(e.is_unavailable(), "{e:?}");
+        // every connection of a pool lent out for longer than its acquire timeout
+        let one = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_millis(50))
+            .connect(test.url())
+            .await
+            .unwrap();
+        let held = one.acquire().await.unwrap();
+        let e = db(one.acquire().await.unwrap_err());
+        assert!(e.is_unavailable(), "{e:?}");
+        drop(held);
+        // a pool the application closed: nothing sent to it will ever be answered
+        one.close().await;
+        let e = db(one.acquire().await.unwrap_err());
+        assert!(!e.is_unavailable(), "{e:?}");
+    }
+}

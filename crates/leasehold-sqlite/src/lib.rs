@@ -54,3 +54,41 @@ pub(crate) fn db(e: sqlx::Error) -> leasehold_core::Error {
     };
     if unavailable { leasehold_core::Error::Unavailable(e.into()) } else { leasehold_core::Error::database(e) }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
+
+    use super::db;
+
+    /// Which of SQLite's answers a caller may send again later (`Error::Unavailable`: the file is busy or
+    /// locked, an I/O error, a full disk, a file that cannot be opened) and which it may not: the retries
+    /// of the worker's writes rest on it. Extended codes count by their primary code.
+    #[tokio::test]
+    async fn errors_are_unavailable_only_when_sending_again_may_succeed() {
+        let file = leasehold_testkit::sqlite::TestFile::create().await;
+        let opts = SqliteConnectOptions::new().filename(file.path()).busy_timeout(Duration::ZERO);
+        let mut holder = opts.connect().await.unwrap();
+        let mut other = opts.connect().await.unwrap();
+        sqlx::raw_sql("CREATE TABLE t (k INTEGER PRIMARY KEY)").execute(&mut holder).await.unwrap();
+        // SQLITE_BUSY: another connection holds the write lock
+        let tx = holder.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        let e = db(sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut other).await.unwrap_err());
+        assert!(e.is_unavailable(), "{e:?}");
+        tx.rollback().await.unwrap();
+        // SQLITE_CONSTRAINT (an extended code, 1555): the statement itself is refused
+        sqlx::raw_sql("INSERT INTO t VALUES (1)").execute(&mut holder).await.unwrap();
+        let e = db(sqlx::raw_sql("INSERT INTO t VALUES (1)").execute(&mut other).await.unwrap_err());
+        assert!(!e.is_unavailable(), "{e:?}");
+        // SQLITE_ERROR: a statement that cannot be prepared
+        let e = db(sqlx::raw_sql("SELECT * FROM missing").execute(&mut other).await.unwrap_err());
+        assert!(!e.is_unavailable(), "{e:?}");
+        // SQLITE_CANTOPEN: a file in a directory that does not exist
+        let nowhere = SqliteConnectOptions::new().filename(file.path().join("no-such-dir/x.sqlite"));
+        let e = db(nowhere.create_if_missing(true).connect().await.unwrap_err());
+        assert!(e.is_unavailable(), "{e:?}");
+    }
+}
