@@ -121,7 +121,7 @@ async fn single_key_statements_search_their_index_after_analyze() {
     let by_id = "sqlite_autoindex_leasehold_tasks_1 (id=?)";
     let by_key = "leasehold_tasks_idempotency_key_idx (idempotency_key=?)";
     let by_effect = "sqlite_autoindex_leasehold_effects_1 (key=?)";
-    let statements: [(&str, &str, &[&str]); 9] = [
+    let statements: [(&str, &str, &[&str]); 11] = [
         ("task_get.sql", include_str!("../src/sql/task_get.sql"), &[by_id]),
         ("task_cancel.sql", include_str!("../src/sql/task_cancel.sql"), &[by_id]),
         ("task_finish.sql", include_str!("../src/sql/task_finish.sql"), &[by_id]),
@@ -131,6 +131,8 @@ async fn single_key_statements_search_their_index_after_analyze() {
         ("task_key_free.sql", include_str!("../src/sql/task_key_free.sql"), &[by_key]),
         ("effect_outcome.sql", include_str!("../src/sql/effect_outcome.sql"), &[by_effect]),
         ("effect_record.sql", include_str!("../src/sql/effect_record.sql"), &[by_effect]),
+        ("effect_begin.sql", include_str!("../src/sql/effect_begin.sql"), &[by_id]),
+        ("effect_holder.sql", include_str!("../src/sql/effect_holder.sql"), &[by_id]),
     ];
     for (name, sql, wanted) in statements {
         let params = (1..=9).rev().find(|n| sql.contains(&format!("?{n}"))).unwrap_or(0);
