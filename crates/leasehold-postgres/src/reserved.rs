@@ -12,6 +12,7 @@
 //! is dropped.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
@@ -20,6 +21,9 @@ use sqlx::{PgPool, Postgres};
 use leasehold_core::Result;
 
 use crate::db;
+
+/// How long a renewal waits for the reserved connection, or for the server to accept it.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The store's own connection for renewals, opened on first use.
 #[derive(Debug, Default)]
@@ -42,6 +46,9 @@ impl Reserved {
                 .max_lifetime(None)
                 // a connection that broke fails its renewal, which the heartbeat tries again soon
                 .test_before_acquire(false)
+                // a server that refuses connections fails the round within this, rather than the 30 s
+                // sqlx's pool spends retrying the connect by default: the heartbeat tries again after H / 4
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_lazy_with((*app.connect_options()).clone())
         });
         pool.acquire().await.map_err(db)
