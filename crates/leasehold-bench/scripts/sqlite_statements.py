@@ -86,17 +86,20 @@ def leasehold(conn):
         [(task_id(i),) for i in range(TASKS)],
     )
     conn.execute("COMMIT")
-    # as store.rs builds it for one queue
-    claim = read("task_claim.sql").replace("{available}", read("task_claim_available.sql").replace("{queue}", "?4"))
-    claim = claim.replace("{queues}", "?4").replace("{limit}", str(BATCH))
+    # as claim.rs writes the picks for one queue; then the update and the answer, as store.rs runs them
+    picks = read("task_claim.sql").replace("{available}", read("task_claim_available.sql").replace("{queue}", "'default'"))
+    picks = picks.replace("{queues}", "'default'").replace("{limit}", str(BATCH))
+    update, answer = read("task_claim_update.sql"), read("task_claim_answer.sql")
     advance, complete = read("fence_advance.sql"), read("task_complete_plain.sql")
     spent, done = [0.0] * 3, 0
     while done < TASKS:
         t0 = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        rows = conn.execute(claim, [30000, "w", "lost", "default"]).fetchall()
+        n, picked = conn.execute(picks).fetchone()
+        conn.execute(update, [picked, 30000, "w", "lost"])
+        conn.execute(advance, [n])
+        rows = json.loads(conn.execute(answer, [picked, 30000]).fetchone()[0])
         t1 = time.perf_counter()
-        conn.execute(advance, [len(rows)])
         conn.execute("COMMIT")
         t2 = time.perf_counter()
         done_now = conn.execute(complete, [json.dumps([f"{r[0]}:{r[1]}" for r in rows])]).fetchall()

@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{FromRow, Row, Sqlite};
+use sqlx::FromRow;
 use uuid::Uuid;
 
 use leasehold_core::{AttemptError, ClaimedTask, Error, FencingToken, TaskId, TaskLease, TaskRecord, TaskState};
@@ -26,72 +25,30 @@ pub(crate) fn parse_state(s: &str) -> Result<TaskState, Error> {
     TaskState::parse(s).ok_or_else(|| Error::Schema(format!("unknown task state {s:?} in the database")))
 }
 
-/// One row of a claim's answer, decoded by position in the order of task_claim.sql's
-/// `RETURNING` (a claim decodes hundreds of rows, and looking each column up by name hashed its name).
-pub(crate) struct ClaimRow {
-    pub(crate) id: String,
-    fence: i64,
-    kind: String,
-    queue: String,
-    payload: String,
-    attempt: i32,
-    max_attempts: i32,
-    lease_ttl_ms: i64,
-    run_at: i64,
-    running: bool,
-    taken_over: bool,
-}
+/// One task of a claim's answer (task_claim_answer.sql): a JSON array decoded by position, in the
+/// order that statement writes it.
+#[derive(Deserialize)]
+struct ClaimedJson(String, i64, String, String, serde_json::Value, i32, i32, i64, i64, i64);
 
-impl<'r> FromRow<'r, SqliteRow> for ClaimRow {
-    fn from_row(row: &'r SqliteRow) -> sqlx::Result<Self> {
-        Ok(Self {
-            id: column(row, 0)?,
-            fence: column(row, 1)?,
-            kind: column(row, 2)?,
-            queue: column(row, 3)?,
-            payload: column(row, 4)?,
-            attempt: column(row, 5)?,
-            max_attempts: column(row, 6)?,
-            lease_ttl_ms: column(row, 7)?,
-            run_at: column(row, 8)?,
-            running: column(row, 9)?,
-            taken_over: column(row, 10)?,
+/// The tasks of a claim's answer, one JSON array of them in claim order (task_claim_answer.sql).
+pub(crate) fn claimed_tasks(answer: &str) -> Result<Vec<ClaimedTask>, Error> {
+    let rows: Vec<ClaimedJson> = serde_json::from_str(answer)
+        .map_err(|e| Error::Schema(format!("a claim's answer from the database does not decode: {e}")))?;
+    rows.into_iter()
+        .map(|ClaimedJson(id, fence, kind, queue, payload, attempt, max_attempts, ttl_ms, run_at, taken_over)| {
+            Ok(ClaimedTask {
+                lease: TaskLease { task_id: parse_id(&id)?, fence: FencingToken(fence) },
+                payload,
+                kind,
+                queue,
+                attempt,
+                max_attempts,
+                lease_ttl: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0)),
+                run_at: ms_to_time(run_at),
+                taken_over: taken_over != 0,
+            })
         })
-    }
-}
-
-/// Column `i` of a claim's row. The statement's columns are fixed, so the type check `try_get` makes on
-/// every value runs in debug builds only, where every test decodes through it.
-fn column<'r, T>(row: &'r SqliteRow, i: usize) -> sqlx::Result<T>
-where
-    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
-{
-    if cfg!(debug_assertions) { row.try_get(i) } else { row.try_get_unchecked(i) }
-}
-
-impl ClaimRow {
-    pub(crate) fn into_claimed(self) -> Result<ClaimedTask, Error> {
-        Ok(ClaimedTask {
-            lease: TaskLease { task_id: parse_id(&self.id)?, fence: FencingToken(self.fence) },
-            payload: parse_json(&self.payload, "a payload")?,
-            kind: self.kind,
-            queue: self.queue,
-            attempt: self.attempt,
-            max_attempts: self.max_attempts,
-            lease_ttl: Duration::from_millis(u64::try_from(self.lease_ttl_ms).unwrap_or(0)),
-            run_at: ms_to_time(self.run_at),
-            taken_over: self.taken_over,
-        })
-    }
-
-    pub(crate) fn fence(&self) -> i64 {
-        self.fence
-    }
-
-    /// False for an expired task the claim discarded (it had no attempt left).
-    pub(crate) fn running(&self) -> bool {
-        self.running
-    }
+        .collect()
 }
 
 #[derive(Deserialize)]

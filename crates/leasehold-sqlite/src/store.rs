@@ -14,7 +14,7 @@ use crate::claim::claim_sql;
 use crate::db;
 use crate::local::{FileLocal, for_file};
 use crate::open::{SqliteOptions, open_checked, url_path};
-use crate::rows::{ClaimRow, TaskRow, parse_id, parse_state};
+use crate::rows::{TaskRow, claimed_tasks, parse_id, parse_state};
 use crate::wakeup::SqliteWakeup;
 use crate::writer::{Kept, Writer};
 
@@ -364,30 +364,44 @@ impl TaskStore for SqliteStore {
         let mut tx = writer.begin().await?;
         // the write lock was free within a few hundred microseconds, or another writer held it
         let contended = asked.elapsed() > CONTENDED_WAIT;
-        let q = sqlx::query_as::<_, ClaimRow>(sqlx::AssertSqlSafe(claim_sql(&distinct, p.limit)))
-            .bind(duration_ms(p.default_lease_ttl))
-            .bind(&p.worker_id)
-            .bind(LEASE_LOST_ON_LAST_ATTEMPT);
-        let mut rows: Vec<ClaimRow> = q.fetch_all(&mut *tx).await.map_err(db)?;
-        if !rows.is_empty() {
-            let ranks = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-            sqlx::query(include_str!("sql/fence_advance.sql")).bind(ranks).execute(&mut *tx).await.map_err(db)?;
+        let (picked, picks): (i64, String) =
+            sqlx::query_as(sqlx::AssertSqlSafe(claim_sql(&distinct, p.limit))).fetch_one(&mut *tx).await.map_err(db)?;
+        let mut answer = None;
+        if picked > 0 {
+            let ttl = duration_ms(p.default_lease_ttl);
+            sqlx::query(include_str!("sql/task_claim_update.sql"))
+                .bind(&picks)
+                .bind(ttl)
+                .bind(&p.worker_id)
+                .bind(LEASE_LOST_ON_LAST_ATTEMPT)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            sqlx::query(include_str!("sql/fence_advance.sql")).bind(picked).execute(&mut *tx).await.map_err(db)?;
+            let claimed: String = sqlx::query_scalar(include_str!("sql/task_claim_answer.sql"))
+                .bind(&picks)
+                .bind(ttl)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+            answer = Some(claimed);
         }
         tx.commit().await.map_err(db)?;
         drop(writer);
         {
             let mut busy = self.busy.lock().unwrap();
-            if rows.is_empty() {
+            if picked == 0 {
                 busy.remove(&queues);
             } else if busy.len() < MAX_BUSY_QUEUE_SETS {
                 busy.insert(queues);
             }
         }
         // the exhausted tasks were discarded, not claimed; they count towards the limit
-        let reached_limit = rows.len() >= p.limit as usize;
-        rows.retain(ClaimRow::running);
-        rows.sort_by_key(ClaimRow::fence);
-        let tasks = rows.into_iter().map(ClaimRow::into_claimed).collect::<Result<Vec<_>>>()?;
+        let reached_limit = picked >= i64::from(p.limit);
+        let tasks = match answer {
+            Some(claimed) => claimed_tasks(&claimed)?,
+            None => Vec::new(),
+        };
         Ok(ClaimBatch { tasks, contended, reached_limit })
     }
 
