@@ -6,8 +6,11 @@
 //! being ten), a heartbeat round waited in the pool's queue behind them. The worker stopped trusting the
 //! leases meanwhile and cancelled the very jobs that held the connections, though the server was there
 //! all along. Renewals therefore run on a pool of one connection of their own, opened on the first
-//! renewal with the application pool's connect options (so the same server, user and application name),
-//! and kept open: the store opens at most one connection more than its pool's maximum. It closes with
+//! renewal with the application pool's connect options (so the same server, user and application name;
+//! options the application sets on its pool later are taken up by the next connection opened), and kept
+//! open: the store opens at most one connection more than its pool's maximum. The pool's hooks
+//! (`after_connect` and the like) do not run on it: the renewal names leasehold's schema itself and needs
+//! nothing else of the session, but a role the hooks set is not set there. It closes with
 //! [`crate::PgStore::close`], when the application's pool was closed, and when the last clone of the store
 //! is dropped.
 
@@ -51,6 +54,14 @@ impl Reserved {
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_lazy_with((*app.connect_options()).clone())
         });
+        // the application may change its pool's options (a rotated password): a connection opened
+        // after that uses the new ones
+        pool.set_connect_options((*app.connect_options()).clone());
+        // closed meanwhile, perhaps before this pool existed for its close to find
+        if app.is_closed() {
+            self.close().await;
+            return Err(db(sqlx::Error::PoolClosed));
+        }
         pool.acquire().await.map_err(db)
     }
 

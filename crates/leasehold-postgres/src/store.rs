@@ -44,7 +44,9 @@ impl PgStore {
     /// Lease renewals run on one connection of the store's own, opened with the pool's connect options
     /// on the first renewal and kept: handlers that hold every connection of the pool for their own
     /// transactions cannot hold up the renewal of their leases. The store opens at most one connection
-    /// more than the pool's maximum.
+    /// more than the pool's maximum. The pool's hooks (`after_connect` and the like) do not run on that
+    /// connection: a role they set is not set there, so the connect options' own user must be allowed to
+    /// update `leasehold.tasks`.
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             warm: Warm::new(pool.clone()),
