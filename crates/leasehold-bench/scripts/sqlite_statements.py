@@ -97,11 +97,12 @@ def leasehold(conn):
         conn.execute("BEGIN IMMEDIATE")
         n, picked = conn.execute(picks).fetchone()
         conn.execute(update, [picked, 30000, "w", "lost"])
-        conn.execute(advance, [n])
-        rows = json.loads(conn.execute(answer, [picked, 30000]).fetchone()[0])
+        claimed = conn.execute(answer, [picked, 30000]).fetchone()[0]
         t1 = time.perf_counter()
+        conn.execute(advance, [n])
         conn.execute("COMMIT")
         t2 = time.perf_counter()
+        rows = json.loads(claimed)
         done_now = conn.execute(complete, [json.dumps([f"{r[0]}:{r[1]}" for r in rows])]).fetchall()
         t3 = time.perf_counter()
         assert len(done_now) == len(rows), "a completion missed a task"

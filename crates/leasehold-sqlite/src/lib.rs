@@ -14,8 +14,9 @@
 //! - `wakeup.rs`: in-process wake-ups (SQLite has no LISTEN/NOTIFY; other processes poll).
 //! - `keyed.rs`: idempotent enqueue and the record of effects.
 //! - `schedules.rs`: the leader lease, schedules and per-tick ledger of singleton scheduled jobs.
-//! - `claim.rs`: the claim statement, with its queues and limit written in.
-//! - `rows.rs`: decoding rows into the core records.
+//! - `claim.rs`: the claim's picks (its first statement), with its queues and limit written in; the
+//!   update (`sql/task_claim_update.sql`) and the answer (`sql/task_claim_answer.sql`) follow it.
+//! - `rows.rs`: decoding rows, and a claim's answer (one JSON array of its tasks), into the core records.
 //! - `local.rs`, `writer.rs`: the store's own writes take turns within the process, on one
 //!   connection the store keeps for them.
 //!

@@ -26,19 +26,32 @@ pub(crate) fn parse_state(s: &str) -> Result<TaskState, Error> {
 }
 
 /// One task of a claim's answer (task_claim_answer.sql): a JSON array decoded by position, in the
-/// order that statement writes it.
+/// order that statement writes it. The payload is kept as its text here and parsed on its own, so that
+/// it may nest as deep as a payload read by itself (serde_json stops at 128 levels, and the answer puts
+/// each payload two levels down).
 #[derive(Deserialize)]
-struct ClaimedJson(String, i64, String, String, serde_json::Value, i32, i32, i64, i64, i64);
+struct ClaimedJson<'a>(
+    String,
+    i64,
+    String,
+    String,
+    #[serde(borrow)] &'a serde_json::value::RawValue,
+    i32,
+    i32,
+    i64,
+    i64,
+    i64,
+);
 
 /// The tasks of a claim's answer, one JSON array of them in claim order (task_claim_answer.sql).
 pub(crate) fn claimed_tasks(answer: &str) -> Result<Vec<ClaimedTask>, Error> {
-    let rows: Vec<ClaimedJson> = serde_json::from_str(answer)
+    let rows: Vec<ClaimedJson<'_>> = serde_json::from_str(answer)
         .map_err(|e| Error::Schema(format!("a claim's answer from the database does not decode: {e}")))?;
     rows.into_iter()
         .map(|ClaimedJson(id, fence, kind, queue, payload, attempt, max_attempts, ttl_ms, run_at, taken_over)| {
             Ok(ClaimedTask {
                 lease: TaskLease { task_id: parse_id(&id)?, fence: FencingToken(fence) },
-                payload,
+                payload: parse_json(payload.get(), "a payload")?,
                 kind,
                 queue,
                 attempt,

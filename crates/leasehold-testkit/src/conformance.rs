@@ -47,7 +47,7 @@ macro_rules! conformance_tests {
             effect_claims_race_to_one_effect, due_and_depth_are_read_without_claiming,
             concurrent_claims_report_contention, retention_prunes_old_finished_tasks_only,
             worker_prunes_finished_tasks_after_its_retention, retention_frees_keys_and_keeps_pruned_holders_fenced,
-            batches_keep_each_tasks_fields,
+            batches_keep_each_tasks_fields, claims_answer_every_payload_as_enqueued,
             any_queue_name_is_claimed, a_queue_named_twice_is_claimed_once);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1359,6 +1359,34 @@ pub async fn worker_prunes_finished_tasks_after_its_retention<B: Backend>(b: &B)
     .await;
     assert_eq!(client.task(later).await.unwrap().state, TaskState::Available, "a live task was pruned");
     w.stop().await;
+}
+
+/// A claim answers each task's payload as it was enqueued, whatever it holds: text that needs escaping
+/// (quotes, backslashes, control characters, characters beyond U+FFFF), numbers far from the usual
+/// (u64 and i64 at their ends, the smallest f64, one of 300 digits), empty and nested containers, a bare scalar, and a payload nested 127 levels deep
+/// (the deepest serde_json reads), which a store that answers its tasks inside a JSON document of its own
+/// must still hand over whole.
+pub async fn claims_answer_every_payload_as_enqueued<B: Backend>(b: &B) {
+    let s = b.store();
+    let mut deep = serde_json::json!(1);
+    for _ in 0..126 {
+        deep = serde_json::json!([deep]);
+    }
+    let payloads = [
+        serde_json::json!({ "text": "quote \" backslash \\ tab \t newline \n bell \u{7} é ✓ 🦀", "": "" }),
+        serde_json::json!({ "max": u64::MAX, "min": i64::MIN, "tiny": 5e-324, "big": 1.5e300, "neg": -0.5 }),
+        serde_json::json!({ "empty": {}, "list": [], "nested": { "a": [1, { "b": [null, true, false] }] } }),
+        serde_json::json!("a bare string"),
+        serde_json::json!(null),
+        deep,
+    ];
+    let tasks: Vec<NewTask> = payloads.iter().map(|p| NewTask::new("k", p.clone())).collect();
+    s.task_insert_many(tasks).await.unwrap();
+    let claimed = s.task_claim(claim(10)).await.unwrap().tasks;
+    assert_eq!(claimed.len(), payloads.len());
+    for (got, sent) in claimed.iter().zip(&payloads) {
+        assert_eq!(&got.payload, sent);
+    }
 }
 
 /// A batch keeps every task's own fields, whether its tasks differ (kind, queue, priority, attempts,
