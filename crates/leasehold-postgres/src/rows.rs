@@ -20,7 +20,9 @@ pub(crate) struct ClaimRow {
     fence: Option<i64>,
     kind: Option<String>,
     queue: Option<String>,
-    payload: Option<Json<serde_json::Value>>,
+    /// Kept as its text here and parsed by [`ClaimRow::into_task`], so that one task's payload that does
+    /// not parse fails that task alone, not the claim's whole answer.
+    payload: Option<Json<Box<serde_json::value::RawValue>>>,
     attempt: Option<i32>,
     max_attempts: Option<i32>,
     lease_ttl_ms: Option<i64>,
@@ -72,19 +74,26 @@ impl ClaimRow {
         self.id.is_some() && self.taken_over == Some(false)
     }
 
-    /// The claimed task, if the row holds one.
-    pub(crate) fn into_task(self) -> Option<ClaimedTask> {
-        Some(ClaimedTask {
-            lease: TaskLease { task_id: TaskId(self.id?), fence: FencingToken(self.fence?) },
+    /// The claimed task, if the row holds one: `Err` with its lease and why when its payload does not
+    /// parse (jsonb keeps numbers serde_json cannot read, such as `1e400`, or a number within rounding of
+    /// the largest f64, which jsonb writes out as an integer of 309 digits).
+    pub(crate) fn into_task(self) -> Option<Result<ClaimedTask, (TaskLease, String)>> {
+        let lease = TaskLease { task_id: TaskId(self.id?), fence: FencingToken(self.fence?) };
+        let payload = match serde_json::from_str(self.payload?.0.get()) {
+            Ok(payload) => payload,
+            Err(e) => return Some(Err((lease, format!("the payload does not parse as JSON: {e}")))),
+        };
+        Some(Ok(ClaimedTask {
+            lease,
             kind: self.kind?,
             queue: self.queue?,
-            payload: self.payload?.0,
+            payload,
             attempt: self.attempt?,
             max_attempts: self.max_attempts?,
             lease_ttl: Duration::from_millis(u64::try_from(self.lease_ttl_ms?).unwrap_or(0)),
             run_at: self.run_at?,
             taken_over: self.taken_over?,
-        })
+        }))
     }
 }
 

@@ -271,6 +271,20 @@ fn lost(lease: TaskLease) -> Error {
     Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }
 }
 
+/// Discards the claimed tasks whose payload does not parse, each with why, fenced by the claim's token:
+/// no handler could run them, and answering the claim with an error instead would have left every task
+/// of it running unstarted until its lease ran out, claim after claim, each taking an attempt from its
+/// batch's tasks. A discard that fails leaves its task to its lease, and the next claim tries again.
+async fn discard_unreadable(store: &PgStore, unreadable: impl Iterator<Item = (TaskLease, String)>) {
+    for (lease, reason) in unreadable {
+        tracing::warn!(task_id = %lease.task_id, %reason, "a claimed task's payload does not parse: discarded");
+        let finish = TaskFinishParams { lease, state: TaskState::Discarded, reason };
+        if let Err(e) = store.task_finish(finish).await {
+            tracing::warn!(task_id = %lease.task_id, error = %e, "discarding a task whose payload does not parse failed");
+        }
+    }
+}
+
 impl TaskStore for PgStore {
     fn backend_name(&self) -> &'static str {
         "postgres"
@@ -334,8 +348,10 @@ impl TaskStore for PgStore {
         let fresh = rows.iter().filter(|r| r.fresh_claim()).count() as i64;
         let contended = rows.first().is_some_and(|r| r.due_seen > fresh);
         let reached_limit = rows.first().is_some_and(|r| r.picked >= i64::from(p.limit));
-        let tasks = rows.into_iter().filter_map(ClaimRow::into_task).collect();
-        Ok(ClaimBatch { tasks, contended, reached_limit })
+        let (tasks, unreadable): (Vec<_>, Vec<_>) =
+            rows.into_iter().filter_map(ClaimRow::into_task).partition(Result::is_ok);
+        discard_unreadable(self, unreadable.into_iter().filter_map(Result::err)).await;
+        Ok(ClaimBatch { tasks: tasks.into_iter().filter_map(Result::ok).collect(), contended, reached_limit })
     }
 
     async fn lease_renew(&self, p: LeaseRenewParams) -> Result<LeaseRenewal> {

@@ -43,25 +43,38 @@ struct ClaimedJson<'a>(
     i64,
 );
 
-/// The tasks of a claim's answer, one JSON array of them in claim order (task_claim_answer.sql).
-pub(crate) fn claimed_tasks(answer: &str) -> Result<Vec<ClaimedTask>, Error> {
+/// A claim's tasks, and the leases of those whose payload does not parse (each with why).
+pub(crate) type Claimed = (Vec<ClaimedTask>, Vec<(TaskLease, String)>);
+
+/// The tasks of a claim's answer, one JSON array of them in claim order (task_claim_answer.sql). A task
+/// whose payload does not parse (a file written by other code may hold numbers serde_json cannot read,
+/// such as `1e400`) is answered apart, with its lease and why.
+pub(crate) fn claimed_tasks(answer: &str) -> Result<Claimed, Error> {
     let rows: Vec<ClaimedJson<'_>> = serde_json::from_str(answer)
         .map_err(|e| Error::Schema(format!("a claim's answer from the database does not decode: {e}")))?;
-    rows.into_iter()
-        .map(|ClaimedJson(id, fence, kind, queue, payload, attempt, max_attempts, ttl_ms, run_at, taken_over)| {
-            Ok(ClaimedTask {
-                lease: TaskLease { task_id: parse_id(&id)?, fence: FencingToken(fence) },
-                payload: parse_json(payload.get(), "a payload")?,
-                kind,
-                queue,
-                attempt,
-                max_attempts,
-                lease_ttl: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0)),
-                run_at: ms_to_time(run_at),
-                taken_over: taken_over != 0,
-            })
-        })
-        .collect()
+    let (mut tasks, mut unreadable) = (Vec::with_capacity(rows.len()), Vec::new());
+    for ClaimedJson(id, fence, kind, queue, payload, attempt, max_attempts, ttl_ms, run_at, taken_over) in rows {
+        let lease = TaskLease { task_id: parse_id(&id)?, fence: FencingToken(fence) };
+        let payload = match serde_json::from_str(payload.get()) {
+            Ok(payload) => payload,
+            Err(e) => {
+                unreadable.push((lease, format!("the payload does not parse as JSON: {e}")));
+                continue;
+            }
+        };
+        tasks.push(ClaimedTask {
+            lease,
+            payload,
+            kind,
+            queue,
+            attempt,
+            max_attempts,
+            lease_ttl: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0)),
+            run_at: ms_to_time(run_at),
+            taken_over: taken_over != 0,
+        });
+    }
+    Ok((tasks, unreadable))
 }
 
 #[derive(Deserialize)]

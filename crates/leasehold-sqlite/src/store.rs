@@ -299,6 +299,20 @@ fn lost(lease: TaskLease) -> Error {
     Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }
 }
 
+/// Discards the claimed tasks whose payload does not parse, each with why, fenced by the claim's token:
+/// no handler could run them, and answering the claim with an error instead would have left every task
+/// of it running unstarted until its lease ran out, claim after claim, each taking an attempt from its
+/// batch's tasks. A discard that fails leaves its task to its lease, and the next claim tries again.
+async fn discard_unreadable(store: &SqliteStore, unreadable: Vec<(TaskLease, String)>) {
+    for (lease, reason) in unreadable {
+        tracing::warn!(task_id = %lease.task_id, %reason, "a claimed task's payload does not parse: discarded");
+        let finish = TaskFinishParams { lease, state: TaskState::Discarded, reason };
+        if let Err(e) = store.task_finish(finish).await {
+            tracing::warn!(task_id = %lease.task_id, error = %e, "discarding a task whose payload does not parse failed");
+        }
+    }
+}
+
 fn leases_of(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<TaskLease>> {
     rows.iter()
         .map(|r| Ok(TaskLease { task_id: parse_id(r.get::<&str, _>("id"))?, fence: FencingToken(r.get("fence")) }))
@@ -398,10 +412,11 @@ impl TaskStore for SqliteStore {
         }
         // the exhausted tasks were discarded, not claimed; they count towards the limit
         let reached_limit = picked >= i64::from(p.limit);
-        let tasks = match answer {
+        let (tasks, unreadable) = match answer {
             Some(claimed) => claimed_tasks(&claimed)?,
-            None => Vec::new(),
+            None => Default::default(),
         };
+        discard_unreadable(self, unreadable).await;
         Ok(ClaimBatch { tasks, contended, reached_limit })
     }
 

@@ -16,6 +16,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Ends the task's current lease on the store's clock, as the passage of its ttl would.
     fn expire_lease(&self, id: TaskId) -> impl Future<Output = ()> + Send;
 
+    /// Writes the JSON text `payload` over the task's payload as it stands, as code other than leasehold's
+    /// may (`{"n": 1e400}`, which serde_json cannot read).
+    fn write_payload(&self, id: TaskId, payload: &str) -> impl Future<Output = ()> + Send;
+
     /// Makes a task that waits for its `run_at` due now.
     fn make_due(&self, id: TaskId) -> impl Future<Output = ()> + Send;
 

@@ -48,6 +48,7 @@ macro_rules! conformance_tests {
             concurrent_claims_report_contention, retention_prunes_old_finished_tasks_only,
             worker_prunes_finished_tasks_after_its_retention, retention_frees_keys_and_keeps_pruned_holders_fenced,
             batches_keep_each_tasks_fields, claims_answer_every_payload_as_enqueued,
+            a_task_whose_payload_does_not_parse_is_discarded_alone,
             any_queue_name_is_claimed, a_queue_named_twice_is_claimed_once);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1387,6 +1388,24 @@ pub async fn claims_answer_every_payload_as_enqueued<B: Backend>(b: &B) {
     for (got, sent) in claimed.iter().zip(&payloads) {
         assert_eq!(&got.payload, sent);
     }
+}
+
+/// A task whose payload serde_json cannot read (written by other code: `1e400` is valid JSON, beyond
+/// any f64) is discarded by the claim that took it, with why, and its batch's other tasks are claimed as
+/// usual: one such payload does not fail the claim and strand every task of it.
+pub async fn a_task_whose_payload_does_not_parse_is_discarded_alone<B: Backend>(b: &B) {
+    let s = b.store();
+    let ids = s.task_insert_many((0..3).map(|n| task("k", n)).collect()).await.unwrap();
+    b.write_payload(ids[1], r#"{"n": 1e400}"#).await;
+    let batch = s.task_claim(claim(10)).await.unwrap();
+    let claimed: Vec<TaskId> = batch.tasks.iter().map(|t| t.lease.task_id).collect();
+    assert_eq!(claimed, vec![ids[0], ids[2]]);
+    // the task's record is read with its payload too: given a readable one again to be looked at
+    b.write_payload(ids[1], r#"{"n": 1}"#).await;
+    let rec = s.task_get(ids[1]).await.unwrap();
+    assert_eq!((rec.state, rec.attempt), (TaskState::Discarded, 1));
+    assert!(rec.errors.len() == 1 && rec.errors[0].message.contains("payload does not parse"), "{:?}", rec.errors);
+    assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty());
 }
 
 /// A batch keeps every task's own fields, whether its tasks differ (kind, queue, priority, attempts,

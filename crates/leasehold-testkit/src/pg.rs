@@ -141,6 +141,15 @@ impl Backend for PgBackend {
             .unwrap();
     }
 
+    async fn write_payload(&self, id: TaskId, payload: &str) {
+        sqlx::query("UPDATE leasehold.tasks SET payload = $2::jsonb WHERE id = $1")
+            .bind(id.0)
+            .bind(payload)
+            .execute(self.db.pool())
+            .await
+            .unwrap();
+    }
+
     async fn make_due(&self, id: TaskId) {
         sqlx::query("UPDATE leasehold.tasks SET run_at = now() - interval '1 millisecond' WHERE id = $1")
             .bind(id.0)

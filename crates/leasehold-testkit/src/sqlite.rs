@@ -112,6 +112,15 @@ impl Backend for SqliteBackend {
         .unwrap();
     }
 
+    async fn write_payload(&self, id: TaskId, payload: &str) {
+        sqlx::query("UPDATE leasehold_tasks SET payload = ?2 WHERE id = ?1")
+            .bind(id.0.to_string())
+            .bind(payload)
+            .execute(self.file.pool())
+            .await
+            .unwrap();
+    }
+
     async fn make_due(&self, id: TaskId) {
         sqlx::query(
             "UPDATE leasehold_tasks SET run_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) - 1 WHERE id = ?1",
