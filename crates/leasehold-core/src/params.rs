@@ -253,7 +253,8 @@ pub struct ClaimBatch {
     /// (PostgreSQL), or a wait for another writer's lock (SQLite). For metrics only.
     pub contended: bool,
     /// Whether the claim picked as many tasks as its limit, counting those it did not hand out: expired
-    /// tasks out of attempts, which it discarded, and (PostgreSQL) a task changed by another transaction
+    /// tasks out of attempts and tasks whose payload does not parse, which it discarded, and
+    /// (PostgreSQL) a task changed by another transaction
     /// while the claim ran, which it left for the next claim. More may be due, so a worker claims again at
     /// once even though fewer than `limit` tasks came back. A store whose every pick is in `tasks` may
     /// leave it false: a batch of `limit` tasks says the same.

@@ -342,6 +342,9 @@ impl TaskStore for PgStore {
             .await
             .map_err(db)?;
         c.clean();
+        // handed back before any discard below asks for a connection: on a pool of one, it would wait for
+        // this one until its acquire timed out
+        drop(c);
         if let Some(r) = rows.first() {
             self.size_class.saw(r.table_pages);
         }

@@ -115,3 +115,44 @@ async fn handlers_holding_every_pooled_connection_do_not_stop_renewals() {
     assert_eq!(w.stats().lease_lost, 0);
     store.close().await;
 }
+
+/// On a pool of one connection, a claim that discards a task whose payload does not parse (JSON that
+/// serde_json cannot read, written by other code) hands its own connection back first, so the discard
+/// runs on it. Before, the claim still held it while the discard waited for a connection, until the
+/// pool's acquire timed out (30 s here), and the claim's other tasks came back that much later.
+#[tokio::test]
+async fn a_claim_on_a_pool_of_one_connection_discards_what_it_cannot_read() {
+    let db = TestDb::create().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(db.url())
+        .await
+        .unwrap();
+    let store = PgStore::from_pool(pool);
+    let tasks = (0..2).map(|n| NewTask::new("k", serde_json::json!({ "n": n }))).collect();
+    let ids = store.task_insert_many(tasks).await.unwrap();
+    sqlx::query(r#"UPDATE leasehold.tasks SET payload = '{"n": 1e400}' WHERE id = $1"#)
+        .bind(ids[0].0)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let params = TaskClaimParams {
+        queues: vec![DEFAULT_QUEUE.to_owned()],
+        limit: 10,
+        default_lease_ttl: Duration::from_secs(30),
+        worker_id: "w".into(),
+    };
+    let claimed = tokio::time::timeout(Duration::from_secs(10), store.task_claim(params))
+        .await
+        .expect("the claim's discard waited for the claim's own connection")
+        .unwrap();
+    assert_eq!(claimed.tasks.iter().map(|t| t.lease.task_id).collect::<Vec<_>>(), vec![ids[1]]);
+    let state: String = sqlx::query_scalar("SELECT state FROM leasehold.tasks WHERE id = $1")
+        .bind(ids[0].0)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(state, "discarded");
+    store.close().await;
+}

@@ -9,7 +9,8 @@
 //!   task ran.
 //! - [`sqlite`]: a fresh SQLite file per test, removed afterwards; [`sqlite::SqliteBackend`].
 //! - [`conformance`]: the suite, and [`conformance_tests!`] which expands it into one test per case;
-//!   [`cron_cases`] holds its cases for scheduled jobs.
+//!   [`cron_cases`] holds its cases for scheduled jobs, [`completion_cases`] those of deleting
+//!   completions and [`payload_cases`] those of the payloads a claim answers.
 //! - [`jobs`]: the jobs the suite and the process tests run.
 //! - [`process`]: worker processes for crash and pause tests.
 //! - [`history`]: what those processes recorded, read back for the checks.
@@ -25,6 +26,7 @@ pub mod cron_cases;
 pub mod faults;
 pub mod history;
 pub mod jobs;
+pub mod payload_cases;
 pub mod pg;
 pub mod plans;
 pub mod process;
