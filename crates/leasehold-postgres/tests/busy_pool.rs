@@ -7,6 +7,7 @@ use std::time::Duration;
 use leasehold::{Client, EnqueueOptions, Job, JobContext, JobResult, Outcome, Worker};
 use leasehold_core::*;
 use leasehold_postgres::PgStore;
+use leasehold_testkit::jobs::three_second_leases;
 use leasehold_testkit::pg::TestDb;
 use leasehold_testkit::wait;
 use serde::{Deserialize, Serialize};
@@ -63,16 +64,8 @@ async fn handlers_holding_every_pooled_connection_do_not_stop_renewals() {
     let store = PgStore::from_pool(pool.clone());
     let (open, gate) = watch::channel(false);
     let shared = Shared { pool, gate, holding: Arc::default(), cancelled: Arc::default() };
-    let w = Worker::builder_with_state(store.clone(), shared.clone())
-        .register::<HoldsConnection>()
-        .concurrency(4)
-        .lease_ttl(Duration::from_secs(3))
-        .heartbeat_interval(Duration::from_secs(1))
-        .trust_margin(Duration::from_millis(500))
-        .cancel_grace(Duration::from_millis(200))
-        .poll_interval(Duration::from_millis(200))
-        .build()
-        .unwrap();
+    let builder = Worker::builder_with_state(store.clone(), shared.clone()).register::<HoldsConnection>();
+    let w = three_second_leases(builder).concurrency(4).build().unwrap();
     let ids = Client::new(store.clone())
         .enqueue_many((0..4).map(|_| HoldsConnection), EnqueueOptions::default())
         .await

@@ -8,6 +8,7 @@ use std::time::Duration;
 use leasehold::{Client, EnqueueOptions, Job, JobContext, JobResult, Outcome, Worker};
 use leasehold_core::*;
 use leasehold_postgres::PgStore;
+use leasehold_testkit::jobs::three_second_leases;
 use leasehold_testkit::pg::TestDb;
 use leasehold_testkit::wait;
 use serde::{Deserialize, Serialize};
@@ -184,15 +185,8 @@ async fn a_failed_renewal_is_tried_again_before_the_trust_window_ends() {
     .execute(db.pool())
     .await
     .unwrap();
-    let w = Worker::builder_with_state(store.clone(), Probe::default())
-        .register::<UntilCancelled>()
-        .lease_ttl(Duration::from_secs(3))
-        .heartbeat_interval(Duration::from_secs(1))
-        .trust_margin(Duration::from_millis(500))
-        .cancel_grace(Duration::from_millis(200))
-        .poll_interval(Duration::from_millis(200))
-        .build()
-        .unwrap();
+    let builder = Worker::builder_with_state(store.clone(), Probe::default()).register::<UntilCancelled>();
+    let w = three_second_leases(builder).build().unwrap();
     // runs for 3.5 s unless cancelled: past the trust window of its claim's lease
     let id = client.enqueue(UntilCancelled { max_ms: 3_500 }).await.unwrap();
     w.start().await;

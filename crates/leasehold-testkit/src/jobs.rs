@@ -1,4 +1,5 @@
-//! Jobs the conformance suite and the process tests run.
+//! Jobs the conformance suite and the process tests run, and the worker settings of tests whose leases
+//! must run out within seconds.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -6,7 +7,21 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use leasehold::{Job, JobContext, JobResult, Outcome, TaskId, TaskLease};
+use leasehold::{Job, JobContext, JobResult, Outcome, TaskId, TaskLease, WorkerBuilder};
+
+/// A worker whose leases last 3 s (`L`), renewed every second (`H`), trusted until half a second before
+/// they end (`M`), its cancelled jobs given 0.2 s, polling every 0.2 s: a lease that is not renewed is
+/// lost, and its job cancelled, within 2.5 s.
+pub fn three_second_leases<S: leasehold::TaskStore, St: Send + Sync + 'static>(
+    builder: WorkerBuilder<S, St>,
+) -> WorkerBuilder<S, St> {
+    builder
+        .lease_ttl(Duration::from_secs(3))
+        .heartbeat_interval(Duration::from_secs(1))
+        .trust_margin(Duration::from_millis(500))
+        .cancel_grace(Duration::from_millis(200))
+        .poll_interval(Duration::from_millis(200))
+}
 
 /// Completes a task in the application's own transaction, with an effect row (a backend's
 /// [`crate::Backend::complete_with_effect`], made `'static`).
