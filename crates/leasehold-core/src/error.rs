@@ -1,6 +1,6 @@
 //! The one error type of the store layer.
 
-use crate::task::{FencingToken, TaskId};
+use crate::task::{FencingToken, TaskId, TaskLease};
 
 /// A boxed error from a backend or a handler.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -83,6 +83,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// [`Error::LeaseLost`] for a write that carried `lease`'s token.
+    pub fn lease_lost(lease: TaskLease) -> Self {
+        Self::LeaseLost { task_id: lease.task_id, fence: lease.fence }
+    }
+
     /// Wraps a backend error.
     pub fn database(e: impl Into<BoxError>) -> Self {
         Self::Database(e.into())

@@ -378,7 +378,7 @@ impl CompletionStatus {
     pub fn into_result(self, lease: TaskLease) -> Result<()> {
         match self {
             Self::Completed | Self::AlreadyCompleted => Ok(()),
-            Self::LeaseLost => Err(Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }),
+            Self::LeaseLost => Err(Error::lease_lost(lease)),
         }
     }
 }

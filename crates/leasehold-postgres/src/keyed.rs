@@ -75,7 +75,7 @@ pub(crate) async fn effect_begin(
         .await
         .map_err(db)?;
     match (lease, holds, claimed) {
-        (Some(lease), false, _) => return Err(Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }),
+        (Some(lease), false, _) => return Err(Error::lease_lost(lease)),
         (_, _, true) => return Ok(None),
         _ => {}
     }

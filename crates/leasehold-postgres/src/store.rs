@@ -267,15 +267,11 @@ fn may_hand_off(task: &NewTask, payload: &str) -> bool {
     task.max_attempts > 1 && payload.len() + json_len(&task.kind) + json_len(&task.queue) <= MAX_VARIABLE_PART
 }
 
-fn lost(lease: TaskLease) -> Error {
-    Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }
-}
-
 /// Discards the claimed tasks whose payload does not parse, each with why, fenced by the claim's token:
 /// no handler could run them, and answering the claim with an error instead would have left every task
 /// of it running unstarted until its lease ran out, claim after claim, each taking an attempt from its
 /// batch's tasks. A discard that fails leaves its task to its lease, and the next claim tries again.
-async fn discard_unreadable(store: &PgStore, unreadable: impl Iterator<Item = (TaskLease, String)>) {
+async fn discard_unreadable(store: &PgStore, unreadable: Vec<(TaskLease, String)>) {
     for (lease, reason) in unreadable {
         tracing::warn!(task_id = %lease.task_id, %reason, "a claimed task's payload does not parse: discarded");
         let finish = TaskFinishParams { lease, state: TaskState::Discarded, reason };
@@ -351,10 +347,15 @@ impl TaskStore for PgStore {
         let fresh = rows.iter().filter(|r| r.fresh_claim()).count() as i64;
         let contended = rows.first().is_some_and(|r| r.due_seen > fresh);
         let reached_limit = rows.first().is_some_and(|r| r.picked >= i64::from(p.limit));
-        let (tasks, unreadable): (Vec<_>, Vec<_>) =
-            rows.into_iter().filter_map(ClaimRow::into_task).partition(Result::is_ok);
-        discard_unreadable(self, unreadable.into_iter().filter_map(Result::err)).await;
-        Ok(ClaimBatch { tasks: tasks.into_iter().filter_map(Result::ok).collect(), contended, reached_limit })
+        let (mut tasks, mut unreadable) = (Vec::with_capacity(rows.len()), Vec::new());
+        for task in rows.into_iter().filter_map(ClaimRow::into_task) {
+            match task {
+                Ok(task) => tasks.push(task),
+                Err(lease_and_why) => unreadable.push(lease_and_why),
+            }
+        }
+        discard_unreadable(self, unreadable).await;
+        Ok(ClaimBatch { tasks, contended, reached_limit })
     }
 
     async fn lease_renew(&self, p: LeaseRenewParams) -> Result<LeaseRenewal> {
@@ -409,7 +410,7 @@ impl TaskStore for PgStore {
             .await
             .map_err(db)?;
         c.clean();
-        parse_state(&state.ok_or_else(|| lost(p.lease))?)
+        parse_state(&state.ok_or_else(|| Error::lease_lost(p.lease))?)
     }
 
     async fn task_snooze(&self, p: TaskSnoozeParams) -> Result<()> {
@@ -422,7 +423,7 @@ impl TaskStore for PgStore {
             .await
             .map_err(db)?;
         c.clean();
-        if done.rows_affected() == 0 { Err(lost(p.lease)) } else { Ok(()) }
+        if done.rows_affected() == 0 { Err(Error::lease_lost(p.lease)) } else { Ok(()) }
     }
 
     async fn task_finish(&self, p: TaskFinishParams) -> Result<()> {
@@ -439,7 +440,7 @@ impl TaskStore for PgStore {
             .await
             .map_err(db)?;
         c.clean();
-        if done.rows_affected() == 0 { Err(lost(p.lease)) } else { Ok(()) }
+        if done.rows_affected() == 0 { Err(Error::lease_lost(p.lease)) } else { Ok(()) }
     }
 
     async fn task_release(&self, p: TaskReleaseParams) -> Result<Vec<TaskLease>> {

@@ -24,6 +24,11 @@ struct Shared {
     cancelled: Arc<AtomicUsize>,
 }
 
+/// A pool of at most `max` connections on the test's database, whose acquire waits 30 s.
+async fn pool_of(db: &TestDb, max: u32) -> PgPool {
+    PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(30)).connect(db.url()).await.unwrap()
+}
+
 /// Takes a connection of the shared pool and holds it until its gate opens (or its lease is lost).
 #[derive(Serialize, Deserialize)]
 struct HoldsConnection;
@@ -55,12 +60,7 @@ impl Job for HoldsConnection {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_holding_every_pooled_connection_do_not_stop_renewals() {
     let db = TestDb::create().await;
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect(db.url())
-        .await
-        .unwrap();
+    let pool = pool_of(&db, 4).await;
     let store = PgStore::from_pool(pool.clone());
     let (open, gate) = watch::channel(false);
     let shared = Shared { pool, gate, holding: Arc::default(), cancelled: Arc::default() };
@@ -116,12 +116,7 @@ async fn handlers_holding_every_pooled_connection_do_not_stop_renewals() {
 #[tokio::test]
 async fn a_claim_on_a_pool_of_one_connection_discards_what_it_cannot_read() {
     let db = TestDb::create().await;
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect(db.url())
-        .await
-        .unwrap();
+    let pool = pool_of(&db, 1).await;
     let store = PgStore::from_pool(pool);
     let tasks = (0..2).map(|n| NewTask::new("k", serde_json::json!({ "n": n }))).collect();
     let ids = store.task_insert_many(tasks).await.unwrap();

@@ -87,7 +87,7 @@ pub(crate) async fn effect_begin(
             .await
             .map_err(db)?;
         if !holds {
-            return Err(Error::LeaseLost { task_id: lease.task_id, fence: lease.fence });
+            return Err(Error::lease_lost(lease));
         }
     }
     let outcome: Option<String> =

@@ -295,10 +295,6 @@ fn json_strings<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String 
     out
 }
 
-fn lost(lease: TaskLease) -> Error {
-    Error::LeaseLost { task_id: lease.task_id, fence: lease.fence }
-}
-
 /// Discards the claimed tasks whose payload does not parse, each with why, fenced by the claim's token:
 /// no handler could run them, and answering the claim with an error instead would have left every task
 /// of it running unstarted until its lease ran out, claim after claim, each taking an attempt from its
@@ -380,8 +376,9 @@ impl TaskStore for SqliteStore {
         let contended = asked.elapsed() > CONTENDED_WAIT;
         let (picked, picks): (i64, String) =
             sqlx::query_as(sqlx::AssertSqlSafe(claim_sql(&distinct, p.limit))).fetch_one(&mut *tx).await.map_err(db)?;
-        let mut answer = None;
-        if picked > 0 {
+        let answer = if picked == 0 {
+            None
+        } else {
             let ttl = duration_ms(p.default_lease_ttl);
             sqlx::query(include_str!("sql/task_claim_update.sql"))
                 .bind(&picks)
@@ -398,8 +395,8 @@ impl TaskStore for SqliteStore {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db)?;
-            answer = Some(claimed);
-        }
+            Some(claimed)
+        };
         tx.commit().await.map_err(db)?;
         drop(writer);
         {
@@ -464,7 +461,7 @@ impl TaskStore for SqliteStore {
             .fetch_optional(&mut *writer)
             .await
             .map_err(db)?;
-        parse_state(&state.ok_or_else(|| lost(p.lease))?)
+        parse_state(&state.ok_or_else(|| Error::lease_lost(p.lease))?)
     }
 
     async fn task_snooze(&self, p: TaskSnoozeParams) -> Result<()> {
@@ -476,7 +473,7 @@ impl TaskStore for SqliteStore {
             .execute(&mut *writer)
             .await
             .map_err(db)?;
-        if done.rows_affected() == 0 { Err(lost(p.lease)) } else { Ok(()) }
+        if done.rows_affected() == 0 { Err(Error::lease_lost(p.lease)) } else { Ok(()) }
     }
 
     async fn task_finish(&self, p: TaskFinishParams) -> Result<()> {
@@ -492,7 +489,7 @@ impl TaskStore for SqliteStore {
             .execute(&mut *writer)
             .await
             .map_err(db)?;
-        if done.rows_affected() == 0 { Err(lost(p.lease)) } else { Ok(()) }
+        if done.rows_affected() == 0 { Err(Error::lease_lost(p.lease)) } else { Ok(()) }
     }
 
     async fn task_release(&self, p: TaskReleaseParams) -> Result<Vec<TaskLease>> {

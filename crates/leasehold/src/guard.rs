@@ -51,7 +51,7 @@ pub fn expect_fenced(rows_affected: u64, lease: TaskLease) -> Result<()> {
         return Ok(());
     }
     crate::telemetry::record::stale_write("application");
-    Err(Error::LeaseLost { task_id: lease.task_id, fence: lease.fence })
+    Err(Error::lease_lost(lease))
 }
 
 /// How [`retry_on_conflict`] retries.

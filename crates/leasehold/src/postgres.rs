@@ -28,11 +28,7 @@ impl Client<PgStore> {
 /// answers [`leasehold_core::Error::LeaseLost`]; dropping the transaction then rolls back every
 /// write it made. The worker sees the completion and does not complete the task again.
 pub async fn complete_in(conn: &mut PgConnection, lease: TaskLease, result: Option<serde_json::Value>) -> Result<()> {
-    let done = tx::task_complete_in(conn, lease, result).await;
-    if done.as_ref().is_err_and(leasehold_core::Error::is_lease_lost) {
-        crate::telemetry::record::stale_write("complete");
-    }
-    done
+    crate::telemetry::record::counting_stale("complete", tx::task_complete_in(conn, lease, result).await)
 }
 
 /// Claims the effect `key` in the caller's transaction: [`Once::Fresh`] when it has not happened (do
@@ -45,11 +41,8 @@ pub async fn effect_begin<T: DeserializeOwned>(
     key: &str,
     lease: Option<TaskLease>,
 ) -> Result<Once<T>> {
-    let claimed = tx::effect_begin_in(tx, key, lease).await;
-    if claimed.as_ref().is_err_and(leasehold_core::Error::is_lease_lost) {
-        crate::telemetry::record::stale_write("effect");
-    }
-    once::decode("postgres", key, claimed?)
+    let claimed = crate::telemetry::record::counting_stale("effect", tx::effect_begin_in(tx, key, lease).await)?;
+    once::decode("postgres", key, claimed)
 }
 
 /// Records the outcome of an effect claimed by [`effect_begin`] in this transaction.

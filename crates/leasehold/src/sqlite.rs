@@ -37,11 +37,7 @@ pub async fn complete_in(
     lease: TaskLease,
     result: Option<serde_json::Value>,
 ) -> Result<()> {
-    let done = tx::task_complete_in(conn, lease, result).await;
-    if done.as_ref().is_err_and(leasehold_core::Error::is_lease_lost) {
-        crate::telemetry::record::stale_write("complete");
-    }
-    done
+    crate::telemetry::record::counting_stale("complete", tx::task_complete_in(conn, lease, result).await)
 }
 
 /// Claims the effect `key` in the caller's transaction: [`Once::Fresh`] when it has not happened (do
@@ -54,11 +50,8 @@ pub async fn effect_begin<T: DeserializeOwned>(
     key: &str,
     lease: Option<TaskLease>,
 ) -> Result<Once<T>> {
-    let claimed = tx::effect_begin_in(tx, key, lease).await;
-    if claimed.as_ref().is_err_and(leasehold_core::Error::is_lease_lost) {
-        crate::telemetry::record::stale_write("effect");
-    }
-    once::decode("sqlite", key, claimed?)
+    let claimed = crate::telemetry::record::counting_stale("effect", tx::effect_begin_in(tx, key, lease).await)?;
+    once::decode("sqlite", key, claimed)
 }
 
 /// Records the outcome of an effect claimed by [`effect_begin`] in this transaction.

@@ -187,6 +187,14 @@ pub(crate) fn stale_write(write: &'static str) {
     counter!(STALE_WRITES, "write" => write).increment(1);
 }
 
+/// `written`, counted as a stale write of kind `write` when it is [`leasehold_core::Error::LeaseLost`].
+pub(crate) fn counting_stale<T>(write: &'static str, written: leasehold_core::Result<T>) -> leasehold_core::Result<T> {
+    if written.as_ref().is_err_and(leasehold_core::Error::is_lease_lost) {
+        stale_write(write);
+    }
+    written
+}
+
 pub(crate) fn version_conflict() {
     counter!(VERSION_CONFLICTS).increment(1);
 }
