@@ -45,26 +45,57 @@ pub async fn drop_connections(pool: &PgPool, name: &str) -> Result<i64, sqlx::Er
 
 /// Freezes every server session of the worker `name` (`SIGSTOP` on their backend processes, found by
 /// `application_name`) for `d`, as a network partition between the worker and its database would:
-/// its renewals hang, so it must fence itself. Needs the right to signal the server's processes (the
-/// cluster of [`super::PgCluster`], or root). Answers how many sessions were frozen.
+/// its renewals hang, so it must fence itself. A session the worker opens meanwhile is frozen as soon
+/// as it shows (the sessions are looked for every 20 ms), as a partition would hang a new connection
+/// too: the worker's renewals run on a connection of their own, opened again after a cut, which a
+/// freeze of the sessions of one moment would otherwise miss. Needs the right to signal the server's
+/// processes (the cluster of [`super::PgCluster`], or root). Answers how many sessions were frozen at
+/// once.
 pub async fn stall_sessions(pool: &PgPool, name: &str, d: Duration) -> Result<usize, sqlx::Error> {
-    let pids: Vec<i32> =
-        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()")
-            .bind(name)
-            .fetch_all(pool)
-            .await?;
-    let signal = |sig: &str, pids: &[i32]| {
-        for pid in pids {
-            let _ = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
-        }
-    };
-    signal("STOP", &pids);
-    let n = pids.len();
+    let first = sessions_of(pool, name).await?;
+    signal("STOP", &first);
+    let n = first.len();
+    let (opts, name) = ((*pool.connect_options()).clone(), name.to_owned());
+    // a thread with a runtime of its own, so that the sessions run again even if the caller's runtime
+    // ends first
     std::thread::spawn(move || {
-        std::thread::sleep(d);
-        signal("CONT", &pids);
+        let until = std::time::Instant::now() + d;
+        let mut frozen = first;
+        {
+            let watch = async {
+                let Ok(mut conn) = sqlx::ConnectOptions::connect(&opts).await else { return };
+                while std::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    if let Ok(now) = sessions_of(&mut conn, &name).await {
+                        let new: Vec<i32> = now.into_iter().filter(|pid| !frozen.contains(pid)).collect();
+                        signal("STOP", &new);
+                        frozen.extend(new);
+                    }
+                }
+            };
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                rt.block_on(watch);
+            }
+        }
+        std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
+        signal("CONT", &frozen);
     });
     Ok(n)
+}
+
+/// The backend processes of the sessions of the worker `name`.
+async fn sessions_of<'e>(db: impl sqlx::PgExecutor<'e>, name: &str) -> Result<Vec<i32>, sqlx::Error> {
+    sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()")
+        .bind(name)
+        .fetch_all(db)
+        .await
+}
+
+/// Sends the signal `sig` (`STOP`, `CONT`) to each process of `pids`.
+fn signal(sig: &str, pids: &[i32]) {
+    for pid in pids {
+        let _ = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    }
 }
 
 /// The store's clock, as far as one task's lease is concerned.
