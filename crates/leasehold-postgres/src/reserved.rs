@@ -1,4 +1,5 @@
-//! A connection of the store's own for lease renewals, outside the application's pool.
+//! A connection of the store's own for lease renewals, outside the application's pool: the renewals of
+//! task leases and the scheduler's leader lease (taken and renewed by one statement).
 //!
 //! Handlers often run their own transactions on the pool the store was given (the transactional
 //! completion and the effect records are built for that). When every connection of that pool was lent to

@@ -104,6 +104,12 @@ impl PgStore {
     pub(crate) async fn conn(&self) -> Result<Conn> {
         self.warm.get().await
     }
+
+    /// The store's own connection, outside the application's pool, for the renewals of leases (see
+    /// `reserved.rs`).
+    pub(crate) async fn reserved_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+        self.reserved.get(&self.pool).await
+    }
 }
 
 pub(crate) async fn insert_tasks<'e>(exec: impl PgExecutor<'e>, tasks: &[NewTask]) -> Result<Vec<TaskId>> {
@@ -375,7 +381,7 @@ impl TaskStore for PgStore {
         };
         // on the store's own connection: handlers holding every connection of the pool must not hold up
         // the renewal of their own leases
-        let mut c = self.reserved.get(&self.pool).await?;
+        let mut c = self.reserved_conn().await?;
         let rows = query.fetch_all(&mut *c).await.map_err(db)?;
         let mut out = LeaseRenewal::default();
         for r in &rows {

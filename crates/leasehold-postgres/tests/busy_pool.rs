@@ -1,10 +1,11 @@
-//! A worker whose handlers hold every connection of the store's pool: its leases are still renewed.
+//! Handlers holding every connection of the store's pool: the task leases and the leader lease are still renewed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use leasehold::{Client, EnqueueOptions, Job, JobContext, JobResult, Outcome, Worker};
+use leasehold_core::schedule::LeaderAcquireParams;
 use leasehold_core::*;
 use leasehold_postgres::PgStore;
 use leasehold_testkit::jobs::three_second_leases;
@@ -142,5 +143,31 @@ async fn a_claim_on_a_pool_of_one_connection_discards_what_it_cannot_read() {
         .await
         .unwrap();
     assert_eq!(state, "discarded");
+    store.close().await;
+}
+
+/// The scheduler's leader lease is taken and renewed on the store's own connection too: with the one
+/// connection of the store's pool held elsewhere (as by a handler's long transaction), the leader still
+/// takes its lease and renews it well within its 3 s. Before, each try waited in the pool's queue until
+/// the connection came back or the acquire timed out (30 s here), past the lease's end.
+#[tokio::test]
+async fn the_leader_lease_is_renewed_while_the_pool_is_held() {
+    let db = TestDb::create().await;
+    let pool = pool_of(&db, 1).await;
+    let store = PgStore::from_pool(pool.clone());
+    let held = pool.acquire().await.unwrap();
+    let lead = || async {
+        let params = LeaderAcquireParams { name: "cron".into(), holder: "a".into(), ttl: Duration::from_secs(3) };
+        let answer = tokio::time::timeout(Duration::from_secs(2), store.leader_acquire(params)).await;
+        answer.expect("the leader lease waited for the held connection").unwrap()
+    };
+    let token = lead().await.expect("nobody else holds the lease");
+    assert_eq!(lead().await, Some(token), "a renewal keeps the term's token");
+    let holder: String = sqlx::query_scalar("SELECT holder FROM leasehold.leaders WHERE name = 'cron'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(holder, "a");
+    drop(held);
     store.close().await;
 }
