@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`task`]: identifiers, states, fencing tokens and the records a store returns.
 //! - [`params`]: one parameter struct per store operation.
+//! - [`claim`]: what a claim discards instead of handing out, and the discard of unreadable payloads.
 //! - [`store`]: [`TaskStore`], the trait every backend implements, and [`Wakeup`], its hint channel.
 //! - [`retry`]: exponential backoff with jitter.
 //! - [`schedule`]: singleton scheduled jobs: definitions, policies and the leader's pure planning.
@@ -13,6 +14,7 @@
 //! The lease protocol these types carry (store clock, trust window, fencing tokens) is described in
 //! `docs/lease-protocol.md` at the root of the repository.
 
+pub mod claim;
 pub mod error;
 pub mod params;
 pub mod retry;
@@ -21,6 +23,7 @@ pub mod statements;
 pub mod store;
 pub mod task;
 
+pub use claim::{ClaimDiscard, DiscardCause, UnreadableTask};
 pub use error::{Error, Result};
 pub use params::*;
 pub use retry::RetryPolicy;

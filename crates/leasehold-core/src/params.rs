@@ -259,6 +259,9 @@ pub struct ClaimBatch {
     /// once even though fewer than `limit` tasks came back. A store whose every pick is in `tasks` may
     /// leave it false: a batch of `limit` tasks says the same.
     pub reached_limit: bool,
+    /// The tasks the claim picked and discarded instead of handing out (written as discarded already):
+    /// for the worker's counts and metrics.
+    pub discarded: Vec<crate::ClaimDiscard>,
 }
 
 /// Delete tasks that finished long enough ago.

@@ -9,7 +9,10 @@ use sqlx::types::Json;
 use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
-use leasehold_core::{AttemptError, ClaimedTask, Error, FencingToken, TaskId, TaskLease, TaskRecord, TaskState};
+use leasehold_core::{
+    AttemptError, ClaimDiscard, ClaimedTask, DiscardCause, Error, FencingToken, TaskId, TaskLease, TaskRecord,
+    TaskState, UnreadableTask,
+};
 
 /// One row of a claim's answer: a claimed task, or (when nothing was claimed) a row of NULLs that only
 /// carries `due_seen`, `table_pages` and `picked`. Decoded by position, in the order of task_claim.sql's
@@ -34,6 +37,8 @@ pub(crate) struct ClaimRow {
     /// The tasks the statement picked: claimed, discarded, or left for the next claim (see
     /// task_claim.sql).
     pub(crate) picked: i64,
+    /// The exhausted tasks the statement discarded, each (id, queue, kind); `None` for none.
+    discarded: Option<Json<Vec<(Uuid, String, String)>>>,
 }
 
 impl<'r> FromRow<'r, PgRow> for ClaimRow {
@@ -52,6 +57,7 @@ impl<'r> FromRow<'r, PgRow> for ClaimRow {
             due_seen: column(row, 10)?,
             table_pages: column(row, 11)?,
             picked: column(row, 12)?,
+            discarded: column(row, 13)?,
         })
     }
 }
@@ -96,14 +102,27 @@ impl ClaimRow {
         self.id.is_some() && self.taken_over == Some(false)
     }
 
+    /// The exhausted tasks the statement discarded (the same in every row of its answer).
+    pub(crate) fn discarded(&mut self) -> Vec<ClaimDiscard> {
+        let discarded = self.discarded.take().map(|d| d.0).unwrap_or_default();
+        let cause = DiscardCause::LeaseLostOnLastAttempt;
+        discarded
+            .into_iter()
+            .map(|(id, queue, kind)| ClaimDiscard { task_id: TaskId(id), queue, kind, cause })
+            .collect()
+    }
+
     /// The claimed task, if the row holds one: `Err` with its lease and why when its payload does not
     /// parse (jsonb keeps numbers serde_json cannot read, such as `1e400`, or a number within rounding of
     /// the largest f64, which jsonb writes out as an integer of 309 digits).
-    pub(crate) fn into_task(self) -> Option<Result<ClaimedTask, (TaskLease, String)>> {
+    pub(crate) fn into_task(self) -> Option<Result<ClaimedTask, UnreadableTask>> {
         let lease = TaskLease { task_id: TaskId(self.id?), fence: FencingToken(self.fence?) };
         let payload = match self.payload?.0 {
             Ok(payload) => payload,
-            Err(e) => return Some(Err((lease, format!("the payload does not parse as JSON: {e}")))),
+            Err(e) => {
+                let reason = format!("the payload does not parse as JSON: {e}");
+                return Some(Err(UnreadableTask { lease, queue: self.queue?, kind: self.kind?, reason }));
+            }
         };
         Some(Ok(ClaimedTask {
             lease,

@@ -273,20 +273,6 @@ fn may_hand_off(task: &NewTask, payload: &str) -> bool {
     task.max_attempts > 1 && payload.len() + json_len(&task.kind) + json_len(&task.queue) <= MAX_VARIABLE_PART
 }
 
-/// Discards the claimed tasks whose payload does not parse, each with why, fenced by the claim's token:
-/// no handler could run them, and answering the claim with an error instead would have left every task
-/// of it running unstarted until its lease ran out, claim after claim, each taking an attempt from its
-/// batch's tasks. A discard that fails leaves its task to its lease, and the next claim tries again.
-async fn discard_unreadable(store: &PgStore, unreadable: Vec<(TaskLease, String)>) {
-    for (lease, reason) in unreadable {
-        tracing::warn!(task_id = %lease.task_id, %reason, "a claimed task's payload does not parse: discarded");
-        let finish = TaskFinishParams { lease, state: TaskState::Discarded, reason };
-        if let Err(e) = store.task_finish(finish).await {
-            tracing::warn!(task_id = %lease.task_id, error = %e, "discarding a task whose payload does not parse failed");
-        }
-    }
-}
-
 impl TaskStore for PgStore {
     fn backend_name(&self) -> &'static str {
         "postgres"
@@ -336,7 +322,7 @@ impl TaskStore for PgStore {
         }
         let mut c = self.conn().await?;
         let sql = claim_sql(&p.distinct_queues(), p.limit, self.size_class.get());
-        let rows: Vec<ClaimRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let mut rows: Vec<ClaimRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(duration_ms(p.default_lease_ttl))
             .bind(&p.worker_id)
             .bind(LEASE_LOST_ON_LAST_ATTEMPT)
@@ -353,6 +339,7 @@ impl TaskStore for PgStore {
         let fresh = rows.iter().filter(|r| r.fresh_claim()).count() as i64;
         let contended = rows.first().is_some_and(|r| r.due_seen > fresh);
         let reached_limit = rows.first().is_some_and(|r| r.picked >= i64::from(p.limit));
+        let mut discarded = rows.first_mut().map(ClaimRow::discarded).unwrap_or_default();
         let (mut tasks, mut unreadable) = (Vec::with_capacity(rows.len()), Vec::new());
         for task in rows.into_iter().filter_map(ClaimRow::into_task) {
             match task {
@@ -360,8 +347,8 @@ impl TaskStore for PgStore {
                 Err(lease_and_why) => unreadable.push(lease_and_why),
             }
         }
-        discard_unreadable(self, unreadable).await;
-        Ok(ClaimBatch { tasks, contended, reached_limit })
+        discarded.extend(leasehold_core::claim::discard_unreadable(self, unreadable).await);
+        Ok(ClaimBatch { tasks, contended, reached_limit, discarded })
     }
 
     async fn lease_renew(&self, p: LeaseRenewParams) -> Result<LeaseRenewal> {

@@ -7,7 +7,10 @@ use serde::Deserialize;
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use leasehold_core::{AttemptError, ClaimedTask, Error, FencingToken, TaskId, TaskLease, TaskRecord, TaskState};
+use leasehold_core::{
+    AttemptError, ClaimDiscard, ClaimedTask, DiscardCause, Error, FencingToken, TaskId, TaskLease, TaskRecord,
+    TaskState, UnreadableTask,
+};
 
 pub(crate) fn ms_to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
@@ -41,10 +44,19 @@ struct ClaimedJson<'a>(
     i64,
     i64,
     i64,
+    i64,
 );
 
-/// A claim's tasks, and the leases of those whose payload does not parse (each with why).
-pub(crate) type Claimed = (Vec<ClaimedTask>, Vec<(TaskLease, String)>);
+/// What a claim's answer holds.
+#[derive(Default)]
+pub(crate) struct Claimed {
+    /// The tasks claimed.
+    pub(crate) tasks: Vec<ClaimedTask>,
+    /// The tasks claimed whose payload does not parse, each with why.
+    pub(crate) unreadable: Vec<UnreadableTask>,
+    /// The exhausted tasks the claim discarded.
+    pub(crate) discarded: Vec<ClaimDiscard>,
+}
 
 /// The tasks of a claim's answer, one JSON array of them in claim order (task_claim_answer.sql). A task
 /// whose payload does not parse (a file written by other code may hold numbers serde_json cannot read,
@@ -52,17 +64,26 @@ pub(crate) type Claimed = (Vec<ClaimedTask>, Vec<(TaskLease, String)>);
 pub(crate) fn claimed_tasks(answer: &str) -> Result<Claimed, Error> {
     let rows: Vec<ClaimedJson<'_>> = serde_json::from_str(answer)
         .map_err(|e| Error::Schema(format!("a claim's answer from the database does not decode: {e}")))?;
-    let (mut tasks, mut unreadable) = (Vec::with_capacity(rows.len()), Vec::new());
-    for ClaimedJson(id, fence, kind, queue, payload, attempt, max_attempts, ttl_ms, run_at, taken_over) in rows {
-        let lease = TaskLease { task_id: parse_id(&id)?, fence: FencingToken(fence) };
+    let mut out = Claimed { tasks: Vec::with_capacity(rows.len()), ..Claimed::default() };
+    for row in rows {
+        let ClaimedJson(id, fence, kind, queue, payload, attempt, max_attempts, ttl_ms, run_at, taken_over, exhausted) =
+            row;
+        let task_id = parse_id(&id)?;
+        if exhausted != 0 {
+            let cause = DiscardCause::LeaseLostOnLastAttempt;
+            out.discarded.push(ClaimDiscard { task_id, queue, kind, cause });
+            continue;
+        }
+        let lease = TaskLease { task_id, fence: FencingToken(fence) };
         let payload = match serde_json::from_str(payload.get()) {
             Ok(payload) => payload,
             Err(e) => {
-                unreadable.push((lease, format!("the payload does not parse as JSON: {e}")));
+                let reason = format!("the payload does not parse as JSON: {e}");
+                out.unreadable.push(UnreadableTask { lease, queue, kind, reason });
                 continue;
             }
         };
-        tasks.push(ClaimedTask {
+        out.tasks.push(ClaimedTask {
             lease,
             payload,
             kind,
@@ -74,7 +95,7 @@ pub(crate) fn claimed_tasks(answer: &str) -> Result<Claimed, Error> {
             taken_over: taken_over != 0,
         });
     }
-    Ok((tasks, unreadable))
+    Ok(out)
 }
 
 #[derive(Deserialize)]

@@ -14,7 +14,7 @@ use crate::claim::claim_sql;
 use crate::db;
 use crate::local::{FileLocal, for_file};
 use crate::open::{SqliteOptions, open_checked, url_path};
-use crate::rows::{TaskRow, claimed_tasks, parse_id, parse_state};
+use crate::rows::{Claimed, TaskRow, claimed_tasks, parse_id, parse_state};
 use crate::wakeup::SqliteWakeup;
 use crate::writer::{Kept, Writer};
 
@@ -295,20 +295,6 @@ fn json_strings<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String 
     out
 }
 
-/// Discards the claimed tasks whose payload does not parse, each with why, fenced by the claim's token:
-/// no handler could run them, and answering the claim with an error instead would have left every task
-/// of it running unstarted until its lease ran out, claim after claim, each taking an attempt from its
-/// batch's tasks. A discard that fails leaves its task to its lease, and the next claim tries again.
-async fn discard_unreadable(store: &SqliteStore, unreadable: Vec<(TaskLease, String)>) {
-    for (lease, reason) in unreadable {
-        tracing::warn!(task_id = %lease.task_id, %reason, "a claimed task's payload does not parse: discarded");
-        let finish = TaskFinishParams { lease, state: TaskState::Discarded, reason };
-        if let Err(e) = store.task_finish(finish).await {
-            tracing::warn!(task_id = %lease.task_id, error = %e, "discarding a task whose payload does not parse failed");
-        }
-    }
-}
-
 fn leases_of(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<TaskLease>> {
     rows.iter()
         .map(|r| Ok(TaskLease { task_id: parse_id(r.get::<&str, _>("id"))?, fence: FencingToken(r.get("fence")) }))
@@ -409,12 +395,12 @@ impl TaskStore for SqliteStore {
         }
         // the exhausted tasks were discarded, not claimed; they count towards the limit
         let reached_limit = picked >= i64::from(p.limit);
-        let (tasks, unreadable) = match answer {
+        let Claimed { tasks, unreadable, mut discarded } = match answer {
             Some(claimed) => claimed_tasks(&claimed)?,
-            None => Default::default(),
+            None => Claimed::default(),
         };
-        discard_unreadable(self, unreadable).await;
-        Ok(ClaimBatch { tasks, contended, reached_limit })
+        discarded.extend(leasehold_core::claim::discard_unreadable(self, unreadable).await);
+        Ok(ClaimBatch { tasks, contended, reached_limit, discarded })
     }
 
     async fn lease_renew(&self, p: LeaseRenewParams) -> Result<LeaseRenewal> {

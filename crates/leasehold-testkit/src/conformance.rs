@@ -55,7 +55,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@in completion_cases $make;
             deleting_completions_keep_only_keyed_tasks, worker_deletes_the_tasks_it_completes);
         $crate::conformance_tests!(@in payload_cases $make;
-            claims_answer_every_payload_as_enqueued, a_task_whose_payload_does_not_parse_is_discarded_alone);
+            claims_answer_every_payload_as_enqueued, a_task_whose_payload_does_not_parse_is_discarded_alone,
+            a_worker_counts_what_its_claims_discard);
         $crate::conformance_tests!(@in cron_cases $make;
             leader_terms_are_fenced, a_tick_is_recorded_once, schedules_are_defined_and_controlled,
             scheduler_runs_each_tick_once_and_follows_the_missed_policy, scheduler_follows_the_overlap_policy,
@@ -819,7 +820,13 @@ pub async fn takeover_on_the_last_attempt_discards<B: Backend>(b: &B) {
     b.expire_lease(id).await;
     assert_eq!(claim_one(&s).await.attempt, 2);
     b.expire_lease(id).await;
-    assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty(), "an exhausted task was claimed again");
+    let batch = s.task_claim(claim(10)).await.unwrap();
+    assert!(batch.tasks.is_empty(), "an exhausted task was claimed again");
+    let cause = DiscardCause::LeaseLostOnLastAttempt;
+    assert_eq!(
+        batch.discarded,
+        vec![ClaimDiscard { task_id: id, queue: DEFAULT_QUEUE.into(), kind: "k".into(), cause }]
+    );
     let rec = s.task_get(id).await.unwrap();
     assert_eq!((rec.state, rec.attempt, rec.lease_losses), (TaskState::Discarded, 2, 2));
     assert_eq!(rec.errors.last().map(|e| e.message.as_str()), Some(LEASE_LOST_ON_LAST_ATTEMPT));
@@ -929,6 +936,7 @@ pub async fn discarded_tasks_count_towards_a_claims_limit<B: Backend>(b: &B) {
     }
     let first = s.task_claim(claim(2)).await.unwrap();
     assert_eq!(first.tasks.len(), 1, "the exhausted task is discarded, one available task claimed");
+    assert_eq!(first.discarded.iter().map(|d| d.task_id).collect::<Vec<_>>(), vec![exhausted]);
     assert!(first.reached_limit, "the discarded task counts towards the limit");
     let second = s.task_claim(claim(2)).await.unwrap();
     assert_eq!((second.tasks.len(), second.reached_limit), (1, false), "one task was left");

@@ -1,10 +1,15 @@
 //! Conformance cases of what a claim answers for each task's payload: the payload as enqueued, whatever
-//! it holds, and a task discarded alone when its payload does not parse.
+//! it holds, and a task discarded alone when its payload does not parse, which the worker counts.
 
+use std::time::Duration;
+
+use leasehold::{Client, EnqueueOptions};
 use leasehold_core::*;
 
 use crate::backend::Backend;
-use crate::conformance::{claim, task};
+use crate::conformance::{claim, task, worker};
+use crate::jobs::{Echo, Probe};
+use crate::wait;
 
 /// A claim answers each task's payload as it was enqueued, whatever it holds: text that needs escaping
 /// (quotes, backslashes, control characters, characters beyond U+FFFF), numbers far from the usual (u64
@@ -44,10 +49,33 @@ pub async fn a_task_whose_payload_does_not_parse_is_discarded_alone<B: Backend>(
     let batch = s.task_claim(claim(10)).await.unwrap();
     let claimed: Vec<TaskId> = batch.tasks.iter().map(|t| t.lease.task_id).collect();
     assert_eq!(claimed, vec![ids[0], ids[2]]);
+    let cause = DiscardCause::UnreadablePayload;
+    assert_eq!(
+        batch.discarded,
+        vec![ClaimDiscard { task_id: ids[1], queue: DEFAULT_QUEUE.into(), kind: "k".into(), cause }]
+    );
     // reading the task's record parses its payload too: it is given a readable one to be looked at
     b.write_payload(ids[1], r#"{"n": 1}"#).await;
     let rec = s.task_get(ids[1]).await.unwrap();
     assert_eq!((rec.state, rec.attempt), (TaskState::Discarded, 1));
     assert!(rec.errors.len() == 1 && rec.errors[0].message.contains("payload does not parse"), "{:?}", rec.errors);
     assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty());
+}
+
+/// A worker counts the tasks its claims discarded among its discards: here one whose payload does not
+/// parse, claimed with two others that complete. Before, such a discard was recorded on the task only,
+/// and the worker's stats and metrics never showed it.
+pub async fn a_worker_counts_what_its_claims_discard<B: Backend>(b: &B) {
+    let client = Client::new(b.store());
+    let ids = client.enqueue_many((0..3).map(|n| Echo { n }), EnqueueOptions::default()).await.unwrap();
+    b.write_payload(ids[1], r#"{"n": 1e400}"#).await;
+    let w = worker(b, Probe::default()).build().unwrap();
+    w.start().await;
+    wait::until("the readable tasks to complete", Duration::from_secs(15), || async {
+        (w.stats().completed >= 2).then_some(())
+    })
+    .await;
+    w.stop().await;
+    let st = w.stats();
+    assert_eq!((st.claimed, st.completed, st.discarded), (2, 2, 1), "{st:?}");
 }

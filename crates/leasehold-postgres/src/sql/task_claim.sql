@@ -12,7 +12,8 @@
 -- the due available tasks the statement's snapshot saw (up to LIMIT): rows that other claimers held
 -- locked still read as available there, so seeing more than were claimed means this claim was contended.
 -- `picked` counts the picks, once, in the one row the answer's tasks are joined to: with nothing claimed,
--- that row carries both, with NULLs for a task.
+-- that row carries both, with NULLs for a task. `discarded` lists the exhausted tasks discarded, each
+-- [id, queue, kind] (NULL for none), in every row.
 -- `table_pages` is the size of the tasks table on disk, in pages. The store writes its class in a comment
 -- after the statement, so that a claim after the table grew or shrank past a class is another prepared
 -- statement, planned for the table as it is then (see size.rs).
@@ -88,6 +89,7 @@ UPDATE leasehold.tasks AS t
        errors = t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempt, 'at', now(), 'message', $3::text)),
        finalized_at = now()
  WHERE t.ctid = ANY(ARRAY(SELECT ctid FROM picked WHERE exhausted))
+RETURNING t.id, t.queue, t.kind
 ), claimed AS (
 UPDATE leasehold.tasks AS t
    SET state = 'running',
@@ -111,6 +113,7 @@ SELECT c.id, c.fence, c.kind, c.queue, c.payload, c.attempt, c.max_attempts, c.l
                                                   LIMIT {limit}) AS d))
             ELSE 0 END AS due_seen,
        (SELECT pg_relation_size('leasehold.tasks') / current_setting('block_size')::bigint) AS table_pages,
-       n.picked
+       n.picked,
+       (SELECT json_agg(json_build_array(d.id, d.queue, d.kind)) FROM discarded AS d) AS discarded
   FROM (SELECT count(*) AS picked FROM picked) AS n LEFT JOIN (claimed AS c JOIN picked AS p ON p.id = c.id) ON true
  ORDER BY p.priority, p.run_at, p.id

@@ -91,7 +91,7 @@ metrics_catalog! {
     ENQUEUED = "leasehold_tasks_enqueued_total", Counter, "1", ["backend", "queue", "kind"], &[],
         "Tasks enqueued through a Client.";
     TASK_OUTCOMES = "leasehold_task_outcomes_total", Counter, "1", ["backend", "queue", "kind", "outcome"], &[],
-        "Attempts by outcome: completed, retried, discarded, cancelled, snoozed, released, lease_lost, self_fenced, write_failed.";
+        "Attempts by outcome: completed, retried, discarded, cancelled, snoozed, released, lease_lost, self_fenced, write_failed. discarded also counts the tasks a claim discarded instead of running them (an expired lease on the last attempt, a payload that does not parse), with no duration recorded.";
     TASK_DURATION = "leasehold_task_duration_seconds", Histogram, "seconds", ["backend", "queue", "kind"], DURATION_BUCKETS,
         "Time a job ran, from its start to its outcome being written.";
     QUEUE_WAIT = "leasehold_queue_wait_seconds", Histogram, "seconds", ["backend", "queue", "kind"], DURATION_BUCKETS,

@@ -168,10 +168,15 @@ impl KindMetrics {
     }
 
     pub(crate) fn settled(&self, outcome: &str, ran: Duration) {
+        self.settled_unrun(outcome);
+        self.duration.record(ran);
+    }
+
+    /// An outcome of a task no job ran for (a claim discarded it): counted, with no duration.
+    pub(crate) fn settled_unrun(&self, outcome: &str) {
         if let Some(i) = TASK_OUTCOME_NAMES.iter().position(|o| *o == outcome) {
             self.outcomes[i].increment(1);
         }
-        self.duration.record(ran);
     }
 
     /// A lease lost: `reason` is gone, trust_expired or fenced.

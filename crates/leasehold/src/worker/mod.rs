@@ -71,8 +71,13 @@ impl<S, St: Send + Sync + 'static> Shared<S, St> {
     /// The metric handles of a claimed task's queue and kind; a kind this worker has no handler for is
     /// labelled `unknown`, so the label set stays bounded whatever the store holds.
     pub(crate) fn kind_metrics(&self, task: &leasehold_core::ClaimedTask) -> Arc<KindMetrics> {
-        let kind = if self.registry.get(&task.kind).is_some() { task.kind.as_str() } else { "unknown" };
-        self.metrics.kind(&task.queue, kind)
+        self.kind_metrics_of(&task.queue, &task.kind)
+    }
+
+    /// The metric handles of a task of `kind` in `queue`; a kind no job is registered for is `unknown`.
+    pub(crate) fn kind_metrics_of(&self, queue: &str, kind: &str) -> Arc<KindMetrics> {
+        let kind = if self.registry.get(kind).is_some() { kind } else { "unknown" };
+        self.metrics.kind(queue, kind)
     }
 }
 

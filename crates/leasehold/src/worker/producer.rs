@@ -403,6 +403,11 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
     } else {
         ClaimOutcome::Claimed
     };
+    for d in &batch.discarded {
+        // written as discarded by the claim: no attempt of this worker ran
+        shared.stats.discarded.inc();
+        shared.kind_metrics_of(&d.queue, &d.kind).settled_unrun("discarded");
+    }
     let tasks = batch.tasks;
     shared.metrics.claim(outcome, took, tasks.len());
     // tasks discarded or left alone by the claim count towards its limit: more may be due

@@ -44,9 +44,9 @@ pub struct WorkerStats {
     pub completed: u64,
     /// Failed attempts scheduled for a retry.
     pub retried: u64,
-    /// Tasks this worker discarded (out of attempts, undecodable as their job, failed on purpose). The
-    /// discards a claim makes itself (an expired task on its last attempt, a payload that does not parse
-    /// as JSON) are recorded on the tasks, not counted here.
+    /// Tasks this worker discarded (out of attempts, undecodable as their job, failed on purpose), and
+    /// those its claims discarded instead of running them (an expired task on its last attempt, a
+    /// payload that does not parse as JSON).
     pub discarded: u64,
     /// Tasks cancelled by their job.
     pub cancelled: u64,
