@@ -126,19 +126,27 @@ impl WorkerConfig {
 
     /// Margin, heartbeat and cancel grace for a lease of `ttl`: the configured ones, scaled down in
     /// proportion for a task whose own lease is shorter than the worker's, so that `M < L`,
-    /// `H < L - M` and `G < M` hold for every lease the worker holds.
+    /// `H < L - M` and `G < M` hold for every lease the worker holds. The margin keeps a floor
+    /// ([`MIN_SCALED_MARGIN`], or the worker's own margin if smaller, and at most a quarter of the
+    /// lease), and the heartbeat then keeps its configured share of what the trust window leaves,
+    /// `H / (L - M)`.
     pub(crate) fn scaled(&self, ttl: Duration) -> Scaled {
         if ttl >= self.lease_ttl {
             return Scaled { margin: self.trust_margin, heartbeat: self.heartbeat_interval, grace: self.cancel_grace };
         }
         let k = ttl.as_secs_f64() / self.lease_ttl.as_secs_f64();
-        Scaled {
-            margin: self.trust_margin.mul_f64(k),
-            heartbeat: self.heartbeat_interval.mul_f64(k),
-            grace: self.cancel_grace.mul_f64(k),
-        }
+        let floor = MIN_SCALED_MARGIN.min(self.trust_margin).min(ttl / 4);
+        let margin = self.trust_margin.mul_f64(k).max(floor);
+        let share = self.heartbeat_interval.as_secs_f64() / (self.lease_ttl - self.trust_margin).as_secs_f64();
+        Scaled { margin, heartbeat: (ttl - margin).mul_f64(share), grace: self.cancel_grace.mul_f64(k) }
     }
 }
+
+/// The least margin a short lease's is scaled down to: the parts of `M` that cover the scheduling delay
+/// of the worker's timers on a busy machine and a handler noticing its cancellation do not shrink with
+/// the lease, as the part for the clocks' rates does (a task's lease of 1 s would otherwise keep 167 ms
+/// of the default 5 s margin).
+pub(crate) const MIN_SCALED_MARGIN: Duration = Duration::from_millis(250);
 
 /// The protocol's durations for one lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,5 +220,37 @@ mod tests {
         assert!(s.grace < s.margin && s.heartbeat < Duration::from_secs(3) - s.margin);
         let long = c.scaled(Duration::from_secs(60));
         assert_eq!((long.margin, long.heartbeat, long.grace), (c.trust_margin, c.heartbeat_interval, c.cancel_grace));
+    }
+
+    /// A lease of 1 s (the shortest a task may ask for) keeps a margin of 250 ms, not the 167 ms of the
+    /// default margin in proportion, and its heartbeat shrinks to keep `H < L - M`, also for a worker
+    /// whose heartbeat takes nearly all of its trust window.
+    #[test]
+    fn short_leases_keep_a_floor_under_their_margin() {
+        let check = |c: &WorkerConfig, ttl: Duration, margin: Duration, heartbeat: Duration| {
+            let s = c.scaled(ttl);
+            assert_eq!((s.margin, s.heartbeat), (margin, heartbeat), "{ttl:?}");
+            assert!(s.grace < s.margin && s.heartbeat < ttl - s.margin, "{s:?}");
+        };
+        let c = WorkerConfig::default();
+        check(&c, Duration::from_secs(1), Duration::from_millis(250), Duration::from_millis(300));
+        let eager = WorkerConfig {
+            trust_margin: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(28),
+            cancel_grace: Duration::from_millis(500),
+            ..c
+        };
+        eager.validate().unwrap();
+        check(&eager, Duration::from_secs(1), Duration::from_millis(250), Duration::from_secs_f64(0.75 * 28.0 / 29.0));
+        // a worker's own margin below the floor is the floor: kept whole, not scaled down to 50 ms
+        let tight = WorkerConfig {
+            lease_ttl: Duration::from_secs(2),
+            trust_margin: Duration::from_millis(100),
+            heartbeat_interval: Duration::from_millis(950),
+            cancel_grace: Duration::from_millis(50),
+            ..WorkerConfig::default()
+        };
+        tight.validate().unwrap();
+        check(&tight, Duration::from_secs(1), Duration::from_millis(100), Duration::from_millis(450));
     }
 }
