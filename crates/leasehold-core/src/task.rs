@@ -137,8 +137,12 @@ pub struct TaskRecord {
     pub kind: String,
     /// Its queue.
     pub queue: String,
-    /// The job's arguments.
+    /// The job's arguments; null when they do not parse (see `payload_error`).
     pub payload: serde_json::Value,
+    /// Why the payload does not parse, when it does not: JSON that serde_json cannot read (a number
+    /// beyond any f64, such as `1e400`, or nesting deeper than 128 levels), written by other code. No
+    /// handler can run such a task: the claim that takes it discards it, and records why in `errors`.
+    pub payload_error: Option<String>,
     /// Where it stands.
     pub state: TaskState,
     /// Lower runs first.

@@ -120,7 +120,7 @@ impl ClaimRow {
         let payload = match self.payload?.0 {
             Ok(payload) => payload,
             Err(e) => {
-                let reason = format!("the payload does not parse as JSON: {e}");
+                let reason = unreadable_payload(&e);
                 return Some(Err(UnreadableTask { lease, queue: self.queue?, kind: self.kind?, reason }));
             }
         };
@@ -143,7 +143,7 @@ pub(crate) struct TaskRow {
     id: Uuid,
     kind: String,
     queue: String,
-    payload: Json<serde_json::Value>,
+    payload: Payload,
     state: String,
     priority: i16,
     run_at: DateTime<Utc>,
@@ -164,12 +164,17 @@ impl TryFrom<TaskRow> for TaskRecord {
     type Error = Error;
 
     fn try_from(r: TaskRow) -> Result<Self, Error> {
+        let (payload, payload_error) = match r.payload.0 {
+            Ok(payload) => (payload, None),
+            Err(e) => (serde_json::Value::Null, Some(unreadable_payload(&e))),
+        };
         Ok(TaskRecord {
             id: TaskId(r.id),
             state: parse_state(&r.state)?,
             kind: r.kind,
             queue: r.queue,
-            payload: r.payload.0,
+            payload,
+            payload_error,
             priority: r.priority,
             run_at: r.run_at,
             attempt: r.attempt,
@@ -185,6 +190,11 @@ impl TryFrom<TaskRow> for TaskRecord {
             finalized_at: r.finalized_at,
         })
     }
+}
+
+/// Why a payload does not parse, as a claim's discard and a task's record say it.
+fn unreadable_payload(e: &str) -> String {
+    format!("the payload does not parse as JSON: {e}")
 }
 
 pub(crate) fn parse_state(s: &str) -> Result<TaskState, Error> {

@@ -24,6 +24,11 @@ fn parse_json(s: &str, what: &str) -> Result<serde_json::Value, Error> {
     serde_json::from_str(s).map_err(|e| Error::Schema(format!("{what} in the database is not JSON: {e}")))
 }
 
+/// Why a payload does not parse, as a claim's discard and a task's record say it.
+fn unreadable_payload(e: serde_json::Error) -> String {
+    format!("the payload does not parse as JSON: {e}")
+}
+
 pub(crate) fn parse_state(s: &str) -> Result<TaskState, Error> {
     TaskState::parse(s).ok_or_else(|| Error::Schema(format!("unknown task state {s:?} in the database")))
 }
@@ -78,7 +83,7 @@ pub(crate) fn claimed_tasks(answer: &str) -> Result<Claimed, Error> {
         let payload = match serde_json::from_str(payload.get()) {
             Ok(payload) => payload,
             Err(e) => {
-                let reason = format!("the payload does not parse as JSON: {e}");
+                let reason = unreadable_payload(e);
                 out.unreadable.push(UnreadableTask { lease, queue, kind, reason });
                 continue;
             }
@@ -133,10 +138,15 @@ impl TryFrom<TaskRow> for TaskRecord {
     fn try_from(r: TaskRow) -> Result<Self, Error> {
         let errors: Vec<StoredError> = serde_json::from_str(&r.errors)
             .map_err(|e| Error::Schema(format!("the errors of task {} are not readable: {e}", r.id)))?;
+        let (payload, payload_error) = match serde_json::from_str(&r.payload) {
+            Ok(payload) => (payload, None),
+            Err(e) => (serde_json::Value::Null, Some(unreadable_payload(e))),
+        };
         Ok(TaskRecord {
             id: parse_id(&r.id)?,
             state: parse_state(&r.state)?,
-            payload: parse_json(&r.payload, "a payload")?,
+            payload,
+            payload_error,
             result: r.result.as_deref().map(|s| parse_json(s, "a result")).transpose()?,
             kind: r.kind,
             queue: r.queue,
