@@ -1,5 +1,6 @@
-//! A connection of the store's own for lease renewals, outside the application's pool: the renewals of
-//! task leases and the scheduler's leader lease (taken and renewed by one statement).
+//! A connection of the store's own for lease renewals, outside the application's pool. The store has
+//! two: one for the renewals of task leases, one for the scheduler's leader lease when the pool has no
+//! connection idle (see `PgStore::leader_conn`).
 //!
 //! Handlers often run their own transactions on the pool the store was given (the transactional
 //! completion and the effect records are built for that). When every connection of that pool was lent to
@@ -9,7 +10,7 @@
 //! all along. Renewals therefore run on a pool of one connection of their own, opened on the first
 //! renewal with the application pool's connect options (so the same server, user and application name;
 //! options the application sets on its pool later are taken up by the next connection opened), and kept
-//! open: the store opens at most one connection more than its pool's maximum. The pool's hooks
+//! open: the store opens at most two connections more than its pool's maximum. The pool's hooks
 //! (`after_connect` and the like) do not run on it: the renewal names leasehold's schema itself and needs
 //! nothing else of the session, but a role the hooks set is not set there. It closes with
 //! [`crate::PgStore::close`], when the application's pool was closed, and when the last clone of the store

@@ -88,9 +88,9 @@ impl ScheduleStore for PgStore {
     async fn leader_acquire(&self, p: LeaderAcquireParams) -> Result<Option<FencingToken>> {
         check_name("leader lease name", &p.name)?;
         check_no_nul("leader lease name", &p.name)?;
-        // on the store's own connection, as the task leases' renewals are: a leader's renewal waiting
-        // behind handlers that hold every pooled connection would outlast its trust window
-        let mut c = self.reserved_conn().await?;
+        // never queued for a pooled connection: a leader's renewal waiting behind handlers that hold
+        // every one of them would outlast its trust window
+        let mut c = self.leader_conn().await?;
         let token: Option<i64> = sqlx::query_scalar(include_str!("sql/leader_acquire.sql"))
             .bind(&p.name)
             .bind(&p.holder)
@@ -98,6 +98,7 @@ impl ScheduleStore for PgStore {
             .fetch_optional(&mut *c)
             .await
             .map_err(db)?;
+        c.clean();
         Ok(token.map(FencingToken))
     }
 

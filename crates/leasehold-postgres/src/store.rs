@@ -3,9 +3,10 @@
 use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::types::Json;
-use sqlx::{PgExecutor, PgPool, Row};
+use sqlx::{PgExecutor, PgPool, Postgres, Row};
 use uuid::Uuid;
 
 use leasehold_core::params::duration_ms;
@@ -33,6 +34,8 @@ pub struct PgStore {
     waiters: Arc<Waiters>,
     /// The connection lease renewals run on, outside the pool (see `reserved.rs`).
     reserved: Arc<Reserved>,
+    /// The connection the leader lease is taken and renewed on when the pool has none to spare.
+    leader_reserved: Arc<Reserved>,
 }
 
 impl PgStore {
@@ -43,10 +46,12 @@ impl PgStore {
     ///
     /// Lease renewals run on one connection of the store's own, opened with the pool's connect options
     /// on the first renewal and kept: handlers that hold every connection of the pool for their own
-    /// transactions cannot hold up the renewal of their leases. The store opens at most one connection
-    /// more than the pool's maximum. The pool's hooks (`after_connect` and the like) do not run on that
-    /// connection: a role they set is not set there, so the connect options' own user must be allowed to
-    /// update `leasehold.tasks`.
+    /// transactions cannot hold up the renewal of their leases. The scheduler's leader lease is taken
+    /// and renewed on a pooled connection when one is idle, and otherwise on a second connection of the
+    /// store's own, opened the same way. So the store opens at most two connections more than the
+    /// pool's maximum. The pool's hooks (`after_connect` and the like) do not run on those connections:
+    /// a role they set is not set there, so the connect options' own user must be allowed to update
+    /// `leasehold.tasks` and `leasehold.leaders`.
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             warm: Warm::new(pool.clone()),
@@ -54,6 +59,7 @@ impl PgStore {
             size_class: Arc::default(),
             waiters: Arc::default(),
             reserved: Arc::default(),
+            leader_reserved: Arc::default(),
         }
     }
 
@@ -98,6 +104,7 @@ impl PgStore {
         self.warm.release_all();
         self.pool.close().await;
         self.reserved.close().await;
+        self.leader_reserved.close().await;
     }
 
     /// A connection for one of the store's statements; call `clean()` on it once the statement succeeded.
@@ -105,10 +112,55 @@ impl PgStore {
         self.warm.get().await
     }
 
-    /// The store's own connection, outside the application's pool, for the renewals of leases (see
-    /// `reserved.rs`).
-    pub(crate) async fn reserved_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+    /// The store's own connection, outside the application's pool, for the renewals of task leases
+    /// (see `reserved.rs`).
+    pub(crate) async fn reserved_conn(&self) -> Result<PoolConnection<Postgres>> {
         self.reserved.get(&self.pool).await
+    }
+
+    /// A connection for the leader lease that does not wait behind the pool's other borrowers: an idle
+    /// pooled one, or else the leader's own outside the pool. Not the task renewals' own: a leader
+    /// lease's upsert waits for the lock a leader's term check holds until its transaction ends, and
+    /// the task renewals must not wait behind that.
+    pub(crate) async fn leader_conn(&self) -> Result<Unqueued> {
+        match self.warm.get_spare() {
+            Some(conn) => Ok(Unqueued::Pooled(conn)),
+            None => Ok(Unqueued::Reserved(self.leader_reserved.get(&self.pool).await?)),
+        }
+    }
+}
+
+/// A connection lent without a wait in the pool's queue (see [`PgStore::leader_conn`]).
+pub(crate) enum Unqueued {
+    Pooled(Conn),
+    Reserved(PoolConnection<Postgres>),
+}
+
+impl Unqueued {
+    /// The statement succeeded: a pooled connection may be kept for the next one.
+    pub(crate) fn clean(&mut self) {
+        if let Self::Pooled(c) = self {
+            c.clean();
+        }
+    }
+}
+
+impl std::ops::Deref for Unqueued {
+    type Target = sqlx::PgConnection;
+    fn deref(&self) -> &sqlx::PgConnection {
+        match self {
+            Self::Pooled(c) => c,
+            Self::Reserved(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Unqueued {
+    fn deref_mut(&mut self) -> &mut sqlx::PgConnection {
+        match self {
+            Self::Pooled(c) => c,
+            Self::Reserved(c) => c,
+        }
     }
 }
 

@@ -56,6 +56,15 @@ impl Warm {
         Ok(Conn { warm: self.clone(), conn: Some(conn), clean: false })
     }
 
+    /// A connection for one statement only if one is at hand: a kept one, or one idle in the pool;
+    /// `None` rather than a wait behind the pool's other borrowers.
+    pub(crate) fn get_spare(self: &Arc<Self>) -> Option<Conn> {
+        self.start_keeper();
+        let kept = self.idle.lock().unwrap().pop().map(|(conn, _)| conn);
+        let conn = kept.or_else(|| self.pool.try_acquire())?;
+        Some(Conn { warm: self.clone(), conn: Some(conn), clean: false })
+    }
+
     /// Hands every kept connection back to the pool.
     pub(crate) fn release_all(&self) {
         self.idle.lock().unwrap().clear();

@@ -146,10 +146,11 @@ async fn a_claim_on_a_pool_of_one_connection_discards_what_it_cannot_read() {
     store.close().await;
 }
 
-/// The scheduler's leader lease is taken and renewed on the store's own connection too: with the one
-/// connection of the store's pool held elsewhere (as by a handler's long transaction), the leader still
-/// takes its lease and renews it well within its 3 s. Before, each try waited in the pool's queue until
-/// the connection came back or the acquire timed out (30 s here), past the lease's end.
+/// The scheduler's leader lease is taken and renewed on a connection of the store's own when the pool
+/// has none idle: with the one connection of the store's pool held elsewhere (as by a handler's long
+/// transaction), the leader still takes its lease and renews it well within its 3 s. Before, each try
+/// waited in the pool's queue until the connection came back or the acquire timed out (30 s here),
+/// past the lease's end.
 #[tokio::test]
 async fn the_leader_lease_is_renewed_while_the_pool_is_held() {
     let db = TestDb::create().await;
@@ -168,6 +169,59 @@ async fn the_leader_lease_is_renewed_while_the_pool_is_held() {
         .await
         .unwrap();
     assert_eq!(holder, "a");
+    drop(held);
+    store.close().await;
+}
+
+/// A leader lease's upsert that waits for the lock on its row (a leader's term check holds it until its
+/// transaction ends) does not hold up the renewal of task leases: the two have connections of their own.
+/// Here the row is locked by the test, the store's one pooled connection is held, and a contender's
+/// try waits on the lock while a task's lease is renewed at once. With one connection for both, the
+/// renewal waited behind the blocked upsert.
+#[tokio::test]
+async fn a_leader_lease_waiting_on_its_row_does_not_hold_up_task_renewals() {
+    let db = TestDb::create().await;
+    let pool = pool_of(&db, 1).await;
+    let store = PgStore::from_pool(pool.clone());
+    let acquire =
+        |holder: &str| LeaderAcquireParams { name: "cron".into(), holder: holder.into(), ttl: Duration::from_secs(30) };
+    store.leader_acquire(acquire("a")).await.unwrap().expect("the lease is free");
+    store.task_insert(NewTask::new("k", serde_json::json!({}))).await.unwrap();
+    let params = TaskClaimParams {
+        queues: vec![DEFAULT_QUEUE.to_owned()],
+        limit: 1,
+        default_lease_ttl: Duration::from_secs(30),
+        worker_id: "w".into(),
+    };
+    let lease = store.task_claim(params).await.unwrap().tasks[0].lease;
+
+    let mut lock = db.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM leasehold.leaders WHERE name = 'cron' FOR SHARE").execute(&mut *lock).await.unwrap();
+    let held = pool.acquire().await.unwrap();
+    let contender = tokio::spawn({
+        let store = store.clone();
+        let params = acquire("b");
+        async move { store.leader_acquire(params).await }
+    });
+    // the contender's upsert is waiting on the row's lock
+    wait::until("the contender to wait on the leader's row", Duration::from_secs(10), || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        (waiting == 1).then_some(())
+    })
+    .await;
+    let renewal = store.lease_renew(LeaseRenewParams { leases: vec![(lease, Duration::from_secs(30))] });
+    let renewed = tokio::time::timeout(Duration::from_secs(2), renewal)
+        .await
+        .expect("the task renewal waited behind the leader lease")
+        .unwrap();
+    assert_eq!(renewed.renewed, vec![lease]);
+    lock.rollback().await.unwrap();
+    assert_eq!(contender.await.unwrap().unwrap(), None, "the lease is still a's");
     drop(held);
     store.close().await;
 }
