@@ -33,8 +33,8 @@ pub trait TaskStore: Clone + Send + Sync + 'static {
     /// Claims due tasks and tasks whose lease expired, each with a new fencing token. An expired task
     /// that has no attempt left is discarded instead, with [`crate::LEASE_LOST_ON_LAST_ATTEMPT`] recorded,
     /// and so is a claimed task whose payload does not parse as JSON (the store's own table may hold
-    /// JSON that serde_json cannot read), with why, fenced by its new token: neither is in the answer,
-    /// and the worker's statistics and metrics do not count them.
+    /// JSON that serde_json cannot read), with why, fenced by its new token: neither is among the tasks
+    /// answered; both are listed in [`crate::ClaimBatch::discarded`], which the worker counts.
     fn task_claim(&self, params: TaskClaimParams) -> impl Future<Output = Result<ClaimBatch>> + Send;
 
     /// Extends the leases that still carry their token. A lease neither renewed nor busy is lost.

@@ -15,7 +15,7 @@ use leasehold_core::{
 };
 
 /// One row of a claim's answer: a claimed task, or (when nothing was claimed) a row of NULLs that only
-/// carries `due_seen`, `table_pages` and `picked`. Decoded by position, in the order of task_claim.sql's
+/// carries `due_seen`, `table_pages`, `picked` and `discarded`. Decoded by position, in the order of task_claim.sql's
 /// answer (a claim decodes hundreds of rows, and looking each column up by name hashed its name every
 /// time).
 pub(crate) struct ClaimRow {
@@ -62,8 +62,9 @@ impl<'r> FromRow<'r, PgRow> for ClaimRow {
     }
 }
 
-/// A claimed task's payload, or why it does not parse: one task's payload that does not parse fails that
-/// task alone, not the claim's whole answer. Decoded as `jsonb` is, in one pass.
+/// A task's payload, or why it does not parse: one task's payload that does not parse fails that task
+/// alone, not a claim's whole answer, and a task's record still reads. Decoded as `jsonb` is, in one
+/// pass.
 struct Payload(Result<serde_json::Value, String>);
 
 impl sqlx::Type<Postgres> for Payload {

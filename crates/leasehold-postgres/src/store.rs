@@ -396,7 +396,7 @@ impl TaskStore for PgStore {
         for task in rows.into_iter().filter_map(ClaimRow::into_task) {
             match task {
                 Ok(task) => tasks.push(task),
-                Err(lease_and_why) => unreadable.push(lease_and_why),
+                Err(task) => unreadable.push(task),
             }
         }
         discarded.extend(leasehold_core::claim::discard_unreadable(self, unreadable).await);

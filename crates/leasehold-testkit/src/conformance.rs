@@ -56,7 +56,7 @@ macro_rules! conformance_tests {
             deleting_completions_keep_only_keyed_tasks, worker_deletes_the_tasks_it_completes);
         $crate::conformance_tests!(@in payload_cases $make;
             claims_answer_every_payload_as_enqueued, a_task_whose_payload_does_not_parse_is_discarded_alone,
-            a_worker_counts_what_its_claims_discard);
+            a_claim_lists_each_discard_with_its_cause, a_worker_counts_what_its_claims_discard);
         $crate::conformance_tests!(@in cron_cases $make;
             leader_terms_are_fenced, a_tick_is_recorded_once, schedules_are_defined_and_controlled,
             scheduler_runs_each_tick_once_and_follows_the_missed_policy, scheduler_follows_the_overlap_policy,
@@ -931,16 +931,18 @@ pub async fn discarded_tasks_count_towards_a_claims_limit<B: Backend>(b: &B) {
     let exhausted = s.task_insert(NewTask { max_attempts: 1, ..task("k", 0) }).await.unwrap();
     claim_one(&s).await;
     b.expire_lease(exhausted).await;
-    for n in 1..=2 {
+    for n in 1..=3 {
         s.task_insert(task("k", n)).await.unwrap();
     }
-    let first = s.task_claim(claim(2)).await.unwrap();
-    assert_eq!(first.tasks.len(), 1, "the exhausted task is discarded, one available task claimed");
+    let first = s.task_claim(claim(3)).await.unwrap();
+    assert_eq!(first.tasks.len(), 2, "the exhausted task is discarded, two available tasks claimed");
+    // listed once, however many tasks the answer holds
     assert_eq!(first.discarded.iter().map(|d| d.task_id).collect::<Vec<_>>(), vec![exhausted]);
     assert!(first.reached_limit, "the discarded task counts towards the limit");
-    let second = s.task_claim(claim(2)).await.unwrap();
+    let second = s.task_claim(claim(3)).await.unwrap();
     assert_eq!((second.tasks.len(), second.reached_limit), (1, false), "one task was left");
-    assert!(!s.task_claim(claim(2)).await.unwrap().reached_limit);
+    assert!(second.discarded.is_empty());
+    assert!(!s.task_claim(claim(3)).await.unwrap().reached_limit);
     assert_eq!(s.task_get(exhausted).await.unwrap().state, TaskState::Discarded);
 }
 

@@ -65,6 +65,23 @@ pub async fn a_task_whose_payload_does_not_parse_is_discarded_alone<B: Backend>(
     assert!(s.task_claim(claim(10)).await.unwrap().tasks.is_empty());
 }
 
+/// One claim that discards for both causes lists each task once, with its own cause: an expired task on
+/// its last attempt and a task whose payload does not parse, beside a task it claims.
+pub async fn a_claim_lists_each_discard_with_its_cause<B: Backend>(b: &B) {
+    let s = b.store();
+    let exhausted = s.task_insert(NewTask { max_attempts: 1, ..task("k", 0) }).await.unwrap();
+    assert_eq!(s.task_claim(claim(1)).await.unwrap().tasks.len(), 1);
+    b.expire_lease(exhausted).await;
+    let ids = s.task_insert_many((1..3).map(|n| task("k", n)).collect()).await.unwrap();
+    b.write_payload(ids[0], r#"{"n": 1e400}"#).await;
+    let batch = s.task_claim(claim(10)).await.unwrap();
+    assert_eq!(batch.tasks.iter().map(|t| t.lease.task_id).collect::<Vec<_>>(), vec![ids[1]]);
+    let mut discarded: Vec<(TaskId, DiscardCause)> = batch.discarded.iter().map(|d| (d.task_id, d.cause)).collect();
+    discarded.sort_by_key(|(id, _)| *id);
+    let expected = vec![(exhausted, DiscardCause::LeaseLostOnLastAttempt), (ids[0], DiscardCause::UnreadablePayload)];
+    assert_eq!(discarded, expected);
+}
+
 /// A worker counts the tasks its claims discarded among its discards: here one whose payload does not
 /// parse, claimed with two others that complete. Before, such a discard was recorded on the task only,
 /// and the worker's stats and metrics never showed it.

@@ -124,21 +124,24 @@ impl WorkerConfig {
         self.retry.validate()
     }
 
-    /// Margin, heartbeat and cancel grace for a lease of `ttl`: the configured ones, scaled down in
-    /// proportion for a task whose own lease is shorter than the worker's, so that `M < L`,
-    /// `H < L - M` and `G < M` hold for every lease the worker holds. The margin keeps a floor
-    /// ([`MIN_SCALED_MARGIN`], or the worker's own margin if smaller, and at most a quarter of the
-    /// lease), and the heartbeat then keeps its configured share of what the trust window leaves,
-    /// `H / (L - M)`.
+    /// Margin, heartbeat and cancel grace for a lease of `ttl`: the configured ones, scaled down for a
+    /// task whose own lease is shorter than the worker's, so that `M < L`, `H < L - M` and `G < M` hold
+    /// for every lease the worker holds. The margin and the grace shrink in proportion to the lease,
+    /// but the margin keeps a floor ([`MIN_SCALED_MARGIN`], or the worker's own margin if smaller, and
+    /// at most a quarter of the lease); the heartbeat keeps its configured share of what the trust
+    /// window leaves, `H / (L - M)`. In whole nanoseconds, the margin rounded up and the others down,
+    /// so that rounding cannot make an inequality an equality.
     pub(crate) fn scaled(&self, ttl: Duration) -> Scaled {
         if ttl >= self.lease_ttl {
             return Scaled { margin: self.trust_margin, heartbeat: self.heartbeat_interval, grace: self.cancel_grace };
         }
-        let k = ttl.as_secs_f64() / self.lease_ttl.as_secs_f64();
+        let (t, l) = (ttl.as_nanos(), self.lease_ttl.as_nanos());
+        let nanos = |n: u128| Duration::from_nanos(u64::try_from(n).unwrap_or(u64::MAX));
         let floor = MIN_SCALED_MARGIN.min(self.trust_margin).min(ttl / 4);
-        let margin = self.trust_margin.mul_f64(k).max(floor);
-        let share = self.heartbeat_interval.as_secs_f64() / (self.lease_ttl - self.trust_margin).as_secs_f64();
-        Scaled { margin, heartbeat: (ttl - margin).mul_f64(share), grace: self.cancel_grace.mul_f64(k) }
+        let margin = nanos((self.trust_margin.as_nanos() * t).div_ceil(l)).max(floor);
+        let window = self.lease_ttl - self.trust_margin;
+        let heartbeat = nanos((ttl - margin).as_nanos() * self.heartbeat_interval.as_nanos() / window.as_nanos());
+        Scaled { margin, heartbeat, grace: nanos(self.cancel_grace.as_nanos() * t / l) }
     }
 }
 
@@ -241,7 +244,7 @@ mod tests {
             ..c
         };
         eager.validate().unwrap();
-        check(&eager, Duration::from_secs(1), Duration::from_millis(250), Duration::from_secs_f64(0.75 * 28.0 / 29.0));
+        check(&eager, Duration::from_secs(1), Duration::from_millis(250), Duration::from_nanos(750_000_000 * 28 / 29));
         // a worker's own margin below the floor is the floor: kept whole, not scaled down to 50 ms
         let tight = WorkerConfig {
             lease_ttl: Duration::from_secs(2),
@@ -252,5 +255,40 @@ mod tests {
         };
         tight.validate().unwrap();
         check(&tight, Duration::from_secs(1), Duration::from_millis(100), Duration::from_millis(450));
+    }
+
+    /// The three inequalities hold for every lease from 1 s up to the worker's, on valid configurations
+    /// at their edges: a heartbeat and a grace one nanosecond short of their bounds, margins from a
+    /// nanosecond to all but a millisecond of the lease. (A margin that leaves the lease's trust window
+    /// less than a nanosecond once scaled, a few nanoseconds of a 30 s lease, has no room left to keep
+    /// them.)
+    #[test]
+    fn every_scaled_lease_keeps_the_protocols_inequalities() {
+        let ns = Duration::from_nanos;
+        let mut configs = vec![WorkerConfig::default()];
+        for (l, m) in [(30, 5), (30, 29), (2, 1), (7, 3)] {
+            let (l, m) = (Duration::from_secs(l), Duration::from_secs(m));
+            for margin in [ns(1), ns(2), m, l - Duration::from_millis(1)] {
+                let c = WorkerConfig {
+                    lease_ttl: l,
+                    trust_margin: margin,
+                    heartbeat_interval: l - margin - ns(1),
+                    cancel_grace: margin - ns(1),
+                    ..WorkerConfig::default()
+                };
+                c.validate().unwrap();
+                configs.push(c);
+            }
+        }
+        for c in &configs {
+            let mut ttl = Duration::from_secs(1);
+            while ttl <= c.lease_ttl {
+                let s = c.scaled(ttl);
+                assert!(s.margin < ttl, "M < L: {ttl:?} {s:?} {c:?}");
+                assert!(s.heartbeat < ttl - s.margin, "H < L - M: {ttl:?} {s:?} {c:?}");
+                assert!(s.grace < s.margin, "G < M: {ttl:?} {s:?} {c:?}");
+                ttl += Duration::from_millis(333) + ns(7);
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 -- Claim up to LIMIT tasks from the queues QUEUES: due available tasks, and running tasks whose lease
 -- expired on this server's clock (a crashed or paused holder). Every claimed task gets a new fencing token.
 -- An expired task with no attempt left is discarded instead (its holder kept crashing or stalling), with
--- the error $3; it is not in the answer.
+-- the error $3; it is not among the tasks answered, but in the answer's `discarded` list.
 -- $1 default lease ttl in ms, $2 worker id.
 -- The queues (an ARRAY[...] of quoted literals) and the limit (a number) are written into the statement's
 -- placeholders (the comments are left out of the text sent), not bound:

@@ -381,6 +381,11 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
             }
         },
     };
+    // the claim wrote these as discarded, whether or not the worker is stopping: no attempt of it ran
+    for d in answer.iter().flat_map(|batch| &batch.discarded) {
+        shared.stats.discarded.inc();
+        shared.kind_metrics_of(&d.queue, &d.kind).settled_unrun("discarded");
+    }
     let batch = match answer {
         Ok(batch) if stop.is_cancelled() => {
             release(shared, batch.tasks.iter().map(|t| t.lease).collect()).await;
@@ -403,11 +408,6 @@ pub(crate) async fn claim_once<S: TaskStore, St: Send + Sync + 'static>(
     } else {
         ClaimOutcome::Claimed
     };
-    for d in &batch.discarded {
-        // written as discarded by the claim: no attempt of this worker ran
-        shared.stats.discarded.inc();
-        shared.kind_metrics_of(&d.queue, &d.kind).settled_unrun("discarded");
-    }
     let tasks = batch.tasks;
     shared.metrics.claim(outcome, took, tasks.len());
     // tasks discarded or left alone by the claim count towards its limit: more may be due
