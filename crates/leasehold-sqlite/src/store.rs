@@ -424,6 +424,20 @@ impl TaskStore for SqliteStore {
             return Ok(Vec::new());
         }
         let mut writer = self.writer().await?;
+        if !p.delete_completed && p.tasks.iter().all(|(_, result)| result.is_none()) {
+            // the common batch: one count answers for every task when all were completed
+            let mut tx = writer.begin().await?;
+            let spec = fenced_spec(p.tasks.iter().map(|(l, _)| l));
+            let counted = sqlx::query(include_str!("sql/task_complete_counted.sql")).bind(spec);
+            let changed = counted.execute(&mut *tx).await.map_err(db)?.rows_affected();
+            if changed == p.tasks.len() as u64 {
+                tx.commit().await.map_err(db)?;
+                return Ok(vec![CompletionStatus::Completed; p.tasks.len()]);
+            }
+            // some task was not completed here (its lease lost, or completed already): undone, and
+            // written again by the statements that answer per task
+            tx.rollback().await.map_err(db)?;
+        }
         if !p.delete_completed {
             // a retry after a failed statement finds the tasks completed already: AlreadyCompleted
             return complete_tasks(&mut writer, &p.tasks, false).await;

@@ -38,6 +38,7 @@ async fn batch_writes_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
 
     let statements = [
         ("task_complete_plain.sql", include_str!("../src/sql/task_complete_plain.sql"), &flat, None),
+        ("task_complete_counted.sql", include_str!("../src/sql/task_complete_counted.sql"), &flat, None),
         ("task_complete_delete.sql", include_str!("../src/sql/task_complete_delete.sql"), &flat, None),
         ("task_complete.sql", include_str!("../src/sql/task_complete.sql"), &with_result, None),
         ("lease_renew.sql", include_str!("../src/sql/lease_renew.sql"), &with_ttl, None),

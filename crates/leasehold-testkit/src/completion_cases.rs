@@ -1,6 +1,7 @@
-//! Conformance cases of completions that delete their tasks (`TaskCompleteParams::delete_completed`,
-//! `WorkerConfig::delete_completed`): fenced like the completions that keep them, and keeping what an
-//! idempotency key or the handler's own transaction still needs.
+//! Conformance cases of completion batches: a batch answers each task for itself, and completions that
+//! delete their tasks (`TaskCompleteParams::delete_completed`, `WorkerConfig::delete_completed`) are
+//! fenced like the completions that keep them, and keep what an idempotency key or the handler's own
+//! transaction still needs.
 
 use leasehold::{Client, EnqueueOptions};
 use leasehold_core::*;
@@ -98,4 +99,29 @@ pub async fn worker_deletes_the_tasks_it_completes<B: Backend>(b: &B) {
     assert_eq!(b.effect_count(in_tx).await, 1);
     let st = w.stats();
     assert_eq!((st.completed, st.lease_lost, st.write_errors), (12, 0, 0));
+}
+
+/// A batch of plain completions (no results: a store may answer such a batch with one count) in which
+/// one lease was lost answers each task for itself: the others completed by this very batch, the lost
+/// one refused and left to its new holder. A store that counted first and then answered the whole batch
+/// again task by task would call the others completed already.
+pub async fn a_plain_batch_with_a_lost_lease_answers_each_task<B: Backend>(b: &B) {
+    let s = b.store();
+    let ids = s.task_insert_many((0..3).map(|n| task("k", n)).collect()).await.unwrap();
+    let claimed = s.task_claim(claim(3)).await.unwrap().tasks;
+    assert_eq!(claimed.iter().map(|t| t.lease.task_id).collect::<Vec<_>>(), ids);
+    b.expire_lease(ids[1]).await;
+    let taken_over = s.task_claim(claim(1)).await.unwrap().tasks;
+    assert_eq!(taken_over.len(), 1);
+    let batch = claimed.iter().map(|t| (t.lease, None)).collect();
+    let st = s.task_complete_many(TaskCompleteParams { tasks: batch, delete_completed: false }).await.unwrap();
+    use CompletionStatus::*;
+    assert_eq!(st, vec![Completed, LeaseLost, Completed]);
+    assert_eq!(s.task_get(ids[1]).await.unwrap().state, TaskState::Running, "the new holder's task was left alone");
+    let batch = vec![(taken_over[0].lease, None), (claimed[0].lease, None)];
+    let st = s.task_complete_many(TaskCompleteParams { tasks: batch, delete_completed: false }).await.unwrap();
+    assert_eq!(st, vec![Completed, AlreadyCompleted]);
+    for id in ids {
+        assert_eq!(s.task_get(id).await.unwrap().state, TaskState::Completed);
+    }
 }
