@@ -30,6 +30,21 @@ async fn pool_of(db: &TestDb, max: u32) -> PgPool {
     PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(30)).connect(db.url()).await.unwrap()
 }
 
+/// A claim of up to `limit` tasks of the default queue, with leases of 30 s.
+fn claim(limit: u32) -> TaskClaimParams {
+    TaskClaimParams {
+        queues: vec![DEFAULT_QUEUE.to_owned()],
+        limit,
+        default_lease_ttl: Duration::from_secs(30),
+        worker_id: "w".into(),
+    }
+}
+
+/// `holder`'s try for the leader lease "cron", for `secs` seconds.
+fn leader(holder: &str, secs: u64) -> LeaderAcquireParams {
+    LeaderAcquireParams { name: "cron".into(), holder: holder.into(), ttl: Duration::from_secs(secs) }
+}
+
 /// Takes a connection of the shared pool and holds it until its gate opens (or its lease is lost).
 #[derive(Serialize, Deserialize)]
 struct HoldsConnection;
@@ -126,13 +141,7 @@ async fn a_claim_on_a_pool_of_one_connection_discards_what_it_cannot_read() {
         .execute(db.pool())
         .await
         .unwrap();
-    let params = TaskClaimParams {
-        queues: vec![DEFAULT_QUEUE.to_owned()],
-        limit: 10,
-        default_lease_ttl: Duration::from_secs(30),
-        worker_id: "w".into(),
-    };
-    let claimed = tokio::time::timeout(Duration::from_secs(10), store.task_claim(params))
+    let claimed = tokio::time::timeout(Duration::from_secs(10), store.task_claim(claim(10)))
         .await
         .expect("the claim's discard waited for the claim's own connection")
         .unwrap();
@@ -158,8 +167,7 @@ async fn the_leader_lease_is_renewed_while_the_pool_is_held() {
     let store = PgStore::from_pool(pool.clone());
     let held = pool.acquire().await.unwrap();
     let lead = || async {
-        let params = LeaderAcquireParams { name: "cron".into(), holder: "a".into(), ttl: Duration::from_secs(3) };
-        let answer = tokio::time::timeout(Duration::from_secs(2), store.leader_acquire(params)).await;
+        let answer = tokio::time::timeout(Duration::from_secs(2), store.leader_acquire(leader("a", 3))).await;
         answer.expect("the leader lease waited for the held connection").unwrap()
     };
     let token = lead().await.expect("nobody else holds the lease");
@@ -183,24 +191,16 @@ async fn a_leader_lease_waiting_on_its_row_does_not_hold_up_task_renewals() {
     let db = TestDb::create().await;
     let pool = pool_of(&db, 1).await;
     let store = PgStore::from_pool(pool.clone());
-    let acquire =
-        |holder: &str| LeaderAcquireParams { name: "cron".into(), holder: holder.into(), ttl: Duration::from_secs(30) };
-    store.leader_acquire(acquire("a")).await.unwrap().expect("the lease is free");
+    store.leader_acquire(leader("a", 30)).await.unwrap().expect("the lease is free");
     store.task_insert(NewTask::new("k", serde_json::json!({}))).await.unwrap();
-    let params = TaskClaimParams {
-        queues: vec![DEFAULT_QUEUE.to_owned()],
-        limit: 1,
-        default_lease_ttl: Duration::from_secs(30),
-        worker_id: "w".into(),
-    };
-    let lease = store.task_claim(params).await.unwrap().tasks[0].lease;
+    let lease = store.task_claim(claim(1)).await.unwrap().tasks[0].lease;
 
     let mut lock = db.pool().begin().await.unwrap();
     sqlx::query("SELECT 1 FROM leasehold.leaders WHERE name = 'cron' FOR SHARE").execute(&mut *lock).await.unwrap();
     let held = pool.acquire().await.unwrap();
     let contender = tokio::spawn({
         let store = store.clone();
-        let params = acquire("b");
+        let params = leader("b", 30);
         async move { store.leader_acquire(params).await }
     });
     // the contender's upsert is waiting on the row's lock

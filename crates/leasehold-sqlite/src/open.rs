@@ -88,8 +88,9 @@ fn primary_code(e: &sqlx::Error) -> Option<i32> {
 /// Rows a statement's thread may hand over before the task reading them has taken the first ones.
 /// sqlx runs each SQLite connection on a thread of its own, which passes rows to the reading task
 /// through a bounded channel (50 rows by default): an answer of 512 rows (a claim's, when it answered a
-/// row per task; a batch's completion, renewal or release still does) stopped and restarted that thread
-/// about ten times, each a sleep and a wake-up of both sides.
+/// row per task; a renewal's or a release's still does, and a batch's completion when it carries results,
+/// deletes its tasks or was not completed whole) stopped and restarted that thread about ten times, each a
+/// sleep and a wake-up of both sides.
 const ROW_BUFFER: usize = 1_024;
 
 /// Opens (creating if needed) the file at `path` in WAL mode.

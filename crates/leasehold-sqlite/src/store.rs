@@ -248,35 +248,41 @@ pub(crate) async fn complete_tasks(
         let spec = serde_json::to_string(&spec)?;
         done.extend(settled_rows(conn, include_str!("sql/task_complete.sql"), spec).await?);
     }
-    let rest: Vec<serde_json::Value> = tasks
-        .iter()
-        .filter(|(l, _)| !done.contains(&key(l)))
-        .map(|(l, _)| json!([l.task_id.0.to_string(), l.fence.0]))
-        .collect();
-    let already: HashSet<(String, i64)> = if rest.is_empty() {
-        HashSet::new()
-    } else {
-        sqlx::query_as(include_str!("sql/task_completed_check.sql"))
-            .bind(serde_json::to_string(&rest)?)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?
-            .into_iter()
-            .collect()
-    };
+    let already = completed_already(conn, tasks.iter().map(|(l, _)| l).filter(|l| !done.contains(&key(l)))).await?;
     Ok(tasks
         .iter()
-        .map(|(l, _)| {
-            let id = key(l);
-            if done.contains(&id) {
-                CompletionStatus::Completed
-            } else if already.contains(&id) {
-                CompletionStatus::AlreadyCompleted
-            } else {
-                CompletionStatus::LeaseLost
-            }
-        })
+        .map(
+            |(l, _)| if done.contains(&key(l)) { CompletionStatus::Completed } else { not_completed_here(&already, l) },
+        )
         .collect())
+}
+
+/// Of `leases`, the ones whose task is completed under that very token already (by the handler's own
+/// transaction, or by an earlier try of the same batch), as (id, fence).
+async fn completed_already<'a>(
+    conn: &mut sqlx::SqliteConnection,
+    leases: impl Iterator<Item = &'a TaskLease>,
+) -> Result<HashSet<(String, i64)>> {
+    let rest: Vec<serde_json::Value> = leases.map(|l| json!([l.task_id.0.to_string(), l.fence.0])).collect();
+    if rest.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<(String, i64)> = sqlx::query_as(include_str!("sql/task_completed_check.sql"))
+        .bind(serde_json::to_string(&rest)?)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The status of a task the statements just run did not complete: completed already under its token, or
+/// its lease lost.
+fn not_completed_here(already: &HashSet<(String, i64)>, l: &TaskLease) -> CompletionStatus {
+    if already.contains(&(l.task_id.0.to_string(), l.fence.0)) {
+        CompletionStatus::AlreadyCompleted
+    } else {
+        CompletionStatus::LeaseLost
+    }
 }
 
 /// The leases as the completion statements read them: a JSON array of strings "id:fence".
@@ -424,8 +430,9 @@ impl TaskStore for SqliteStore {
             return Ok(Vec::new());
         }
         let mut writer = self.writer().await?;
-        if !p.delete_completed && p.tasks.iter().all(|(_, result)| result.is_none()) {
-            // the common batch: one count answers for every task when all were completed
+        if !p.delete_completed && p.tasks.len() > 1 && p.tasks.iter().all(|(_, result)| result.is_none()) {
+            // the common batch: one count answers for every task when all were completed (a batch of
+            // one is answered by its own row, in one statement rather than three)
             let mut tx = writer.begin().await?;
             let spec = fenced_spec(p.tasks.iter().map(|(l, _)| l));
             let counted = sqlx::query(include_str!("sql/task_complete_counted.sql")).bind(spec);
@@ -434,9 +441,14 @@ impl TaskStore for SqliteStore {
                 tx.commit().await.map_err(db)?;
                 return Ok(vec![CompletionStatus::Completed; p.tasks.len()]);
             }
-            // some task was not completed here (its lease lost, or completed already): undone, and
-            // written again by the statements that answer per task
+            // some task was not completed here (its lease lost, or completed already by its handler's
+            // own transaction): undone, and written again by the statements that answer per task;
+            // when none was, there is nothing to write again, only each task's status to read
             tx.rollback().await.map_err(db)?;
+            if changed == 0 {
+                let already = completed_already(&mut writer, p.tasks.iter().map(|(l, _)| l)).await?;
+                return Ok(p.tasks.iter().map(|(l, _)| not_completed_here(&already, l)).collect());
+            }
         }
         if !p.delete_completed {
             // a retry after a failed statement finds the tasks completed already: AlreadyCompleted

@@ -242,3 +242,13 @@ async fn plan_of(store: &SqliteStore, sql: &str, binds: &[&str]) -> Vec<String> 
     }
     q.fetch_all(store.pool()).await.unwrap().into_iter().map(|r| r.3).collect()
 }
+
+/// The counted completion is the plain one without its rows (task_complete_counted.sql): the two must
+/// not drift apart, since a batch is written by one or the other depending on its size and its count.
+#[test]
+fn the_counted_completion_is_the_plain_one_without_its_rows() {
+    let statement = |sql: &str| sql.lines().filter(|l| !l.starts_with("--")).collect::<Vec<_>>().join("\n");
+    let plain = statement(include_str!("../src/sql/task_complete_plain.sql"));
+    let counted = statement(include_str!("../src/sql/task_complete_counted.sql"));
+    assert_eq!(plain.strip_suffix("\nRETURNING id, fence"), Some(counted.as_str()));
+}
