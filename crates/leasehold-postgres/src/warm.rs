@@ -47,22 +47,28 @@ impl Warm {
 
     /// A connection for one statement: a kept one, or one from the pool.
     pub(crate) async fn get(self: &Arc<Self>) -> Result<Conn> {
-        self.start_keeper();
-        let kept = self.idle.lock().unwrap().pop();
-        let conn = match kept {
-            Some((conn, _)) => conn,
+        let conn = match self.take_kept() {
+            Some(conn) => conn,
             None => self.pool.acquire().await.map_err(db)?,
         };
-        Ok(Conn { warm: self.clone(), conn: Some(conn), clean: false })
+        Ok(self.lend(conn))
     }
 
     /// A connection for one statement only if one is at hand: a kept one, or one idle in the pool;
     /// `None` rather than a wait behind the pool's other borrowers.
     pub(crate) fn get_spare(self: &Arc<Self>) -> Option<Conn> {
+        let conn = self.take_kept().or_else(|| self.pool.try_acquire())?;
+        Some(self.lend(conn))
+    }
+
+    /// The latest connection kept, if any (starting the keeper on first use).
+    fn take_kept(self: &Arc<Self>) -> Option<PoolConnection<Postgres>> {
         self.start_keeper();
-        let kept = self.idle.lock().unwrap().pop().map(|(conn, _)| conn);
-        let conn = kept.or_else(|| self.pool.try_acquire())?;
-        Some(Conn { warm: self.clone(), conn: Some(conn), clean: false })
+        self.idle.lock().unwrap().pop().map(|(conn, _)| conn)
+    }
+
+    fn lend(self: &Arc<Self>, conn: PoolConnection<Postgres>) -> Conn {
+        Conn { warm: self.clone(), conn: Some(conn), clean: false }
     }
 
     /// Hands every kept connection back to the pool.

@@ -8,6 +8,7 @@ use leasehold::{Client, EnqueueOptions, Job, JobContext, JobResult, Outcome, Wor
 use leasehold_core::schedule::LeaderAcquireParams;
 use leasehold_core::*;
 use leasehold_postgres::PgStore;
+use leasehold_testkit::conformance::claim;
 use leasehold_testkit::jobs::three_second_leases;
 use leasehold_testkit::pg::TestDb;
 use leasehold_testkit::wait;
@@ -28,16 +29,6 @@ struct Shared {
 /// A pool of at most `max` connections on the test's database, whose acquire waits 30 s.
 async fn pool_of(db: &TestDb, max: u32) -> PgPool {
     PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(30)).connect(db.url()).await.unwrap()
-}
-
-/// A claim of up to `limit` tasks of the default queue, with leases of 30 s.
-fn claim(limit: u32) -> TaskClaimParams {
-    TaskClaimParams {
-        queues: vec![DEFAULT_QUEUE.to_owned()],
-        limit,
-        default_lease_ttl: Duration::from_secs(30),
-        worker_id: "w".into(),
-    }
 }
 
 /// `holder`'s try for the leader lease "cron", for `secs` seconds.

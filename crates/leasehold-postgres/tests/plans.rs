@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use leasehold_core::*;
 use leasehold_postgres::PgStore;
+use leasehold_testkit::conformance::claim;
 use leasehold_testkit::pg::TestDb;
 use leasehold_testkit::plans::{Explain, claimed_after_stale_statistics, enqueued_and_analyzed, explained};
 use sqlx::types::Json;
@@ -96,7 +97,7 @@ async fn after_a_burst_into_a_table_vacuumed_empty_claims_and_renewals_read_by_i
     let db = TestDb::create().await;
     let (pool, store) = one_connection(&db).await;
     sqlx::query("VACUUM leasehold.tasks").execute(db.pool()).await.unwrap();
-    let claim = || store.task_claim(claim_of(64));
+    let claim_64 = || store.task_claim(claim(64));
     let gone = |n: i64| TaskLease { task_id: TaskId::new(), fence: FencingToken(n) };
     let renew = |leases: Vec<TaskLease>| {
         store.lease_renew(LeaseRenewParams {
@@ -104,7 +105,7 @@ async fn after_a_burst_into_a_table_vacuumed_empty_claims_and_renewals_read_by_i
         })
     };
     for n in 0..8 {
-        assert!(claim().await.unwrap().tasks.is_empty());
+        assert!(claim_64().await.unwrap().tasks.is_empty());
         assert!(renew(vec![gone(n)]).await.unwrap().renewed.is_empty());
         assert!(renew(vec![gone(n), gone(n + 1)]).await.unwrap().renewed.is_empty());
     }
@@ -115,7 +116,7 @@ async fn after_a_burst_into_a_table_vacuumed_empty_claims_and_renewals_read_by_i
 
     let mut leases = Vec::new();
     let claims = reads_per_step(&pool, 5, async || {
-        leases.extend(claim().await.unwrap().tasks.into_iter().map(|t| t.lease));
+        leases.extend(claim_64().await.unwrap().tasks.into_iter().map(|t| t.lease));
     })
     .await;
     assert_eq!(leases.len(), 5 * 64);
@@ -144,7 +145,7 @@ async fn large_claims_update_the_tasks_they_picked_in_place() {
     let (pool, store) = one_connection(&db).await;
     enqueued_and_analyzed(&db, TASKS).await;
     let reads = reads_per_step(&pool, 8, async || {
-        assert_eq!(store.task_claim(claim_of(512)).await.unwrap().tasks.len(), 512);
+        assert_eq!(store.task_claim(claim(512)).await.unwrap().tasks.len(), 512);
     })
     .await;
     assert!(reads.iter().all(|r| *r == 0), "rows read sequentially by each claim of 512: {reads:?}");
@@ -207,21 +208,11 @@ async fn claims_read_expired_leases_by_index_when_the_statistics_say_every_lease
     }
     let mut claimed = 0;
     let reads = reads_per_step(&pool, 7, async || {
-        claimed += store.task_claim(claim_of(64)).await.unwrap().tasks.len();
+        claimed += store.task_claim(claim(64)).await.unwrap().tasks.len();
     })
     .await;
     assert_eq!(claimed, 7 * 64, "the available tasks, no running one");
     assert!(reads.iter().all(|r| *r == 0), "rows read sequentially by each claim: {reads:?}");
-}
-
-/// A claim of up to `limit` tasks of the default queue, with leases of a minute.
-fn claim_of(limit: u32) -> TaskClaimParams {
-    TaskClaimParams {
-        queues: vec![DEFAULT_QUEUE.to_owned()],
-        limit,
-        default_lease_ttl: Duration::from_secs(60),
-        worker_id: "t".into(),
-    }
 }
 
 /// A store on a pool of one connection, so that every statement runs where the earlier ones left their

@@ -76,7 +76,9 @@ macro_rules! conformance_tests {
 
 const WAIT: Duration = Duration::from_secs(15);
 
-pub(crate) fn claim(limit: u32) -> TaskClaimParams {
+/// A claim of up to `limit` tasks of the default queue, with leases of 30 s: the suite's, and the stores'
+/// own tests'.
+pub fn claim(limit: u32) -> TaskClaimParams {
     TaskClaimParams {
         queues: vec![DEFAULT_QUEUE.to_owned()],
         limit,
