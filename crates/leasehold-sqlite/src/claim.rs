@@ -1,31 +1,46 @@
 //! The claim's picks as sent (`sql/task_claim.sql` with a branch of `sql/task_claim_available.sql` per
-//! queue): its queues and limit written into the text as constants.
+//! queue): its queues and limit written into the text as constants, its picks in one of two forms.
 
 use std::sync::{Arc, LazyLock};
 
 use leasehold_core::statements::KeptStatements;
 
-/// The picks of a claim of `queues` (each named once) and at most `limit` tasks: task_claim.sql with one
-/// branch of task_claim_available.sql per queue, the queue names and the limit written in as constants
-/// (see task_claim.sql for why). Written once per set of queues and limit in the process, not on every
-/// claim: a worker has one set of queues and claims in a few sizes (powers of two and halfway between,
-/// about a dozen; see [`KeptStatements`]). Each statement kept is also prepared once on the store's
-/// write connection, whose cache sqlx bounds (100 by default): a process claiming from more than a few
-/// sets of queues prepares some again.
-pub(crate) fn claim_sql(queues: &[String], limit: u32) -> Arc<str> {
-    static WRITTEN: LazyLock<KeptStatements<u32>> = LazyLock::new(KeptStatements::new);
-    WRITTEN.get_or_write(limit, queues, || write(queues, limit))
+/// The form of a claim's picks (see task_claim.sql).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Picks {
+    /// Each pick's rowid alone: the claim's first read, and its only one unless it takes a lease over.
+    Plain,
+    /// Each pick as `[rowid, taken_over, exhausted]`: read again when the plain read found a pick taken
+    /// over.
+    Marked,
+}
+
+/// The picks of a claim of `queues` (each named once) and at most `limit` tasks, in the form `picks`:
+/// task_claim.sql with one branch of task_claim_available.sql per queue, the queue names and the limit
+/// written in as constants (see task_claim.sql for why). Written once per set of queues, limit and form
+/// in the process, not on every claim: a worker has one set of queues and claims in a few sizes (powers
+/// of two and halfway between, about a dozen; see [`KeptStatements`]). Each statement kept is also
+/// prepared once on the store's write connection, whose cache sqlx bounds (100 by default): a process
+/// claiming from more than a few sets of queues prepares some again.
+pub(crate) fn claim_sql(queues: &[String], limit: u32, picks: Picks) -> Arc<str> {
+    static WRITTEN: LazyLock<KeptStatements<(u32, Picks)>> = LazyLock::new(KeptStatements::new);
+    WRITTEN.get_or_write((limit, picks), queues, || write(queues, limit, picks))
 }
 
 /// The text itself, as [`claim_sql`] describes it.
-fn write(queues: &[String], limit: u32) -> String {
+fn write(queues: &[String], limit: u32, picks: Picks) -> String {
     let constants: Vec<String> = queues.iter().map(|q| text_constant(q)).collect();
     let available: Vec<String> =
         constants.iter().map(|q| include_str!("sql/task_claim_available.sql").replace("{queue}", q)).collect();
+    let listed = match picks {
+        Picks::Plain => "json_group_array(rid ORDER BY priority, run_at, id)",
+        Picks::Marked => "json_group_array(json_array(rid, taken_over, exhausted) ORDER BY priority, run_at, id)",
+    };
     include_str!("sql/task_claim.sql")
         .replace("{available}", &available.join("    UNION ALL\n"))
         .replace("{queues}", &constants.join(", "))
         .replace("{limit}", &limit.to_string())
+        .replace("{picks}", listed)
 }
 
 /// `name` as an SQL text constant: `char(...)` of its code points, in runs of [`CHAR_ARGS`] joined by
@@ -64,7 +79,7 @@ mod tests {
     use sqlx::sqlite::SqliteConnectOptions;
     use sqlx::{Connection, SqliteConnection};
 
-    use super::claim_sql;
+    use super::{Picks, claim_sql};
     use crate::SqliteStore;
 
     /// Every read of the claim follows its index as a range: each queue's available tasks from the
@@ -82,8 +97,8 @@ mod tests {
                 store.task_insert_many(tasks).await.unwrap();
                 sqlx::raw_sql("ANALYZE").execute(store.pool()).await.unwrap();
             }
-            for queues in 1..=3 {
-                let plan = explain(&store, queues).await;
+            for (queues, picks) in (1..=3).flat_map(|n| [(n, Picks::Plain), (n, Picks::Marked)]) {
+                let plan = explain(&store, queues, picks).await;
                 let available = plan.iter().filter(|d| d.contains("leasehold_tasks_available_idx (queue=?)")).count();
                 assert_eq!(available, queues, "analyzed: {analyzed}: {plan:#?}");
                 assert!(
@@ -92,9 +107,13 @@ mod tests {
                 );
                 assert!(!plan.iter().any(|d| d == "SCAN t" || d.starts_with("SCAN t ")), "{plan:#?}");
             }
-            // the update and the answer find each pick by its rowid
-            for sql in [include_str!("sql/task_claim_update.sql"), include_str!("sql/task_claim_answer.sql")] {
-                let plan = plan_of(&store, sql).await;
+            // the updates and the answers find each pick by its rowid
+            let marked = [include_str!("sql/task_claim_update.sql"), include_str!("sql/task_claim_answer.sql")];
+            let plain =
+                [include_str!("sql/task_claim_update_plain.sql"), include_str!("sql/task_claim_answer_plain.sql")];
+            let forms = marked.map(|sql| (sql, Picks::Marked)).into_iter().chain(plain.map(|sql| (sql, Picks::Plain)));
+            for (sql, picks) in forms {
+                let plan = plan_of(&store, sql, picks).await;
                 assert!(plan.iter().any(|d| d.contains("SEARCH t USING INTEGER PRIMARY KEY (rowid=?)")), "{plan:#?}");
                 assert!(!plan.iter().any(|d| d.starts_with("SCAN t")), "analyzed: {analyzed}: {plan:#?}");
             }
@@ -110,15 +129,16 @@ mod tests {
     fn the_claims_limit_and_queues_are_written_into_its_text() {
         for n in 1..=3 {
             let queues: Vec<String> = (0..n).map(|i| format!("q{i}")).collect();
-            for limit in [1, 12, 100, 384] {
-                let sql = claim_sql(&queues, limit);
+            for (limit, picks) in [1, 12, 100, 384].into_iter().flat_map(|l| [(l, Picks::Plain), (l, Picks::Marked)]) {
+                let sql = claim_sql(&queues, limit, picks);
                 let code: String = sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect();
                 assert!(!code.contains("LIMIT ?") && !code.contains("?4"), "{sql}");
                 assert!(!code.contains('{'), "a placeholder left in the text: {sql}");
                 assert_eq!(code.matches(&format!("LIMIT {limit}")).count(), n + 2, "{sql}");
                 // "q0" is code points 113 and 48: once in its queue's branch, once among the expired leases' queues
                 assert_eq!(code.matches("char(113, 48)").count(), 2, "{sql}");
-                assert!(std::sync::Arc::ptr_eq(&sql, &claim_sql(&queues, limit)), "written once per shape");
+                assert_eq!(code.contains("json_array(rid, taken_over, exhausted)"), picks == Picks::Marked, "{sql}");
+                assert!(std::sync::Arc::ptr_eq(&sql, &claim_sql(&queues, limit, picks)), "written once per shape");
             }
         }
     }
@@ -192,22 +212,29 @@ mod tests {
         }
     }
 
-    /// The plan of the claim's picks: the `detail` column of EXPLAIN QUERY PLAN (id, parent, notused,
-    /// detail).
-    async fn explain(store: &SqliteStore, queues: usize) -> Vec<String> {
+    /// The plan of the claim's picks in the form `picks`: the `detail` column of EXPLAIN QUERY PLAN (id,
+    /// parent, notused, detail).
+    async fn explain(store: &SqliteStore, queues: usize, picks: Picks) -> Vec<String> {
         let names: Vec<String> = (0..queues).map(|i| format!("q{i}")).collect();
-        plan_of(store, &claim_sql(&names, 10)).await
+        plan_of(store, &claim_sql(&names, 10, picks), picks).await
     }
 
-    /// The plan of `sql`, with picks of two tasks bound where it takes them.
-    async fn plan_of(store: &SqliteStore, sql: &str) -> Vec<String> {
+    /// The plan of `sql`, with picks of two tasks in the form `picks` bound where it takes them.
+    async fn plan_of(store: &SqliteStore, sql: &str, picks: Picks) -> Vec<String> {
         let explain = format!("EXPLAIN QUERY PLAN {sql}");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(explain));
         if sql.contains("?1") {
-            q = q.bind("[[1, 0, 0], [2, 1, 0]]").bind(30_000);
+            let bound = match picks {
+                Picks::Plain => "[1, 2]",
+                Picks::Marked => "[[1, 0, 0], [2, 1, 0]]",
+            };
+            q = q.bind(bound).bind(30_000);
+        }
+        if sql.contains("?3") {
+            q = q.bind("w");
         }
         if sql.contains("?4") {
-            q = q.bind("w").bind("lost");
+            q = q.bind("lost");
         }
         let rows = q.fetch_all(store.pool()).await.unwrap();
         rows.iter().map(|r| sqlx::Row::get::<String, _>(r, 3)).collect()

@@ -15,7 +15,9 @@
 //! - `keyed.rs`: idempotent enqueue and the record of effects.
 //! - `schedules.rs`: the leader lease, schedules and per-tick ledger of singleton scheduled jobs.
 //! - `claim.rs`: the claim's picks (its first statement), with its queues and limit written in; the
-//!   update (`sql/task_claim_update.sql`) and the answer (`sql/task_claim_answer.sql`) follow it.
+//!   update and the answer follow it (`sql/task_claim_update_plain.sql` and
+//!   `sql/task_claim_answer_plain.sql`, or, when a lease is taken over, `sql/task_claim_update.sql` and
+//!   `sql/task_claim_answer.sql` after the picks are read again with their marks).
 //! - `rows.rs`: decoding rows, and a claim's answer (one JSON array of its tasks), into the core records.
 //! - `local.rs`, `writer.rs`: the store's own writes take turns within the process, on one
 //!   connection the store keeps for them.

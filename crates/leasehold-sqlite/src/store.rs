@@ -10,7 +10,7 @@ use sqlx::{Row, SqliteExecutor, SqlitePool};
 use leasehold_core::params::duration_ms;
 use leasehold_core::*;
 
-use crate::claim::claim_sql;
+use crate::claim::{Picks, claim_sql};
 use crate::db;
 use crate::local::{FileLocal, for_file};
 use crate::open::{SqliteOptions, open_checked, url_path};
@@ -366,27 +366,32 @@ impl TaskStore for SqliteStore {
         let mut tx = writer.begin().await?;
         // the write lock was free within a few hundred microseconds, or another writer held it
         let contended = asked.elapsed() > CONTENDED_WAIT;
-        let (picked, picks): (i64, String) =
-            sqlx::query_as(sqlx::AssertSqlSafe(claim_sql(&distinct, p.limit))).fetch_one(&mut *tx).await.map_err(db)?;
+        // the picks as rowids alone; read again with each one's marks when a lease is taken over
+        let read = |picks| sqlx::query_as(sqlx::AssertSqlSafe(claim_sql(&distinct, p.limit, picks)));
+        let (mut picked, mut picks, taken): (i64, String, i64) =
+            read(Picks::Plain).fetch_one(&mut *tx).await.map_err(db)?;
+        let marked = taken > 0;
+        if marked {
+            (picked, picks, _) = read(Picks::Marked).fetch_one(&mut *tx).await.map_err(db)?;
+        }
         let answer = if picked == 0 {
             None
         } else {
             let ttl = duration_ms(p.default_lease_ttl);
-            sqlx::query(include_str!("sql/task_claim_update.sql"))
-                .bind(&picks)
-                .bind(ttl)
-                .bind(&p.worker_id)
-                .bind(LEASE_LOST_ON_LAST_ATTEMPT)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            let (update, answer) = if marked {
+                let update = sqlx::query(include_str!("sql/task_claim_update.sql"));
+                (
+                    update.bind(&picks).bind(ttl).bind(&p.worker_id).bind(LEASE_LOST_ON_LAST_ATTEMPT),
+                    include_str!("sql/task_claim_answer.sql"),
+                )
+            } else {
+                let update = sqlx::query(include_str!("sql/task_claim_update_plain.sql"));
+                (update.bind(&picks).bind(ttl).bind(&p.worker_id), include_str!("sql/task_claim_answer_plain.sql"))
+            };
+            update.execute(&mut *tx).await.map_err(db)?;
             sqlx::query(include_str!("sql/fence_advance.sql")).bind(picked).execute(&mut *tx).await.map_err(db)?;
-            let claimed: String = sqlx::query_scalar(include_str!("sql/task_claim_answer.sql"))
-                .bind(&picks)
-                .bind(ttl)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
+            let claimed: String =
+                sqlx::query_scalar(answer).bind(&picks).bind(ttl).fetch_one(&mut *tx).await.map_err(db)?;
             Some(claimed)
         };
         tx.commit().await.map_err(db)?;

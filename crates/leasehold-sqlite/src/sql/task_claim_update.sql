@@ -1,5 +1,6 @@
--- Inside the claim's transaction, after task_claim.sql: claims its picks ?1 (that statement's JSON array,
--- in claim order, each [rowid, taken_over, exhausted]). Every claimed task gets a token: the counter's
+-- Inside the claim's transaction, after task_claim.sql in its marked form, when a pick is taken over
+-- (task_claim_update_plain.sql claims the others): claims its picks ?1 (that statement's JSON array, in
+-- claim order, each [rowid, taken_over, exhausted]). Every claimed task gets a token: the counter's
 -- value plus its rank, its place in ?1 counted from 1; the caller then moves the counter past the ranks
 -- it used (fence_advance.sql). An exhausted pick (an expired task with no attempt left: its holder kept
 -- crashing or stalling) is discarded instead, with the error ?4.
