@@ -10,6 +10,15 @@
 //! 730. sqlx also checks a connection it is handed back with a round trip to the connection's thread,
 //! which a kept connection never pays.
 //!
+//! The kept connection keeps its statement journals in memory (`PRAGMA temp_store = MEMORY`). A
+//! statement that changes many rows inside a transaction, and could fail partway on a constraint, keeps
+//! the pages it changed in a statement journal, to undo that statement alone; past 64 KiB SQLite moves
+//! that journal to a temporary file, which it creates, writes and deletes each time. A claim or a
+//! completion of a few hundred tasks went past it: about a thousand such files in a five-round
+//! `--sqlite-only --drain-only 20000` benchmark, none now. The store's writes are bounded batches (a
+//! claim of at most the worker's free slots, completions of at most a thousand tasks), so the journal
+//! in memory is too: a few hundred pages at most.
+//!
 //! The kept connection comes from the pool and is detached from it, so it does not count against the
 //! pool's size: the store opens at most one more connection than the pool's maximum. Once the pool is
 //! closed the kept connection is closed too, and writes fail as the pool's statements do. A connection
@@ -59,7 +68,11 @@ impl Kept {
         };
         let conn = match conn {
             Some(conn) => conn,
-            None => pool.acquire().await.map_err(db)?.detach(),
+            None => {
+                let mut conn = pool.acquire().await.map_err(db)?.detach();
+                sqlx::raw_sql("PRAGMA temp_store = MEMORY").execute(&mut conn).await.map_err(db)?;
+                conn
+            }
         };
         Ok(Writer { conn: Some(conn), kept: self, _turn: turn })
     }
