@@ -435,22 +435,29 @@ impl TaskStore for SqliteStore {
             return Ok(Vec::new());
         }
         let mut writer = self.writer().await?;
-        if !p.delete_completed && p.tasks.len() > 1 && p.tasks.iter().all(|(_, result)| result.is_none()) {
+        let plain = p.tasks.iter().all(|(_, result)| result.is_none());
+        if p.tasks.len() > 1 && (p.delete_completed || plain) {
             // the common batch: one count answers for every task when all were completed (a batch of
-            // one is answered by its own row, in one statement rather than three)
+            // one is answered by its own row, in one statement rather than three); a deleting one
+            // drops any results, and counts the keyed tasks it leaves to the updates as short
             let mut tx = writer.begin().await?;
             let spec = fenced_spec(p.tasks.iter().map(|(l, _)| l));
-            let counted = sqlx::query(include_str!("sql/task_complete_counted.sql")).bind(spec);
-            let changed = counted.execute(&mut *tx).await.map_err(db)?.rows_affected();
+            let sql = if p.delete_completed {
+                include_str!("sql/task_complete_delete_counted.sql")
+            } else {
+                include_str!("sql/task_complete_counted.sql")
+            };
+            let changed = sqlx::query(sql).bind(spec).execute(&mut *tx).await.map_err(db)?.rows_affected();
             if changed == p.tasks.len() as u64 {
                 tx.commit().await.map_err(db)?;
                 return Ok(vec![CompletionStatus::Completed; p.tasks.len()]);
             }
-            // some task was not completed here (its lease lost, or completed already by its handler's
-            // own transaction): undone, and written again by the statements that answer per task;
-            // when none was, there is nothing to write again, only each task's status to read
+            // some task was not completed here (its lease lost, completed already by its handler's own
+            // transaction, or, deleting, keyed): undone, and written again by the statements that
+            // answer per task; when a keeping batch completed none, there is nothing to write again,
+            // only each task's status to read
             tx.rollback().await.map_err(db)?;
-            if changed == 0 {
+            if changed == 0 && !p.delete_completed {
                 let already = completed_already(&mut writer, p.tasks.iter().map(|(l, _)| l)).await?;
                 return Ok(p.tasks.iter().map(|(l, _)| not_completed_here(&already, l)).collect());
             }

@@ -40,6 +40,7 @@ async fn batch_writes_look_tasks_up_by_key_when_the_statistics_say_none_runs() {
         ("task_complete_plain.sql", include_str!("../src/sql/task_complete_plain.sql"), &flat, None),
         ("task_complete_counted.sql", include_str!("../src/sql/task_complete_counted.sql"), &flat, None),
         ("task_complete_delete.sql", include_str!("../src/sql/task_complete_delete.sql"), &flat, None),
+        ("task_complete_delete_counted.sql", include_str!("../src/sql/task_complete_delete_counted.sql"), &flat, None),
         ("task_complete.sql", include_str!("../src/sql/task_complete.sql"), &with_result, None),
         ("lease_renew.sql", include_str!("../src/sql/lease_renew.sql"), &with_ttl, None),
         ("task_release.sql", include_str!("../src/sql/task_release.sql"), &bare, Some("0")),
@@ -243,12 +244,21 @@ async fn plan_of(store: &SqliteStore, sql: &str, binds: &[&str]) -> Vec<String> 
     q.fetch_all(store.pool()).await.unwrap().into_iter().map(|r| r.3).collect()
 }
 
-/// The counted completion is the plain one without its rows (task_complete_counted.sql): the two must
-/// not drift apart, since a batch is written by one or the other depending on its size and its count.
+/// Each counted completion is the statement that answers per task without its rows
+/// (task_complete_counted.sql of task_complete_plain.sql, task_complete_delete_counted.sql of
+/// task_complete_delete.sql): they must not drift apart, since a batch is written by one or the other
+/// depending on its size and its count.
 #[test]
-fn the_counted_completion_is_the_plain_one_without_its_rows() {
+fn the_counted_completions_are_the_answering_ones_without_their_rows() {
     let statement = |sql: &str| sql.lines().filter(|l| !l.starts_with("--")).collect::<Vec<_>>().join("\n");
-    let plain = statement(include_str!("../src/sql/task_complete_plain.sql"));
-    let counted = statement(include_str!("../src/sql/task_complete_counted.sql"));
-    assert_eq!(plain.strip_suffix("\nRETURNING id, fence"), Some(counted.as_str()));
+    let pairs = [
+        (include_str!("../src/sql/task_complete_plain.sql"), include_str!("../src/sql/task_complete_counted.sql")),
+        (
+            include_str!("../src/sql/task_complete_delete.sql"),
+            include_str!("../src/sql/task_complete_delete_counted.sql"),
+        ),
+    ];
+    for (answering, counted) in pairs {
+        assert_eq!(statement(answering).strip_suffix("\nRETURNING id, fence"), Some(statement(counted).as_str()));
+    }
 }
