@@ -33,8 +33,8 @@ pub(crate) fn parse_state(s: &str) -> Result<TaskState, Error> {
     TaskState::parse(s).ok_or_else(|| Error::Schema(format!("unknown task state {s:?} in the database")))
 }
 
-/// One task of a claim's answer (task_claim_answer.sql): a JSON array decoded by position, in the
-/// order that statement writes it. The payload is kept as its text here and parsed on its own, so that
+/// One task of a claim's answer (task_claim_answer_plain.sql or task_claim_answer.sql): a JSON array
+/// decoded by position, in the order both statements write it. The payload is kept as its text here and parsed on its own, so that
 /// it may nest as deep as a payload read by itself (serde_json stops at 128 levels, and the answer puts
 /// each payload two levels down).
 #[derive(Deserialize)]
@@ -63,7 +63,8 @@ pub(crate) struct Claimed {
     pub(crate) discarded: Vec<ClaimDiscard>,
 }
 
-/// The tasks of a claim's answer, one JSON array of them in claim order (task_claim_answer.sql). A task
+/// The tasks of a claim's answer, one JSON array of them in claim order (task_claim_answer_plain.sql or
+/// task_claim_answer.sql). A task
 /// whose payload does not parse (a file written by other code may hold numbers serde_json cannot read,
 /// such as `1e400`) is answered apart, with its lease and why.
 pub(crate) fn claimed_tasks(answer: &str) -> Result<Claimed, Error> {

@@ -15,9 +15,12 @@
 //! the pages it changed in a statement journal, to undo that statement alone; past 64 KiB SQLite moves
 //! that journal to a temporary file, which it creates, writes and deletes each time. A claim or a
 //! completion of a few hundred tasks went past it: about a thousand such files in a five-round
-//! `--sqlite-only --drain-only 20000` benchmark, none now. The store's writes are bounded batches (a
-//! claim of at most the worker's free slots, completions of at most a thousand tasks), so the journal
-//! in memory is too: a few hundred pages at most.
+//! `--sqlite-only --drain-only 20000` benchmark, none now. The store's statements inside a transaction
+//! change bounded batches (a claim of at most the worker's free slots, a worker's completions of at most
+//! a thousand tasks), so the journal in memory is bounded too: a few hundred pages. A statement run on
+//! its own (an enqueue of many tasks, a prune) keeps no statement journal: its own transaction undoes
+//! it. On a store made with `SqliteStore::from_pool`, the kept connection comes from the
+//! application's pool and leaves it for good, so the setting applies to that one connection only.
 //!
 //! The kept connection comes from the pool and is detached from it, so it does not count against the
 //! pool's size: the store opens at most one more connection than the pool's maximum. Once the pool is
@@ -148,6 +151,8 @@ mod tests {
 
     use crate::SqliteStore;
 
+    /// The kept connection, and the one that replaces it, keep their statement journals in memory.
+    ///
     /// SQLite rolls a transaction back by itself on some errors (an I/O error, a full disk); sqlx does
     /// not see it, its own rollback then fails, and it counts the transaction as open. Here a `ROLLBACK`
     /// run inside the transaction ends it the same way. The store's next writes, each in a transaction
@@ -159,10 +164,16 @@ mod tests {
         let id = store.task_insert(NewTask::new("k", serde_json::json!({}))).await.unwrap();
         {
             let mut writer = store.writer().await.unwrap();
+            let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store").fetch_one(&mut *writer).await.unwrap();
+            assert_eq!(temp_store, 2, "the kept connection keeps its statement journals in memory");
             let mut tx = writer.begin().await.unwrap();
             sqlx::raw_sql("ROLLBACK").execute(&mut *tx).await.unwrap();
             // dropped uncommitted: sqlx queues a rollback, which fails
         }
+        // the replacement keeps its statement journals in memory too (temp_store 2 is MEMORY)
+        let temp_store: i64 =
+            sqlx::query_scalar("PRAGMA temp_store").fetch_one(&mut *store.writer().await.unwrap()).await.unwrap();
+        assert_eq!(temp_store, 2);
         for _ in 0..2 {
             let params = TaskClaimParams {
                 queues: vec!["default".into()],

@@ -72,6 +72,32 @@ pub async fn deleting_completions_keep_only_keyed_tasks<B: Backend>(b: &B) {
     assert_eq!((rec.state, rec.result), (TaskState::Completed, result));
 }
 
+/// A deleting batch whose tasks are all unkeyed and held deletes them all, and one whose tasks are all
+/// keyed and held keeps them all completed, each answered as completed (a store may answer the first
+/// with one count of the rows it deleted, and must still write the second, where that count is zero).
+pub async fn deleting_batches_of_alike_tasks_answer_each_task<B: Backend>(b: &B) {
+    let s = b.store();
+    let plain = s.task_insert_many((0..2).map(|n| task("k", n)).collect()).await.unwrap();
+    let mut held = Vec::new();
+    for n in 0..2 {
+        held.push(s.task_insert_idempotent(keyed("k", 10 + n, &format!("delete-count-{n}"))).await.unwrap().id);
+    }
+    let got = s.task_claim(claim(10)).await.unwrap().tasks;
+    assert_eq!(got.len(), 4);
+    let leases = |ids: &[TaskId]| -> Vec<(TaskLease, Option<serde_json::Value>)> {
+        ids.iter().map(|id| (got.iter().find(|c| c.lease.task_id == *id).unwrap().lease, None)).collect()
+    };
+    use CompletionStatus::*;
+    assert_eq!(s.task_complete_many(deleting(leases(&plain))).await.unwrap(), vec![Completed, Completed]);
+    for id in &plain {
+        assert!(is_gone(s.task_get(*id).await), "a completed task without a key was kept");
+    }
+    assert_eq!(s.task_complete_many(deleting(leases(&held))).await.unwrap(), vec![Completed, Completed]);
+    for id in &held {
+        assert_eq!(s.task_get(*id).await.unwrap().state, TaskState::Completed, "a keyed task was not completed");
+    }
+}
+
 /// A worker set to delete completed tasks deletes the unkeyed ones, keeps keyed ones completed with
 /// their results, and leaves a task its handler completed in its own transaction completed.
 pub async fn worker_deletes_the_tasks_it_completes<B: Backend>(b: &B) {

@@ -54,7 +54,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@in conformance $make; $($case),*);
         $crate::conformance_tests!(@in completion_cases $make;
             deleting_completions_keep_only_keyed_tasks, worker_deletes_the_tasks_it_completes,
-            a_plain_batch_with_a_lost_lease_answers_each_task);
+            a_plain_batch_with_a_lost_lease_answers_each_task, deleting_batches_of_alike_tasks_answer_each_task);
         $crate::conformance_tests!(@in payload_cases $make;
             claims_answer_every_payload_as_enqueued, a_task_whose_payload_does_not_parse_is_discarded_alone,
             a_claim_lists_each_discard_with_its_cause, a_worker_counts_what_its_claims_discard);

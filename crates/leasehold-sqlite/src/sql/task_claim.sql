@@ -1,18 +1,19 @@
--- Inside BEGIN IMMEDIATE, the first of a claim's statements (then an update and an answer): picks up to
--- {limit} tasks of the queues {queues} (claim.rs writes each name into the text as a constant,
--- `char(...)` of its code points): due available tasks, and running tasks whose lease expired on
--- SQLite's clock (a crashed or paused holder), in claim order. Answers one row: how many were picked,
--- the picks as one JSON array in claim order, and how many of them are taken over ({picks}, which
--- claim.rs writes in one of two forms). The plain form lists each pick's rowid alone, for
+-- Inside BEGIN IMMEDIATE, the first of a claim's statements (then an update, fence_advance.sql and an
+-- answer): picks up to {limit} tasks of the queues {queues} (claim.rs writes each name into the text as
+-- a constant, `char(...)` of its code points): due available tasks, and running tasks whose lease
+-- expired on SQLite's clock (a crashed or paused holder), in claim order. Answers one row: how many were
+-- picked, the picks as one JSON array in claim order, and how many of them are taken over ({picks},
+-- which claim.rs writes in one of two forms). The plain form lists each pick's rowid alone, for
 -- task_claim_update_plain.sql and task_claim_answer_plain.sql; when any pick is taken over, the claim
--- reads its picks again in the marked form, each [rowid, taken_over, exhausted] (an exhausted pick is
--- an expired task with no attempt left, which the update discards), for task_claim_update.sql and
+-- reads its picks again in the marked form, each [rowid, taken_over, exhausted] (an exhausted pick is an
+-- expired task with no attempt left, which the update discards), for task_claim_update.sql and
 -- task_claim_answer.sql. A claim takes over a lease only after a holder crashed or stalled; the plain
--- update writes five columns with no choice per column, and cost 2.0 us a task where the marked one
--- cost 3.9 (SQLite alone, claims of 400, 2026-12-07), and its answer half as much.
--- The claim is three statements, each answering one row at most, rather than one update answering a
--- row per task: sqlx copies every value of every row it reads and hands each row from the connection's
--- thread to the task reading it (eleven values a task, about a seventh of a drain's CPU, 2026-12-07).
+-- update writes five columns with no choice per column, and cost 2.0 us a task where the marked one cost
+-- 3.9 (SQLite alone, claims of 400, 2026-12-07), and the plain answer 0.7 us a task against 1.4.
+-- The claim is four statements (five after a takeover), each answering one row at most, rather than one
+-- update answering a row per task: sqlx copies every value of every row it reads and hands each row from
+-- the connection's thread to the task reading it (eleven values a task, about a seventh of a drain's
+-- CPU, 2026-12-07).
 -- The picks are named by rowid, which SQLite keeps across updates (only VACUUM renumbers the rowids of
 -- a table without an INTEGER PRIMARY KEY, and the transaction's write lock keeps it out), so the update
 -- and the answer find each pick without descending the text key's index.
