@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use serde_json::json;
 use sqlx::{Row, SqliteExecutor, SqlitePool};
@@ -285,6 +285,24 @@ fn not_completed_here(already: &HashSet<(String, i64)>, l: &TaskLease) -> Comple
     }
 }
 
+/// A batch's completion that answers the count of tasks it completed instead of a row per task:
+/// task_complete_plain.sql, or task_complete_delete.sql when completed tasks are deleted, without its
+/// closing `RETURNING id, fence`. When every task was completed, that count says so for all of them, and
+/// no row per task is read back (sqlx copies every value of every row, on the connection's thread, under
+/// SQLite's memory lock); when it falls short, the caller rolls the statement back and writes the batch
+/// with the statements that answer per task. Derived from them, so the two forms cannot drift apart.
+fn counted(delete_completed: bool) -> &'static str {
+    static KEEP: LazyLock<String> = LazyLock::new(|| without_rows(include_str!("sql/task_complete_plain.sql")));
+    static DELETE: LazyLock<String> = LazyLock::new(|| without_rows(include_str!("sql/task_complete_delete.sql")));
+    if delete_completed { &DELETE } else { &KEEP }
+}
+
+/// `sql` without its closing `RETURNING id, fence`.
+fn without_rows(sql: &str) -> String {
+    let rows = sql.trim_end().strip_suffix("RETURNING id, fence");
+    rows.expect("a completion that answers its tasks' ids and tokens last").trim_end().to_owned()
+}
+
 /// The leases as the completion statements read them: a JSON array of strings "id:fence".
 fn fenced_spec<'a>(leases: impl Iterator<Item = &'a TaskLease>) -> String {
     json_strings(leases.map(|l| format!("{}:{}", l.task_id.0, l.fence.0)))
@@ -442,12 +460,12 @@ impl TaskStore for SqliteStore {
             // drops any results, and counts the keyed tasks it leaves to the updates as short
             let mut tx = writer.begin().await?;
             let spec = fenced_spec(p.tasks.iter().map(|(l, _)| l));
-            let sql = if p.delete_completed {
-                include_str!("sql/task_complete_delete_counted.sql")
-            } else {
-                include_str!("sql/task_complete_counted.sql")
-            };
-            let changed = sqlx::query(sql).bind(spec).execute(&mut *tx).await.map_err(db)?.rows_affected();
+            let changed = sqlx::query(counted(p.delete_completed))
+                .bind(spec)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
             if changed == p.tasks.len() as u64 {
                 tx.commit().await.map_err(db)?;
                 return Ok(vec![CompletionStatus::Completed; p.tasks.len()]);
@@ -589,5 +607,25 @@ impl TaskStore for SqliteStore {
 
     async fn wakeup_subscribe(&self) -> Result<Box<dyn Wakeup>> {
         Ok(Box::new(SqliteWakeup { rx: self.local.hints.subscribe() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counted;
+
+    /// Each counted completion is the statement that answers per task without its rows: a batch is
+    /// written by one or the other depending on its size and its count.
+    #[test]
+    fn the_counted_completions_are_the_answering_ones_without_their_rows() {
+        let pairs = [
+            (false, include_str!("sql/task_complete_plain.sql")),
+            (true, include_str!("sql/task_complete_delete.sql")),
+        ];
+        for (delete_completed, answering) in pairs {
+            let counted = counted(delete_completed);
+            assert!(!counted.contains("RETURNING"), "{counted}");
+            assert_eq!(format!("{counted}\nRETURNING id, fence"), answering.trim_end());
+        }
     }
 }
